@@ -1,0 +1,12 @@
+#pragma once
+
+// Each subcommand lives in its own file and registers itself on the top-level app. A subcommand
+// declares its flags, validates them, calls one library function and reports the result.
+
+#include <CLI/CLI.hpp>
+
+namespace ssn::cli {
+
+void add_toy_command(CLI::App& app);
+
+}  // namespace ssn::cli

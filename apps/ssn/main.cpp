@@ -1,0 +1,56 @@
+// The `ssn` command line. Errors are reported as
+//   ssn: error: <what>, <where>, <what was expected>
+// on stderr with exit code 1.
+
+#include <c10/util/Exception.h>
+
+#include <CLI/CLI.hpp>
+#include <exception>
+#include <iostream>
+#include <string>
+
+#include "commands.h"
+#include "ssn/runtime/threads.h"
+
+namespace {
+
+constexpr const char* kDescription =
+    "ssn: Stochastic Segmentation Networks (Monteiro et al., NeurIPS 2020).\n"
+    "A segmentation network whose head outputs a Gaussian over the whole logit map with low-rank\n"
+    "plus diagonal covariance; sampling it gives spatially coherent segmentations.";
+
+int report_error(const std::string& message) {
+  std::cerr << "ssn: error: " << message << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{kDescription, "ssn"};
+  app.require_subcommand(1);
+  app.failure_message([](const CLI::App* failed, const CLI::Error& error) {
+    return "ssn: error: " + std::string(error.what()) + "\nRun '" + failed->get_name() +
+           " --help' for the flags.\n";
+  });
+  // Debian's LibTorch starts with one thread; use every core unless --threads says otherwise.
+  // Options are applied before any subcommand runs.
+  ssn::runtime::configure_threads();
+  app.add_option_function<int>(
+         "--threads", [](const int& threads) { ssn::runtime::configure_threads(threads); },
+         "Intra-op CPU threads for LibTorch (default: all cores available to the process)")
+      ->check(CLI::PositiveNumber);
+
+  ssn::cli::add_toy_command(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  } catch (const c10::Error& error) {
+    return report_error(error.what_without_backtrace());
+  } catch (const std::exception& error) {
+    return report_error(error.what());
+  }
+  return 0;
+}

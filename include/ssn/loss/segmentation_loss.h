@@ -1,0 +1,66 @@
+#pragma once
+
+// Training objectives: the SSN Monte-Carlo likelihood (Monteiro et al., 2020, eq. 7) and the
+// cross-entropy of the deterministic baseline, behind one interface.
+//
+// Shapes: B batch, C classes, S pixels/voxels, N = C*S, R rank, M Monte-Carlo samples.
+
+#include <ATen/ATen.h>
+#include <c10/util/Optional.h>
+
+#include <memory>
+#include <string>
+
+#include "ssn/distributions/low_rank_normal.h"
+
+namespace ssn::loss {
+
+/// sample_log_likelihood [M, B] (log p(y | eta_m) per sample) -> [B]:
+/// log( (1/M) sum_m exp(l_m) ), the Monte-Carlo estimate of log p(y | x), computed with logsumexp.
+at::Tensor monte_carlo_log_likelihood(const at::Tensor& sample_log_likelihood);
+
+/// The SSN loss for given antithetic noise eps_W [M/2, B, R], eps_D [M/2, B, N]: samples are the
+/// M/2 draws loc + delta followed by their mirrors loc - delta, and
+///   loss = -mean_b [ logsumexp_m sum_s log softmax(eta_m)_s[y_s] - log M ].
+/// distribution's event shape must be (C, *spatial); target [B, *spatial] holds labels in [0, C).
+/// Gradients flow to loc, cov_factor and cov_diag. The backward pass recomputes the samples in
+/// chunks instead of storing them, so the peak working memory stays near the M x B x N logits.
+at::Tensor ssn_loss_from_noise(const LowRankNormal& distribution, const at::Tensor& target,
+                               const at::Tensor& eps_W, const at::Tensor& eps_D);
+
+/// The SSN loss with M (even) fresh antithetic samples.
+at::Tensor ssn_loss(const LowRankNormal& distribution, const at::Tensor& target,
+                    int64_t num_mc_samples, c10::optional<at::Generator> generator = c10::nullopt);
+
+/// logits [B, C, *spatial], target [B, *spatial] -> mean pixel-wise softmax cross-entropy.
+at::Tensor cross_entropy_loss(const at::Tensor& logits, const at::Tensor& target);
+
+enum class LossKind {
+  kCrossEntropy,         ///< deterministic baseline
+  kStochasticMcIntegral  ///< the SSN loss
+};
+
+struct LossOptions {
+  LossKind kind = LossKind::kStochasticMcIntegral;
+  /// M for the SSN loss; must be even.
+  int64_t num_mc_samples = 20;
+};
+
+/// One interface for every model kind: the trainer calls it with what the model produced.
+class SegmentationLoss {
+ public:
+  explicit SegmentationLoss(LossOptions options);
+
+  /// mean_logits [B, C, *spatial]; distribution over the same logits (required for the SSN loss,
+  /// ignored by cross-entropy); target [B, *spatial] -> scalar loss.
+  at::Tensor operator()(const at::Tensor& mean_logits, const LowRankNormal* distribution,
+                        const at::Tensor& target,
+                        c10::optional<at::Generator> generator = c10::nullopt) const;
+
+  const LossOptions& options() const { return options_; }
+
+ private:
+  LossOptions options_;
+};
+
+}  // namespace ssn::loss

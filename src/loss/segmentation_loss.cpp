@@ -1,0 +1,234 @@
+#include "ssn/loss/segmentation_loss.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/nn/functional/loss.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace ssn::loss {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Each chunk of half-samples forms about this fraction of the M x B x N logits at once, so the
+// working set beyond the saved noise (half of M x B x N) stays well under M x B x N.
+constexpr int64_t kChunksPerHalf = 4;
+
+int64_t chunk_size(int64_t half) { return std::max<int64_t>(1, (half + kChunksPerHalf - 1) / kChunksPerHalf); }
+
+// eta [m, B, C*S], target_index [B, 1, S] -> [m, B]: sum_s log softmax(eta)_s[y_s], without
+// materialising the full log-softmax (logsumexp and the gathered logit are C times smaller).
+at::Tensor sample_log_likelihood(const at::Tensor& eta, const at::Tensor& target_index,
+                                 int64_t num_classes) {
+  const int64_t m = eta.size(0);
+  const int64_t batch = eta.size(1);
+  const at::Tensor logits = eta.view({m, batch, num_classes, -1});
+  const at::Tensor picked =
+      logits.gather(/*dim=*/2, target_index.unsqueeze(0).expand({m, -1, -1, -1})).squeeze(2);
+  return (picked - logits.logsumexp(/*dim=*/2)).sum(/*dim=*/-1);
+}
+
+// d loss / d eta for one chunk: coefficient[m, b] * (softmax(eta) - onehot(y)), [m, B, C*S].
+at::Tensor logit_gradient(const at::Tensor& eta, const at::Tensor& target_index,
+                          const at::Tensor& coefficient, int64_t num_classes) {
+  const int64_t m = eta.size(0);
+  const int64_t batch = eta.size(1);
+  at::Tensor grad = eta.view({m, batch, num_classes, -1}).softmax(/*dim=*/2);
+  const at::Tensor index = target_index.unsqueeze(0).expand({m, -1, -1, -1});
+  grad.scatter_add_(/*dim=*/2, index, at::full(index.sizes(), -1.0, grad.options()));
+  grad.mul_(coefficient.view({m, batch, 1, 1}));
+  return grad.view({m, batch, -1});
+}
+
+// The SSN loss with an analytic backward pass. Autograd through the plain formula would keep the
+// samples, their log-softmax and the mirrored copy alive (several times M x B x N); here the
+// forward keeps only the noise and the [M, B] per-sample likelihoods, and the backward recomputes
+// the samples chunk by chunk.
+struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& loc,
+                            const at::Tensor& cov_factor, const at::Tensor& cov_diag,
+                            const at::Tensor& eps_W, const at::Tensor& eps_D,
+                            const at::Tensor& target_index, int64_t num_classes) {
+    const int64_t half = eps_W.size(0);
+    const int64_t step = chunk_size(half);
+    const LowRankNormal distribution(loc, cov_factor, cov_diag);
+    std::vector<at::Tensor> plus, minus;
+    for (int64_t start = 0; start < half; start += step) {
+      const int64_t stop = std::min(half, start + step);
+      const at::Tensor delta =
+          distribution.perturbation(eps_W.slice(0, start, stop), eps_D.slice(0, start, stop));
+      plus.push_back(sample_log_likelihood(loc + delta, target_index, num_classes));
+      minus.push_back(sample_log_likelihood(loc - delta, target_index, num_classes));
+    }
+    // First the M/2 "+" samples, then their mirrors, as the reference orders them.
+    const at::Tensor per_sample = at::cat({at::cat(plus), at::cat(minus)});  // [M, B]
+    ctx->save_for_backward({loc, cov_factor, cov_diag});
+    ctx->saved_data["eps_W"] = eps_W;
+    ctx->saved_data["eps_D"] = eps_D;
+    ctx->saved_data["target_index"] = target_index;
+    ctx->saved_data["per_sample"] = per_sample;
+    ctx->saved_data["num_classes"] = num_classes;
+    return -monte_carlo_log_likelihood(per_sample).mean();
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& loc = saved[0];
+    const at::Tensor& cov_factor = saved[1];
+    const at::Tensor& cov_diag = saved[2];
+    const at::Tensor eps_W = ctx->saved_data["eps_W"].toTensor();
+    const at::Tensor eps_D = ctx->saved_data["eps_D"].toTensor();
+    const at::Tensor target_index = ctx->saved_data["target_index"].toTensor();
+    const at::Tensor per_sample = ctx->saved_data["per_sample"].toTensor();
+    const int64_t num_classes = ctx->saved_data["num_classes"].toInt();
+
+    const int64_t half = eps_W.size(0);
+    const int64_t batch = loc.size(0);
+    // d loss / d l[m, b] = -grad * softmax_m(l)[m, b] / B.
+    const at::Tensor coefficient =
+        per_sample.softmax(/*dim=*/0) * (grad_outputs[0] / static_cast<double>(batch));
+    const at::Tensor plus_coefficient = coefficient.slice(0, 0, half);
+    const at::Tensor minus_coefficient = coefficient.slice(0, half, 2 * half);
+
+    const LowRankNormal distribution(loc, cov_factor, cov_diag);
+    at::Tensor grad_loc = at::zeros_like(loc);
+    at::Tensor grad_factor = at::zeros_like(cov_factor);
+    at::Tensor grad_diag = at::zeros_like(cov_diag);
+    const int64_t step = chunk_size(half);
+    for (int64_t start = 0; start < half; start += step) {
+      const int64_t stop = std::min(half, start + step);
+      const at::Tensor chunk_W = eps_W.slice(0, start, stop);
+      const at::Tensor chunk_D = eps_D.slice(0, start, stop);
+      const at::Tensor delta = distribution.perturbation(chunk_W, chunk_D);
+      const at::Tensor grad_plus = logit_gradient(
+          loc + delta, target_index, plus_coefficient.slice(0, start, stop), num_classes);
+      const at::Tensor grad_minus = logit_gradient(
+          loc - delta, target_index, minus_coefficient.slice(0, start, stop), num_classes);
+      grad_loc += (grad_plus + grad_minus).sum(/*dim=*/0);
+      // eta = loc +/- (P eps_W + sqrt(D) eps_D): the perturbation sees grad_plus - grad_minus.
+      const at::Tensor grad_delta = grad_plus - grad_minus;  // [m, B, N]
+      if (cov_factor.size(2) > 0) {
+        // [B, N, m] x [B, m, R] -> [B, N, R]
+        grad_factor += at::matmul(grad_delta.permute({1, 2, 0}), chunk_W.transpose(0, 1));
+      }
+      grad_diag += (grad_delta * chunk_D).sum(/*dim=*/0);
+    }
+    grad_diag.mul_(0.5 / cov_diag.sqrt());  // d sqrt(D) / dD
+    return {grad_loc, grad_factor, grad_diag, at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+// target [B, *spatial] -> [B, 1, S] int64 labels, checked against the distribution.
+at::Tensor target_index_for(const LowRankNormal& distribution, const at::Tensor& target) {
+  const auto& event = distribution.event_shape();
+  TORCH_CHECK(event.size() >= 2,
+              "ssn_loss: the distribution needs an event shape (C, *spatial), got a flat event of "
+              "N = ",
+              distribution.event_size());
+  const int64_t num_classes = event.front();
+  TORCH_CHECK(num_classes >= 2, "ssn_loss: needs C >= 2 classes, got ", num_classes);
+  std::vector<int64_t> expected = {distribution.batch_size()};
+  expected.insert(expected.end(), event.begin() + 1, event.end());
+  TORCH_CHECK(target.defined() && target.sizes() == at::IntArrayRef(expected),
+              "ssn_loss: target must have shape [B, *spatial] = ", at::IntArrayRef(expected),
+              ", got ", target.defined() ? target.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(!at::isFloatingType(target.scalar_type()) && target.scalar_type() != at::kBool,
+              "ssn_loss: target must hold integer class labels, got ", target.scalar_type());
+  TORCH_CHECK(target.device() == distribution.loc().device(),
+              "ssn_loss: target must be on the device of the distribution (",
+              distribution.loc().device(), "), got ", target.device());
+  const at::Tensor labels = target.to(at::kLong).reshape({distribution.batch_size(), 1, -1});
+  TORCH_CHECK(labels.numel() == 0 || (labels.min().item<int64_t>() >= 0 &&
+                                      labels.max().item<int64_t>() < num_classes),
+              "ssn_loss: target labels must lie in [0, ", num_classes, "), got values in [",
+              labels.min().item<int64_t>(), ", ", labels.max().item<int64_t>(), "]");
+  return labels;
+}
+
+}  // namespace
+
+at::Tensor monte_carlo_log_likelihood(const at::Tensor& sample_log_likelihood) {
+  TORCH_CHECK(sample_log_likelihood.dim() == 2 && sample_log_likelihood.size(0) >= 1,
+              "monte_carlo_log_likelihood: expected per-sample log-likelihoods [M, B] with M >= 1, "
+              "got shape ",
+              sample_log_likelihood.sizes());
+  const double num_samples = static_cast<double>(sample_log_likelihood.size(0));
+  return sample_log_likelihood.logsumexp(/*dim=*/0) - std::log(num_samples);
+}
+
+at::Tensor ssn_loss_from_noise(const LowRankNormal& distribution, const at::Tensor& target,
+                               const at::Tensor& eps_W, const at::Tensor& eps_D) {
+  const at::Tensor labels = target_index_for(distribution, target);
+  TORCH_CHECK(eps_W.defined() && eps_W.dim() == 3 && eps_W.size(0) >= 1,
+              "ssn_loss: eps_W must have shape [M/2, B, R] with M/2 >= 1, got ",
+              eps_W.defined() ? eps_W.sizes() : at::IntArrayRef{});
+  // Validates the noise shapes, dtypes and devices once, before the autograd function.
+  distribution.perturbation(eps_W.slice(0, 0, 1), eps_D.defined() ? eps_D.slice(0, 0, 1) : eps_D);
+  TORCH_CHECK(eps_D.size(0) == eps_W.size(0), "ssn_loss: eps_D must have M/2 = ", eps_W.size(0),
+              " draws like eps_W, got ", eps_D.size(0));
+  return SsnLossFunction::apply(distribution.loc(), distribution.cov_factor(),
+                                distribution.cov_diag(), eps_W, eps_D, labels,
+                                distribution.num_classes());
+}
+
+at::Tensor ssn_loss(const LowRankNormal& distribution, const at::Tensor& target,
+                    int64_t num_mc_samples, c10::optional<at::Generator> generator) {
+  TORCH_CHECK(num_mc_samples >= 2 && num_mc_samples % 2 == 0,
+              "ssn_loss: num_mc_samples must be even and >= 2 (antithetic pairs), got ",
+              num_mc_samples);
+  const int64_t half = num_mc_samples / 2;
+  const auto options = distribution.loc().options();
+  const at::Tensor eps_W =
+      at::randn({half, distribution.batch_size(), distribution.rank()}, generator, options);
+  const at::Tensor eps_D =
+      at::randn({half, distribution.batch_size(), distribution.event_size()}, generator, options);
+  return ssn_loss_from_noise(distribution, target, eps_W, eps_D);
+}
+
+at::Tensor cross_entropy_loss(const at::Tensor& logits, const at::Tensor& target) {
+  TORCH_CHECK(logits.defined() && logits.dim() >= 3,
+              "cross_entropy_loss: logits must have shape [B, C, *spatial], got ",
+              logits.defined() ? logits.sizes() : at::IntArrayRef{});
+  std::vector<int64_t> expected = {logits.size(0)};
+  expected.insert(expected.end(), logits.sizes().begin() + 2, logits.sizes().end());
+  TORCH_CHECK(target.defined() && target.sizes() == at::IntArrayRef(expected),
+              "cross_entropy_loss: target must have shape [B, *spatial] = ",
+              at::IntArrayRef(expected), ", got ",
+              target.defined() ? target.sizes() : at::IntArrayRef{});
+  const int64_t num_classes = logits.size(1);
+  TORCH_CHECK(target.numel() == 0 || (target.min().item<int64_t>() >= 0 &&
+                                      target.max().item<int64_t>() < num_classes),
+              "cross_entropy_loss: target labels must lie in [0, ", num_classes, "), got values in [",
+              target.min().item<int64_t>(), ", ", target.max().item<int64_t>(), "]");
+  return torch::nn::functional::cross_entropy(logits, target.to(at::kLong));
+}
+
+SegmentationLoss::SegmentationLoss(LossOptions options) : options_(options) {
+  if (options_.kind == LossKind::kStochasticMcIntegral) {
+    TORCH_CHECK(options_.num_mc_samples >= 2 && options_.num_mc_samples % 2 == 0,
+                "SegmentationLoss: num_mc_samples must be even and >= 2 (antithetic pairs), got ",
+                options_.num_mc_samples);
+  }
+}
+
+at::Tensor SegmentationLoss::operator()(const at::Tensor& mean_logits,
+                                        const LowRankNormal* distribution,
+                                        const at::Tensor& target,
+                                        c10::optional<at::Generator> generator) const {
+  switch (options_.kind) {
+    case LossKind::kCrossEntropy:
+      return cross_entropy_loss(mean_logits, target);
+    case LossKind::kStochasticMcIntegral:
+      TORCH_CHECK(distribution != nullptr,
+                  "SegmentationLoss: the SSN loss needs the model's distribution, got none (is "
+                  "the model deterministic?)");
+      return ssn_loss(*distribution, target, options_.num_mc_samples, generator);
+  }
+  TORCH_CHECK(false, "SegmentationLoss: unknown loss kind");
+}
+
+}  // namespace ssn::loss

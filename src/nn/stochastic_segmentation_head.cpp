@@ -1,0 +1,107 @@
+#include "ssn/nn/stochastic_segmentation_head.h"
+
+#include <torch/nn/functional/activation.h>
+
+namespace ssn::nn {
+namespace {
+
+std::shared_ptr<torch::nn::Module> make_pointwise_conv(int64_t in_channels, int64_t out_channels,
+                                                       int64_t dimension) {
+  if (dimension == 2) {
+    return torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, out_channels, /*kernel=*/1))
+        .ptr();
+  }
+  return torch::nn::Conv3d(torch::nn::Conv3dOptions(in_channels, out_channels, /*kernel=*/1)).ptr();
+}
+
+}  // namespace
+
+StochasticSegmentationHeadImpl::StochasticSegmentationHeadImpl(
+    const StochasticSegmentationHeadOptions& options)
+    : options_(options) {
+  TORCH_CHECK(options_.in_channels() >= 1,
+              "StochasticSegmentationHead: in_channels must be >= 1, got ", options_.in_channels());
+  TORCH_CHECK(options_.num_classes() >= 2,
+              "StochasticSegmentationHead: num_classes must be >= 2 (background included), got ",
+              options_.num_classes());
+  TORCH_CHECK(options_.rank() >= 0,
+              "StochasticSegmentationHead: rank must be >= 0 (0 = diagonal covariance), got ",
+              options_.rank());
+  TORCH_CHECK(options_.epsilon() > 0, "StochasticSegmentationHead: epsilon must be > 0, got ",
+              options_.epsilon());
+  TORCH_CHECK(options_.dimension() == 2 || options_.dimension() == 3,
+              "StochasticSegmentationHead: dimension must be 2 or 3, got ", options_.dimension());
+  const int64_t in = options_.in_channels();
+  const int64_t classes = options_.num_classes();
+  mean_l_ = register_module("mean_l", make_pointwise_conv(in, classes, options_.dimension()));
+  log_cov_diag_l_ =
+      register_module("log_cov_diag_l", make_pointwise_conv(in, classes, options_.dimension()));
+  if (options_.rank() > 0) {
+    cov_factor_l_ = register_module(
+        "cov_factor_l", make_pointwise_conv(in, classes * options_.rank(), options_.dimension()));
+  }
+}
+
+torch::Tensor StochasticSegmentationHeadImpl::apply_conv(
+    const std::shared_ptr<torch::nn::Module>& conv, const torch::Tensor& input) const {
+  if (options_.dimension() == 2) {
+    return std::static_pointer_cast<torch::nn::Conv2dImpl>(conv)->forward(input);
+  }
+  return std::static_pointer_cast<torch::nn::Conv3dImpl>(conv)->forward(input);
+}
+
+HeadOutput StochasticSegmentationHeadImpl::forward(const torch::Tensor& features,
+                                                   const torch::Tensor& mask) {
+  const int64_t dims = options_.dimension();
+  TORCH_CHECK(features.defined() && features.dim() == dims + 2 &&
+                  features.size(1) == options_.in_channels(),
+              "StochasticSegmentationHead: features must have shape [B, F = ",
+              options_.in_channels(), ", *spatial] with ", dims, " spatial dimensions, got ",
+              features.defined() ? features.sizes() : at::IntArrayRef{});
+  const int64_t batch = features.size(0);
+  const int64_t classes = options_.num_classes();
+  const int64_t rank = options_.rank();
+  const std::vector<int64_t> spatial(features.sizes().begin() + 2, features.sizes().end());
+  std::vector<int64_t> event_shape = {classes};
+  event_shape.insert(event_shape.end(), spatial.begin(), spatial.end());
+
+  const torch::Tensor activated = torch::relu(features);
+  const torch::Tensor mean_logits = apply_conv(mean_l_, activated);  // [B, C, *spatial]
+  torch::Tensor cov_diag = apply_conv(log_cov_diag_l_, activated).exp() + options_.epsilon();
+  torch::Tensor cov_factor_maps;                                      // [B, C*R, *spatial]
+  if (rank > 0) {
+    cov_factor_maps = apply_conv(cov_factor_l_, activated);
+  } else {
+    std::vector<int64_t> empty_shape = {batch, 0};
+    empty_shape.insert(empty_shape.end(), spatial.begin(), spatial.end());
+    cov_factor_maps = torch::zeros(empty_shape, features.options());
+  }
+
+  torch::Tensor mask_values = torch::ones({1}, features.options());
+  if (mask.defined()) {
+    std::vector<int64_t> expected = {batch};
+    expected.insert(expected.end(), spatial.begin(), spatial.end());
+    TORCH_CHECK(mask.sizes() == at::IntArrayRef(expected),
+                "StochasticSegmentationHead: mask must have shape [B, *spatial] = ",
+                at::IntArrayRef(expected), ", got ", mask.sizes());
+    mask_values = mask.to(features.options()).unsqueeze(1);  // [B, 1, *spatial]
+  }
+  // The background covariance tends to blow up, so the reference zeroes P and keeps only eps of D
+  // outside the region of interest; eps is added a second time after masking, as it does.
+  cov_diag = cov_diag * mask_values + options_.epsilon();
+  if (rank > 0) {
+    cov_factor_maps = cov_factor_maps * mask_values;
+  }
+
+  // [B, C*R, *sp] (channel k = r*C + c) -> [B, R, C*S] -> [B, N, R].
+  const int64_t events = mean_logits.numel() / batch;
+  const torch::Tensor cov_factor =
+      rank > 0 ? cov_factor_maps.reshape({batch, rank, events}).transpose(1, 2).contiguous()
+               : torch::zeros({batch, events, 0}, features.options());
+  HeadOutput output{LowRankNormal(mean_logits.reshape({batch, -1}), cov_factor,
+                                  cov_diag.reshape({batch, -1}), event_shape),
+                    mean_logits, cov_diag, cov_factor_maps};
+  return output;
+}
+
+}  // namespace ssn::nn

@@ -1,0 +1,200 @@
+#include "ssn/loss/segmentation_loss.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "golden.h"
+
+namespace ssn::loss {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::load_golden;
+using testing::max_relative_error;
+using testing::to_tensor;
+
+std::string error_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const c10::Error& error) {
+    return error.what_without_backtrace();
+  }
+  return "<no error>";
+}
+
+std::vector<int64_t> event_shape_of(const at::Tensor& mean) {
+  return std::vector<int64_t>(mean.sizes().begin() + 1, mean.sizes().end());
+}
+
+// The loss written as plainly as the reference: samples, cross-entropy, logsumexp; gradients by
+// autograd. An independent check of the chunked analytic backward pass.
+torch::Tensor plain_ssn_loss(const torch::Tensor& loc, const torch::Tensor& factor,
+                             const torch::Tensor& diag, const torch::Tensor& target,
+                             const torch::Tensor& eps_W, const torch::Tensor& eps_D,
+                             int64_t classes) {
+  const auto delta =
+      torch::einsum("bnr,mbr->mbn", {factor, eps_W}) + diag.sqrt().unsqueeze(0) * eps_D;
+  const auto samples = torch::cat({loc + delta, loc - delta});  // [M, B, N]
+  const int64_t m = samples.size(0), b = samples.size(1);
+  const auto logits = samples.reshape({m * b, classes, -1});
+  const auto labels = target.reshape({1, b, -1}).expand({m, b, -1}).reshape({m * b, -1});
+  const auto log_prob = -torch::nn::functional::cross_entropy(
+                            logits, labels,
+                            torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
+                             .view({m, b, -1});
+  return -(torch::logsumexp(log_prob.sum(-1), 0) - std::log(double(m))).mean();
+}
+
+class GoldenSsnLoss : public ::testing::TestWithParam<at::ScalarType> {};
+
+TEST_P(GoldenSsnLoss, LossAndGradientsMatchEveryCase) {
+  const at::ScalarType dtype = GetParam();
+  const double tolerance = dtype == at::kDouble ? 1e-9 : 1e-4;
+  const auto golden = load_golden("ssn_loss.json");
+  ASSERT_FALSE(golden["cases"].empty());
+  for (const auto& c : golden["cases"]) {
+    SCOPED_TRACE("case with mc_samples " + std::to_string(c["mc_samples"].get<int>()));
+    const at::Tensor mean_maps = to_tensor(c["mean"], dtype);  // [B, C, *sp]
+    const int64_t batch = mean_maps.size(0);
+    torch::Tensor loc = mean_maps.reshape({batch, -1}).set_requires_grad(true);
+    torch::Tensor factor = to_tensor(c["cov_factor"], dtype).set_requires_grad(true);
+    torch::Tensor diag = to_tensor(c["cov_diag"], dtype).set_requires_grad(true);
+    const LowRankNormal dist(loc, factor, diag, event_shape_of(mean_maps));
+    const at::Tensor target = to_tensor(c["target"], at::kLong);
+    const at::Tensor eps_W = to_tensor(c["eps_W"], dtype);
+    const at::Tensor eps_D = to_tensor(c["eps_D"], dtype);
+    ASSERT_EQ(2 * eps_W.size(0), c["mc_samples"].get<int64_t>());
+
+    const torch::Tensor loss = ssn_loss_from_noise(dist, target, eps_W, eps_D);
+    loss.backward();
+    const double expected = c["loss"].get<double>();
+    EXPECT_LT(std::abs(loss.item<double>() - expected) / std::abs(expected), tolerance);
+    // Gradients are compared relative to their largest entry (some entries are ~0).
+    const at::Tensor grad_mean = to_tensor(c["grad_mean"]).reshape({batch, -1});
+    const at::Tensor grad_factor = to_tensor(c["grad_cov_factor"]);
+    const at::Tensor grad_diag = to_tensor(c["grad_cov_diag"]);
+    EXPECT_LT(max_relative_error(loc.grad(), grad_mean, grad_mean.abs().max().item<double>()),
+              tolerance);
+    EXPECT_LT(
+        max_relative_error(factor.grad(), grad_factor, grad_factor.abs().max().item<double>()),
+        tolerance);
+    EXPECT_LT(max_relative_error(diag.grad(), grad_diag, grad_diag.abs().max().item<double>()),
+              tolerance);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, GoldenSsnLoss, ::testing::Values(at::kDouble, at::kFloat),
+                         [](const auto& info) {
+                           return info.param == at::kDouble ? std::string("Float64")
+                                                            : std::string("Float32");
+                         });
+
+TEST(SsnLoss, AnalyticBackwardMatchesAutogradThroughThePlainFormula) {
+  at::Generator gen = at::detail::createCPUGenerator(3);
+  const auto opts = at::TensorOptions().dtype(at::kDouble);
+  for (int64_t rank : {0, 3}) {
+    for (int64_t half : {1, 5, 9}) {  // one chunk, several chunks, a ragged last chunk
+      SCOPED_TRACE("rank " + std::to_string(rank) + ", M/2 " + std::to_string(half));
+      const int64_t batch = 2, classes = 3, pixels = 10, events = classes * pixels;
+      const at::Tensor loc0 = at::randn({batch, events}, gen, opts);
+      const at::Tensor factor0 = 0.5 * at::randn({batch, events, rank}, gen, opts);
+      const at::Tensor diag0 = at::rand({batch, events}, gen, opts) + 0.1;
+      const at::Tensor target = at::randint(classes, {batch, pixels}, gen, opts.dtype(at::kLong));
+      const at::Tensor eps_W = at::randn({half, batch, rank}, gen, opts);
+      const at::Tensor eps_D = at::randn({half, batch, events}, gen, opts);
+
+      auto loc = loc0.clone().set_requires_grad(true);
+      auto factor = factor0.clone().set_requires_grad(true);
+      auto diag = diag0.clone().set_requires_grad(true);
+      const auto ours = ssn_loss_from_noise(LowRankNormal(loc, factor, diag, {classes, pixels}),
+                                            target, eps_W, eps_D);
+      (3.0 * ours).backward();  // a non-unit upstream gradient
+
+      auto loc_ref = loc0.clone().set_requires_grad(true);
+      auto factor_ref = factor0.clone().set_requires_grad(true);
+      auto diag_ref = diag0.clone().set_requires_grad(true);
+      const auto reference =
+          plain_ssn_loss(loc_ref, factor_ref, diag_ref, target, eps_W, eps_D, classes);
+      (3.0 * reference).backward();
+
+      EXPECT_NEAR(ours.item<double>(), reference.item<double>(), 1e-12);
+      EXPECT_TRUE(at::allclose(loc.grad(), loc_ref.grad(), 1e-10, 1e-12));
+      EXPECT_TRUE(at::allclose(diag.grad(), diag_ref.grad(), 1e-10, 1e-12));
+      if (rank > 0) {
+        EXPECT_TRUE(at::allclose(factor.grad(), factor_ref.grad(), 1e-10, 1e-12));
+      }
+    }
+  }
+}
+
+TEST(SsnLoss, WithFreshSamplesIsReproducibleForAGivenGenerator) {
+  const at::Tensor loc = at::randn({2, 2 * 16}, at::kDouble);
+  const LowRankNormal dist(loc, at::randn({2, 32, 2}, at::kDouble),
+                           at::rand({2, 32}, at::kDouble) + 0.1, {2, 4, 4});
+  const at::Tensor target = at::randint(2, {2, 4, 4}, at::kLong);
+  at::Generator first = at::detail::createCPUGenerator(42);
+  at::Generator second = at::detail::createCPUGenerator(42);
+  EXPECT_EQ(ssn_loss(dist, target, 10, first).item<double>(),
+            ssn_loss(dist, target, 10, second).item<double>());
+}
+
+TEST(SsnLoss, ZeroCovarianceGivesTheCrossEntropyOfTheMeanSummedOverPixels) {
+  // With P = 0 and D -> 0 every sample is the mean: -log p(y) = sum_s CE_s, averaged over B.
+  const at::Tensor mean = at::randn({2, 3, 4, 5}, at::kDouble);
+  const at::Tensor target = at::randint(3, {2, 4, 5}, at::kLong);
+  const LowRankNormal dist(mean.reshape({2, -1}), at::zeros({2, 60, 1}, at::kDouble),
+                           at::full({2, 60}, 1e-30, at::kDouble), {3, 4, 5});
+  const double per_pixel = cross_entropy_loss(mean, target).item<double>();
+  EXPECT_NEAR(ssn_loss(dist, target, 4).item<double>(), per_pixel * 20, 1e-9);
+}
+
+TEST(SsnLoss, RejectsBadInputWithClearMessages) {
+  const LowRankNormal dist(at::zeros({1, 8}, at::kDouble), at::zeros({1, 8, 1}, at::kDouble),
+                           at::ones({1, 8}, at::kDouble), {2, 4});
+  const at::Tensor target = at::zeros({1, 4}, at::kLong);
+  EXPECT_THAT(error_of([&] { ssn_loss(dist, target, 3); }),
+              HasSubstr("num_mc_samples must be even and >= 2 (antithetic pairs), got 3"));
+  EXPECT_THAT(error_of([&] { ssn_loss(dist, target, 0); }),
+              HasSubstr("num_mc_samples must be even and >= 2 (antithetic pairs), got 0"));
+  EXPECT_THAT(error_of([&] { ssn_loss(dist, at::zeros({1, 5}, at::kLong), 2); }),
+              HasSubstr("target must have shape [B, *spatial] = [1, 4], got [1, 5]"));
+  EXPECT_THAT(error_of([&] { ssn_loss(dist, at::full({1, 4}, 2, at::kLong), 2); }),
+              HasSubstr("target labels must lie in [0, 2), got values in [2, 2]"));
+  EXPECT_THAT(error_of([&] { ssn_loss(dist, at::zeros({1, 4}, at::kFloat), 2); }),
+              HasSubstr("target must hold integer class labels, got Float"));
+  const LowRankNormal flat(at::zeros({1, 8}, at::kDouble), at::zeros({1, 8, 1}, at::kDouble),
+                           at::ones({1, 8}, at::kDouble));
+  EXPECT_THAT(error_of([&] { ssn_loss(flat, target, 2); }),
+              HasSubstr("needs an event shape (C, *spatial)"));
+  EXPECT_THAT(error_of([&] { SegmentationLoss({LossKind::kStochasticMcIntegral, 7}); }),
+              HasSubstr("num_mc_samples must be even and >= 2 (antithetic pairs), got 7"));
+  const SegmentationLoss loss({LossKind::kStochasticMcIntegral, 2});
+  EXPECT_THAT(error_of([&] { loss(at::zeros({1, 2, 4}), nullptr, target); }),
+              HasSubstr("the SSN loss needs the model's distribution, got none"));
+}
+
+TEST(CrossEntropyLoss, UniformLogitsCostLogC) {
+  const at::Tensor logits = at::zeros({2, 4, 3, 3}, at::kDouble);
+  const at::Tensor target = at::randint(4, {2, 3, 3}, at::kLong);
+  const SegmentationLoss loss({LossKind::kCrossEntropy, 0});
+  EXPECT_NEAR(loss(logits, nullptr, target).item<double>(), std::log(4.0), 1e-12);
+  EXPECT_THAT(error_of([&] { cross_entropy_loss(logits, at::zeros({2, 3}, at::kLong)); }),
+              HasSubstr("target must have shape [B, *spatial] = [2, 3, 3], got [2, 3]"));
+  EXPECT_THAT(error_of([&] { cross_entropy_loss(logits, at::full({2, 3, 3}, 4, at::kLong)); }),
+              HasSubstr("target labels must lie in [0, 4), got values in [4, 4]"));
+}
+
+TEST(MonteCarloLogLikelihood, IsTheLogOfTheMeanLikelihood) {
+  const at::Tensor per_sample = at::tensor({{-1.0, -700.0}, {-3.0, -702.0}}, at::kDouble);
+  const at::Tensor result = monte_carlo_log_likelihood(per_sample);
+  EXPECT_NEAR(result[0].item<double>(), std::log((std::exp(-1.0) + std::exp(-3.0)) / 2), 1e-14);
+  // Stable far below exp's underflow.
+  EXPECT_NEAR(result[1].item<double>(), -700.0 + std::log((1 + std::exp(-2.0)) / 2), 1e-12);
+}
+
+}  // namespace
+}  // namespace ssn::loss
