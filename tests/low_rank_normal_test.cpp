@@ -76,7 +76,7 @@ TEST(LowRankNormal, LogProbAndEntropyMatchTheDenseCovariance) {
     const at::Tensor diff = (value - dist.loc()).unsqueeze(-1);
     const at::Tensor maha =
         at::matmul(diff.transpose(1, 2), at::linalg_solve(cov, diff)).squeeze(-1).squeeze(-1);
-    const at::Tensor logdet = at::linalg_slogdet(cov).logabsdet;
+    const at::Tensor logdet = std::get<1>(at::linalg_slogdet(cov));
     const double log2pi = std::log(2 * M_PI);
     const at::Tensor expected = -0.5 * (maha + logdet + 9 * log2pi);
     EXPECT_LT(max_relative_error(dist.log_prob(value), expected), 1e-10) << "rank " << rank;
@@ -192,13 +192,13 @@ TEST(LowRankNormal, RejectsBadShapesWithClearMessages) {
 TEST(LowRankNormal, RejectsNonPositiveOrNonFiniteDiagonal) {
   const at::Tensor loc = at::zeros({1, 3}, at::kDouble);
   const at::Tensor factor = at::zeros({1, 3, 1}, at::kDouble);
-  EXPECT_THAT(error_of([&] { LowRankNormal(loc, factor, at::tensor({{1.0, 0.0, 1.0}})); }),
+  EXPECT_THAT(error_of([&] { LowRankNormal(loc, factor, at::tensor({1.0, 0.0, 1.0}, at::kDouble).view({1, 3})); }),
               HasSubstr("cov_diag must be > 0 and finite everywhere, got minimum 0"));
-  EXPECT_THAT(error_of([&] { LowRankNormal(loc, factor, at::tensor({{1.0, -2.0, 1.0}})); }),
+  EXPECT_THAT(error_of([&] { LowRankNormal(loc, factor, at::tensor({1.0, -2.0, 1.0}, at::kDouble).view({1, 3})); }),
               HasSubstr("cov_diag must be > 0 and finite everywhere, got minimum -2"));
-  EXPECT_THAT(error_of([&] { LowRankNormal(loc, factor, at::tensor({{1.0, NAN, 1.0}})); }),
+  EXPECT_THAT(error_of([&] { LowRankNormal(loc, factor, at::tensor({1.0, NAN, 1.0}, at::kDouble).view({1, 3})); }),
               HasSubstr("cov_diag must be > 0 and finite everywhere"));
-  EXPECT_THAT(error_of([&] { LowRankNormal(loc, factor, at::tensor({{1.0, INFINITY, 1.0}})); }),
+  EXPECT_THAT(error_of([&] { LowRankNormal(loc, factor, at::tensor({1.0, INFINITY, 1.0}, at::kDouble).view({1, 3})); }),
               HasSubstr("got a non-finite value"));
 }
 

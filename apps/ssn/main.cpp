@@ -46,7 +46,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error);
+    // CLI11 prints the message; every failure exits with 1 as documented, help with 0.
+    return app.exit(error) == 0 ? 0 : 1;
   } catch (const c10::Error& error) {
     return report_error(error.what_without_backtrace());
   } catch (const std::exception& error) {

@@ -221,7 +221,7 @@ at::Tensor SegmentationLoss::operator()(const at::Tensor& mean_logits,
                                         c10::optional<at::Generator> generator) const {
   switch (options_.kind) {
     case LossKind::kCrossEntropy:
-      return cross_entropy_loss(mean_logits, target);
+      return loss::cross_entropy_loss(mean_logits, target);
     case LossKind::kStochasticMcIntegral:
       TORCH_CHECK(distribution != nullptr,
                   "SegmentationLoss: the SSN loss needs the model's distribution, got none (is "

@@ -45,9 +45,9 @@ StochasticSegmentationHeadImpl::StochasticSegmentationHeadImpl(
 torch::Tensor StochasticSegmentationHeadImpl::apply_conv(
     const std::shared_ptr<torch::nn::Module>& conv, const torch::Tensor& input) const {
   if (options_.dimension() == 2) {
-    return std::static_pointer_cast<torch::nn::Conv2dImpl>(conv)->forward(input);
+    return std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(conv)->forward(input);
   }
-  return std::static_pointer_cast<torch::nn::Conv3dImpl>(conv)->forward(input);
+  return std::dynamic_pointer_cast<torch::nn::Conv3dImpl>(conv)->forward(input);
 }
 
 HeadOutput StochasticSegmentationHeadImpl::forward(const torch::Tensor& features,

@@ -17,6 +17,7 @@ namespace {
 
 constexpr int64_t kFigureSamples = 8;
 constexpr int64_t kCell = 12;  // pixels per cell of the figure
+constexpr int kBackground = 200;
 
 void check_options(const ToyOptions& options) {
   TORCH_CHECK(options.num_pixels >= 3 && options.num_pixels % 3 == 0,
@@ -122,14 +123,17 @@ std::array<uint8_t, 3> diverging(double value) {
   return {shade(-v), shade(-v), 255};
 }
 
+// probability in [0, 1] -> white (0) to black (1), "ink" for a foreground pixel.
 std::array<uint8_t, 3> grey(double value) {
-  const auto g = static_cast<uint8_t>(std::lround(255 * std::clamp(value, 0.0, 1.0)));
+  const auto g = static_cast<uint8_t>(std::lround(255 * (1 - std::clamp(value, 0.0, 1.0))));
   return {g, g, g};
 }
 
 class Canvas {
  public:
-  Canvas(int64_t rows, int64_t cols) : pixels_(at::full({rows * kCell, cols * kCell, 3}, 255, at::kByte)) {}
+  // A light grey background keeps white cells visible.
+  Canvas(int64_t rows, int64_t cols)
+      : pixels_(at::full({rows * kCell, cols * kCell, 3}, kBackground, at::kByte)) {}
 
   void cell(int64_t row, int64_t col, std::array<uint8_t, 3> colour) {
     auto block = pixels_.slice(0, row * kCell, (row + 1) * kCell).slice(1, col * kCell, (col + 1) * kCell);

@@ -58,8 +58,9 @@ ToyFit fit_toy_model(int64_t rank, const ToyOptions& options);
 /// Both models with the same optimiser, schedule and seed.
 ToyResult run_toy_problem(const ToyOptions& options);
 
-/// An RGB picture [H, W, 3] uint8 of the targets and, per model, the mean, the covariance matrix and
-/// samples (diverging colours: blue < 0 < red; samples and targets in grey).
+/// An RGB picture [H, W, 3] uint8: the two targets on top, then per model (low-rank left, diagonal
+/// right) the mean, the covariance matrix (blue < 0 < red, each scaled to its largest magnitude)
+/// and sigmoid(eta) of a few samples (white 0 to black 1, on a grey background).
 at::Tensor render_toy_figure(const ToyResult& result);
 
 }  // namespace ssn::toy

@@ -1,0 +1,35 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both install what is missing
+# (Debian packages), build in Release, and run.
+
+BUILD_DIR ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: deps configure build test demo bench clean format
+
+deps:
+	bash scripts/install-deps.sh
+
+configure: deps
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# The main job on built-in data. Until the 2-D pipeline exists this is the paper's toy problem.
+demo: build
+	mkdir -p out/demo
+	$(BUILD_DIR)/ssn toy --out out/demo
+
+# Micro benchmarks against PyTorch measured in the same run; writes the table of docs/performance.md.
+bench: build
+	bash bench/run_micro.sh $(BUILD_DIR)
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.h')
+
+clean:
+	rm -rf $(BUILD_DIR)
