@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "golden.h"
+#include "ssn/runtime/memory_tracker.h"
 
 namespace ssn::loss {
 namespace {
@@ -150,6 +151,41 @@ TEST(SsnLoss, ZeroCovarianceGivesTheCrossEntropyOfTheMeanSummedOverPixels) {
                            at::full({2, 60}, 1e-30, at::kDouble), {3, 4, 5});
   const double per_pixel = loss::cross_entropy_loss(mean, target).item<double>();
   EXPECT_NEAR(ssn_loss(dist, target, 4).item<double>(), per_pixel * 20, 1e-9);
+}
+
+// Peak bytes of forward + backward beyond the inputs and the gradients autograd must return, as a
+// multiple of the M x B x N logits the loss has to form.
+double peak_working_memory_ratio(bool plain) {
+  const int64_t batch = 2, classes = 2, pixels = 32 * 32, rank = 10, samples = 20;
+  const int64_t events = classes * pixels;
+  auto loc = torch::randn({batch, events}).set_requires_grad(true);
+  auto factor = torch::randn({batch, events, rank}).set_requires_grad(true);
+  auto diag = (torch::rand({batch, events}) + 0.1).set_requires_grad(true);
+  const auto target = torch::randint(classes, {batch, pixels}, torch::kLong);
+  const auto eps_W = torch::randn({samples / 2, batch, rank});
+  const auto eps_D = torch::randn({samples / 2, batch, events});
+  const double logits_bytes = double(samples * batch * events) * sizeof(float);
+  const double gradient_bytes = double(loc.numel() + factor.numel() + diag.numel()) * sizeof(float);
+  runtime::CpuMemoryTracker tracker;
+  {
+    const auto loss =
+        plain ? plain_ssn_loss(loc, factor, diag, target, eps_W, eps_D, classes)
+              : ssn_loss_from_noise(LowRankNormal(loc, factor, diag, {classes, pixels}), target,
+                                    eps_W, eps_D);
+    loss.backward();
+  }
+  return (double(tracker.peak_bytes()) - gradient_bytes) / logits_bytes;
+}
+
+TEST(SsnLoss, PeakWorkingMemoryIsAtMostTwiceTheSampledLogits) {
+  const double ours = peak_working_memory_ratio(/*plain=*/false);
+  const double plain = peak_working_memory_ratio(/*plain=*/true);
+  RecordProperty("peak_memory_ratio_ssn", std::to_string(ours));
+  RecordProperty("peak_memory_ratio_plain_autograd", std::to_string(plain));
+  std::cout << "peak working memory / (M x B x N logits): ours " << ours << ", plain autograd "
+            << plain << "\n";
+  EXPECT_LE(ours, 2.0);
+  EXPECT_LT(ours, plain);
 }
 
 TEST(SsnLoss, RejectsBadInputWithClearMessages) {

@@ -58,10 +58,10 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
     std::vector<at::Tensor> plus, minus;
     for (int64_t start = 0; start < half; start += step) {
       const int64_t stop = std::min(half, start + step);
-      const at::Tensor delta =
+      at::Tensor delta =
           distribution.perturbation(eps_W.slice(0, start, stop), eps_D.slice(0, start, stop));
       plus.push_back(sample_log_likelihood(loc + delta, target_index, num_classes));
-      minus.push_back(sample_log_likelihood(loc - delta, target_index, num_classes));
+      minus.push_back(sample_log_likelihood(delta.neg_().add_(loc), target_index, num_classes));
     }
     // First the M/2 "+" samples, then their mirrors, as the reference orders them.
     const at::Tensor per_sample = at::cat({at::cat(plus), at::cat(minus)});  // [M, B]
@@ -102,19 +102,22 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
       const int64_t stop = std::min(half, start + step);
       const at::Tensor chunk_W = eps_W.slice(0, start, stop);
       const at::Tensor chunk_D = eps_D.slice(0, start, stop);
-      const at::Tensor delta = distribution.perturbation(chunk_W, chunk_D);
-      const at::Tensor grad_plus = logit_gradient(
-          loc + delta, target_index, plus_coefficient.slice(0, start, stop), num_classes);
+      at::Tensor delta = distribution.perturbation(chunk_W, chunk_D);
+      at::Tensor grad_delta = logit_gradient(loc + delta, target_index,
+                                             plus_coefficient.slice(0, start, stop), num_classes);
       const at::Tensor grad_minus = logit_gradient(
-          loc - delta, target_index, minus_coefficient.slice(0, start, stop), num_classes);
-      grad_loc += (grad_plus + grad_minus).sum(/*dim=*/0);
+          delta.neg_().add_(loc), target_index, minus_coefficient.slice(0, start, stop),
+          num_classes);
+      delta.reset();
+      grad_loc += grad_delta.sum(/*dim=*/0);
+      grad_loc += grad_minus.sum(/*dim=*/0);
       // eta = loc +/- (P eps_W + sqrt(D) eps_D): the perturbation sees grad_plus - grad_minus.
-      const at::Tensor grad_delta = grad_plus - grad_minus;  // [m, B, N]
+      grad_delta.sub_(grad_minus);  // [m, B, N]
       if (cov_factor.size(2) > 0) {
         // [B, N, m] x [B, m, R] -> [B, N, R]
         grad_factor += at::matmul(grad_delta.permute({1, 2, 0}), chunk_W.transpose(0, 1));
       }
-      grad_diag += (grad_delta * chunk_D).sum(/*dim=*/0);
+      grad_diag += grad_delta.mul_(chunk_D).sum(/*dim=*/0);
     }
     grad_diag.mul_(0.5 / cov_diag.sqrt());  // d sqrt(D) / dD
     return {grad_loc, grad_factor, grad_diag, at::Tensor(), at::Tensor(), at::Tensor(),
