@@ -1,0 +1,188 @@
+#include "ssn/metrics/metrics.h"
+
+#include <cmath>
+#include <limits>
+
+namespace ssn::metrics {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+void check_label_pair(const at::Tensor& samples, const at::Tensor& annotations) {
+  TORCH_CHECK(samples.defined() && samples.dim() >= 2 && samples.size(0) >= 1,
+              "metrics: samples must have shape [N >= 1, *spatial], got ",
+              samples.defined() ? samples.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(annotations.defined() && annotations.dim() >= 2 && annotations.size(0) >= 1,
+              "metrics: annotations must have shape [M >= 1, *spatial], got ",
+              annotations.defined() ? annotations.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(samples.sizes().slice(1) == annotations.sizes().slice(1),
+              "metrics: samples and annotations must have the same spatial shape, got ",
+              samples.sizes().slice(1), " and ", annotations.sizes().slice(1));
+}
+
+}  // namespace
+
+DistributionMetrics distribution_metrics(const at::Tensor& samples, const at::Tensor& annotations,
+                                         int64_t num_classes) {
+  check_label_pair(samples, annotations);
+  const auto channels = foreground_classes(num_classes);
+  return distribution_metrics(PackedLabels(samples, num_classes, channels),
+                              PackedLabels(annotations, num_classes, channels));
+}
+
+DistributionMetrics distribution_metrics(const PackedLabels& samples,
+                                         const PackedLabels& annotations) {
+  TORCH_CHECK(samples.num_maps() >= 1 && annotations.num_maps() >= 1,
+              "metrics: need at least one sample and one annotation, got ", samples.num_maps(),
+              " and ", annotations.num_maps());
+  const at::Tensor d_ss = iou_distance(pairwise_overlap(samples, samples, /*symmetric=*/true));
+  const at::Tensor d_sy = iou_distance(pairwise_overlap(samples, annotations));
+  const at::Tensor d_yy =
+      iou_distance(pairwise_overlap(annotations, annotations, /*symmetric=*/true));
+  DistributionMetrics result;
+  result.diversity = d_ss.mean().item<double>();
+  result.annotator_diversity = d_yy.mean().item<double>();
+  result.ged = 2 * d_sy.mean().item<double>() - result.diversity - result.annotator_diversity;
+  const int64_t n = samples.num_maps();
+  const int64_t m = annotations.num_maps();
+  if (n % m != 0) {
+    result.hm_iou = kNaN;
+  } else {
+    // Column j of the tiled annotations is annotation j % M.
+    const at::Tensor cost = d_sy.repeat({1, n / m});
+    result.hm_iou = 1.0 - min_cost_assignment(cost) / static_cast<double>(n);
+  }
+  return result;
+}
+
+double min_cost_assignment(const at::Tensor& cost, std::vector<int64_t>* assignment) {
+  TORCH_CHECK(cost.dim() == 2 && cost.size(0) == cost.size(1),
+              "min_cost_assignment: expected a square cost matrix, got ", cost.sizes());
+  const int64_t n = cost.size(0);
+  const at::Tensor c = cost.to(at::kDouble).contiguous();
+  const double* a = c.data_ptr<double>();
+  // Potentials u (rows), v (columns); match[j] = row matched to column j (1-based, 0 = none).
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> u(n + 1, 0.0), v(n + 1, 0.0), min_to(n + 1);
+  std::vector<int64_t> match(n + 1, 0), way(n + 1, 0);
+  std::vector<char> used(n + 1);
+  for (int64_t row = 1; row <= n; ++row) {
+    match[0] = row;
+    int64_t col0 = 0;
+    std::fill(min_to.begin(), min_to.end(), inf);
+    std::fill(used.begin(), used.end(), 0);
+    do {
+      used[col0] = 1;
+      const int64_t i0 = match[col0];
+      double delta = inf;
+      int64_t col1 = 0;
+      for (int64_t j = 1; j <= n; ++j) {
+        if (used[j]) continue;
+        const double reduced = a[(i0 - 1) * n + (j - 1)] - u[i0] - v[j];
+        if (reduced < min_to[j]) {
+          min_to[j] = reduced;
+          way[j] = col0;
+        }
+        if (min_to[j] < delta) {
+          delta = min_to[j];
+          col1 = j;
+        }
+      }
+      for (int64_t j = 0; j <= n; ++j) {
+        if (used[j]) {
+          u[match[j]] += delta;
+          v[j] -= delta;
+        } else {
+          min_to[j] -= delta;
+        }
+      }
+      col0 = col1;
+    } while (match[col0] != 0);
+    do {
+      const int64_t col1 = way[col0];
+      match[col0] = match[col1];
+      col0 = col1;
+    } while (col0 != 0);
+  }
+  double total = 0.0;
+  if (assignment) assignment->assign(static_cast<size_t>(n), -1);
+  for (int64_t j = 1; j <= n; ++j) {
+    total += a[(match[j] - 1) * n + (j - 1)];
+    if (assignment) (*assignment)[match[j] - 1] = j - 1;
+  }
+  return total;
+}
+
+double variance_ncc(const at::Tensor& sample_probabilities, const at::Tensor& annotations) {
+  TORCH_CHECK(sample_probabilities.dim() >= 3,
+              "variance_ncc: sample_probabilities must have shape [N, C, *spatial], got ",
+              sample_probabilities.sizes());
+  TORCH_CHECK(annotations.dim() >= 2 &&
+                  annotations.sizes().slice(1) == sample_probabilities.sizes().slice(2),
+              "variance_ncc: annotations must have shape [M, *spatial] with spatial shape ",
+              sample_probabilities.sizes().slice(2), ", got ", annotations.sizes());
+  const int64_t classes = sample_probabilities.size(1);
+  const at::Tensor p = sample_probabilities.to(at::kDouble).flatten(2);  // [N, C, S]
+  // Mean over samples of log(p + eps); both expectations are linear in it.
+  const at::Tensor mean_log = (p + 1e-8).log().mean(/*dim=*/0);  // [C, S]
+  const at::Tensor mean_seg = p.mean(/*dim=*/0);                  // [C, S]
+  const at::Tensor e_ss = -(mean_seg * mean_log).sum(/*dim=*/0);  // [S]
+  const at::Tensor labels = annotations.to(at::kLong).flatten(1);  // [M, S]
+  TORCH_CHECK(labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < classes,
+              "variance_ncc: annotation labels must lie in [0, ", classes, ")");
+  auto normalise = [](const at::Tensor& x) {
+    return (x - x.mean()) / x.std(/*unbiased=*/false);
+  };
+  const at::Tensor a = normalise(e_ss) / static_cast<double>(e_ss.numel());
+  double total = 0.0;
+  for (int64_t j = 0; j < labels.size(0); ++j) {
+    const at::Tensor e_sy = -mean_log.gather(0, labels[j].unsqueeze(0)).squeeze(0);  // [S]
+    total += (a * normalise(e_sy)).sum().item<double>();
+  }
+  return total / static_cast<double>(labels.size(0));
+}
+
+double classwise_ece(const at::Tensor& probabilities, const at::Tensor& annotations,
+                     int64_t bins) {
+  TORCH_CHECK(bins >= 1, "classwise_ece: bins must be >= 1, got ", bins);
+  TORCH_CHECK(probabilities.dim() >= 2 && annotations.dim() >= 2 &&
+                  probabilities.sizes().slice(1) == annotations.sizes().slice(1),
+              "classwise_ece: expected probabilities [C, *spatial] and annotations [M, *spatial] "
+              "with the same spatial shape, got ",
+              probabilities.sizes(), " and ", annotations.sizes());
+  const int64_t classes = probabilities.size(0);
+  const at::Tensor conf = probabilities.to(at::kDouble).flatten(1);  // [C, S]
+  const at::Tensor labels = annotations.to(at::kLong).flatten(1);    // [M, S]
+  const double pixels = static_cast<double>(conf.size(1));
+  double total = 0.0;
+  for (int64_t c = 0; c < classes; ++c) {
+    const at::Tensor accuracy = labels.eq(c).to(at::kDouble).mean(/*dim=*/0);  // [S]
+    const at::Tensor bin = (conf[c] * bins).floor().clamp(0, bins - 1).to(at::kLong);
+    const at::Tensor count = at::zeros({bins}, at::kDouble).index_add_(0, bin, at::ones_like(conf[c]));
+    const at::Tensor conf_sum = at::zeros({bins}, at::kDouble).index_add_(0, bin, conf[c]);
+    const at::Tensor acc_sum = at::zeros({bins}, at::kDouble).index_add_(0, bin, accuracy);
+    total += (conf_sum - acc_sum).abs().sum().item<double>() / pixels;
+  }
+  return total / static_cast<double>(classes);
+}
+
+at::Tensor class_frequencies(const at::Tensor& samples, int64_t num_classes) {
+  TORCH_CHECK(samples.dim() >= 2 && samples.size(0) >= 1,
+              "class_frequencies: samples must have shape [N >= 1, *spatial], got ",
+              samples.sizes());
+  const at::Tensor labels = samples.to(at::kLong);
+  TORCH_CHECK(labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < num_classes,
+              "class_frequencies: labels must lie in [0, ", num_classes, ")");
+  std::vector<at::Tensor> frequencies;
+  for (int64_t c = 0; c < num_classes; ++c) {
+    frequencies.push_back(labels.eq(c).to(at::kDouble).mean(/*dim=*/0));
+  }
+  return at::stack(frequencies);
+}
+
+at::Tensor entropy_map(const at::Tensor& samples, int64_t num_classes) {
+  const at::Tensor p = class_frequencies(samples, num_classes);
+  return -(p * p.clamp_min(1e-300).log()).sum(/*dim=*/0);  // 0 log 0 = 0
+}
+
+}  // namespace ssn::metrics
