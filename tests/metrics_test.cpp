@@ -116,6 +116,14 @@ TEST(MinCostAssignment, FindsTheOptimumOfSmallMatricesByBruteForce) {
   }
 }
 
+TEST(Metrics, NccOfLabelMapsEqualsNccOfTheirOneHotProbabilities) {
+  const at::Tensor samples = at::randint(3, {6, 9, 11}, at::kLong);
+  const at::Tensor annotations = at::randint(3, {2, 9, 11}, at::kLong);
+  const at::Tensor one_hot = at::one_hot(samples, 3).movedim(-1, 1).to(at::kDouble);
+  EXPECT_NEAR(variance_ncc_of_labels(samples, annotations, 3), variance_ncc(one_hot, annotations),
+              1e-12);
+}
+
 TEST(Metrics, HmIouIsNanWhenSamplesAreNotAMultipleOfAnnotations) {
   const at::Tensor samples = at::randint(2, {5, 8, 8}, at::kLong);
   const at::Tensor annotations = at::randint(2, {2, 8, 8}, at::kLong);

@@ -14,10 +14,9 @@ void write_atomically(const std::filesystem::path& path,
   const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
   TORCH_CHECK(fs::is_directory(folder), "cannot write ", path.string(), ": folder ",
               folder.string(), " does not exist");
-  // Keep the extension last: some writers choose the format by it.
+  // A prefix keeps every extension (".nii.gz" too): image writers choose the format by it.
   const fs::path temporary =
-      folder / ("." + path.stem().string() + ".tmp" + std::to_string(::getpid()) +
-                path.extension().string());
+      folder / (".tmp" + std::to_string(::getpid()) + "-" + path.filename().string());
   try {
     write(temporary);
   } catch (...) {

@@ -7,6 +7,7 @@ namespace ssn::metrics {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kNccEpsilon = 1e-8;  // PHiSeg's pixel_wise_xent
 
 void check_label_pair(const at::Tensor& samples, const at::Tensor& annotations) {
   TORCH_CHECK(samples.defined() && samples.dim() >= 2 && samples.size(0) >= 1,
@@ -117,15 +118,36 @@ double variance_ncc(const at::Tensor& sample_probabilities, const at::Tensor& an
   TORCH_CHECK(sample_probabilities.dim() >= 3,
               "variance_ncc: sample_probabilities must have shape [N, C, *spatial], got ",
               sample_probabilities.sizes());
+  const at::Tensor p = sample_probabilities.to(at::kDouble);
+  return variance_ncc_from_moments(p.mean(/*dim=*/0), (p + kNccEpsilon).log().mean(/*dim=*/0),
+                                   annotations);
+}
+
+double variance_ncc_of_labels(const at::Tensor& samples, const at::Tensor& annotations,
+                              int64_t num_classes) {
+  // One-hot samples: log(p + eps) is log(1 + eps) where a sample has class c and log(eps)
+  // elsewhere, so its mean over samples is affine in the class frequency.
+  const at::Tensor frequency = class_frequencies(samples, num_classes);
+  const at::Tensor mean_log = frequency * std::log1p(kNccEpsilon) +
+                              (1.0 - frequency) * std::log(kNccEpsilon);
+  return variance_ncc_from_moments(frequency, mean_log, annotations);
+}
+
+double variance_ncc_from_moments(const at::Tensor& mean_probabilities,
+                                 const at::Tensor& mean_log_probabilities,
+                                 const at::Tensor& annotations) {
+  TORCH_CHECK(mean_probabilities.dim() >= 2 &&
+                  mean_log_probabilities.sizes() == mean_probabilities.sizes(),
+              "variance_ncc: expected moments [C, *spatial], got ", mean_probabilities.sizes(),
+              " and ", mean_log_probabilities.sizes());
   TORCH_CHECK(annotations.dim() >= 2 &&
-                  annotations.sizes().slice(1) == sample_probabilities.sizes().slice(2),
+                  annotations.sizes().slice(1) == mean_probabilities.sizes().slice(1),
               "variance_ncc: annotations must have shape [M, *spatial] with spatial shape ",
-              sample_probabilities.sizes().slice(2), ", got ", annotations.sizes());
-  const int64_t classes = sample_probabilities.size(1);
-  const at::Tensor p = sample_probabilities.to(at::kDouble).flatten(2);  // [N, C, S]
-  // Mean over samples of log(p + eps); both expectations are linear in it.
-  const at::Tensor mean_log = (p + 1e-8).log().mean(/*dim=*/0);  // [C, S]
-  const at::Tensor mean_seg = p.mean(/*dim=*/0);                  // [C, S]
+              mean_probabilities.sizes().slice(1), ", got ", annotations.sizes());
+  const int64_t classes = mean_probabilities.size(0);
+  const at::Tensor mean_log = mean_log_probabilities.to(at::kDouble).flatten(1);  // [C, S]
+  const at::Tensor mean_seg = mean_probabilities.to(at::kDouble).flatten(1);      // [C, S]
+  // E_s[CE(s, mean)] and E_s[CE(s, y_j)] are linear in E_s[log(p_s + eps)].
   const at::Tensor e_ss = -(mean_seg * mean_log).sum(/*dim=*/0);  // [S]
   const at::Tensor labels = annotations.to(at::kLong).flatten(1);  // [M, S]
   TORCH_CHECK(labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < classes,

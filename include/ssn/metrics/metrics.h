@@ -46,6 +46,17 @@ double min_cost_assignment(const at::Tensor& cost, std::vector<int64_t>* assignm
 /// NaN when either map is constant.
 double variance_ncc(const at::Tensor& sample_probabilities, const at::Tensor& annotations);
 
+/// variance_ncc of one-hot label maps samples [N, *spatial] (what a folder of sample label maps
+/// holds), computed from the class frequencies without forming the one-hot tensor.
+double variance_ncc_of_labels(const at::Tensor& samples, const at::Tensor& annotations,
+                              int64_t num_classes);
+
+/// variance_ncc from the moments it depends on: the mean over samples of the probabilities and of
+/// log(p + 1e-8), both [C, *spatial].
+double variance_ncc_from_moments(const at::Tensor& mean_probabilities,
+                                 const at::Tensor& mean_log_probabilities,
+                                 const at::Tensor& annotations);
+
 /// Class-wise expected calibration error with `bins` equal-width confidence bins: for each class c,
 /// the confidence of a pixel is probabilities[c] and its accuracy the fraction of annotations that
 /// give it class c; ECE_c = sum_b (n_b / S) |mean accuracy_b - mean confidence_b|; returns the mean

@@ -1,0 +1,69 @@
+// ssn evaluate: distribution metrics (GED, diversity, HM-IoU, Dice, NCC, ECE) of segmentation
+// samples against annotations, per case and summarised.
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "commands.h"
+#include "progress.h"
+#include "ssn/evaluation/evaluate.h"
+
+namespace ssn::cli {
+namespace {
+
+struct EvaluateFlags {
+  std::string samples;
+  std::string out;
+  evaluation::EvaluationOptions options;
+};
+
+void run_evaluate(const EvaluateFlags& flags) {
+  std::vector<evaluation::CaseResult> results;
+  {
+    ProgressBar bar("evaluate");
+    results = evaluation::evaluate_sample_folder(
+        flags.samples, flags.options, [&bar](int64_t done, int64_t total) { bar.update(done, total); });
+  }
+  const nlohmann::json summary = evaluation::write_evaluation(flags.out, results);
+  std::cout << "evaluated " << results.size() << " cases from " << flags.samples << "\n";
+  for (const auto& [name, value] : results.front().metrics) {
+    const auto& entry = summary["metrics"][name];
+    const double mean = entry["mean"].is_null() ? NAN : entry["mean"].get<double>();
+    const double stderr_ = entry["stderr"].is_null() ? NAN : entry["stderr"].get<double>();
+    std::printf("  %-20s %.4f +- %.4f\n", name.c_str(), mean, stderr_);
+  }
+  std::fflush(stdout);
+  std::cout << "wrote " << flags.out << "/metrics.csv and " << flags.out << "/summary.json\n";
+}
+
+}  // namespace
+
+void add_evaluate_command(CLI::App& app) {
+  auto flags = std::make_shared<EvaluateFlags>();
+  CLI::App* command = app.add_subcommand(
+      "evaluate",
+      "Score segmentation samples against annotations: GED, sample and annotator diversity,\n"
+      "HM-IoU, Dice per class (and BraTS regions), NCC and class-wise ECE, per case in\n"
+      "OUT/metrics.csv and as mean +- standard error in OUT/summary.json.");
+  command
+      ->add_option("--samples", flags->samples,
+                   "Folder of label maps: <case>_s<i>.png|.nii.gz (samples, i from 0) and "
+                   "<case>_l<j>.png|.nii.gz (annotations, j from 1)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  command->add_option("--out", flags->out, "Output folder (created if missing)")->required();
+  command
+      ->add_option("--num-classes", flags->options.num_classes,
+                   "K, background included; with 2, any non-zero value is foreground (0/255 "
+                   "masks), otherwise values are class indices")
+      ->check(CLI::Range(2, 256))
+      ->capture_default_str();
+  command->add_flag("--brats-regions", flags->options.brats_regions,
+                    "Also Dice of whole tumour {1,2,3}, tumour core {1,3} and enhancing {3} "
+                    "(needs --num-classes 4)");
+  command->callback([flags]() { run_evaluate(*flags); });
+}
+
+}  // namespace ssn::cli

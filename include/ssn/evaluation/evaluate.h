@@ -1,0 +1,73 @@
+#pragma once
+
+// Evaluation of segmentation samples against annotations, case by case, into metrics.csv and
+// summary.json (formats in docs/file-formats.md). Builds on metrics/ (the math) and io/ (files).
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ssn::evaluation {
+
+/// One case of a samples folder: DIR/<id>_s<i>.<ext> (i = 0, 1, ...) and DIR/<id>_l<j>.<ext>
+/// (j = 1, 2, ...), ext one of png, nii.gz, nii, nrrd, mha.
+struct SampleCase {
+  std::string id;
+  std::vector<std::filesystem::path> samples;
+  std::vector<std::filesystem::path> annotations;
+};
+
+/// Scans a samples folder. Errors name the file or case: a folder without such files, a gap in the
+/// numbering, a case without samples or without annotations.
+std::vector<SampleCase> find_sample_cases(const std::filesystem::path& dir);
+
+struct EvaluationOptions {
+  /// K, background included.
+  int64_t num_classes = 2;
+  /// Also report Dice of the BraTS regions: whole tumour {1,2,3}, tumour core {1,3}, enhancing {3}
+  /// (needs K = 4).
+  bool brats_regions = false;
+};
+
+/// Metric name -> value, in the column order of metrics.csv.
+using MetricRow = std::vector<std::pair<std::string, double>>;
+
+/// The per-case metrics from label maps: samples [N, *spatial], annotations [M, *spatial] ->
+/// ged, diversity, annotator_diversity, hm_iou, dice_<c> (mean sample Dice per foreground class,
+/// NaN-skipping), dice_wt/tc/et (with brats_regions), ncc (one-hot samples), ece (sample
+/// frequencies as confidence).
+MetricRow evaluate_labels(const at::Tensor& samples, const at::Tensor& annotations,
+                          const EvaluationOptions& options);
+
+struct CaseResult {
+  std::string id;
+  int64_t num_samples = 0;
+  MetricRow metrics;
+};
+
+/// Called after each case with (cases done, cases in all).
+using Progress = std::function<void(int64_t, int64_t)>;
+
+/// Reads and evaluates every case of a samples folder. With num_classes = 2 any non-zero value is
+/// foreground (0/255 masks); otherwise values are class indices and a value >= K is an error that
+/// names the file.
+std::vector<CaseResult> evaluate_sample_folder(const std::filesystem::path& dir,
+                                               const EvaluationOptions& options,
+                                               const Progress& progress = {});
+
+/// The summary.json object: {"num_cases", "num_samples" (null when it differs between cases),
+/// "metrics": {name: {"mean", "stderr", "count"}}} over the cases where a metric is not NaN;
+/// stderr = sample standard deviation / sqrt(count), null below 2 cases.
+nlohmann::json summarise(const std::vector<CaseResult>& results);
+
+/// Writes out/metrics.csv (id + one column per metric, NaN as "nan") and out/summary.json, each
+/// atomically, creating `out` if missing; returns the summary.
+nlohmann::json write_evaluation(const std::filesystem::path& out,
+                                const std::vector<CaseResult>& results);
+
+}  // namespace ssn::evaluation
