@@ -1,5 +1,7 @@
 #include "ssn/metrics/metrics.h"
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 #include <limits>
 
@@ -192,14 +194,29 @@ at::Tensor class_frequencies(const at::Tensor& samples, int64_t num_classes) {
   TORCH_CHECK(samples.dim() >= 2 && samples.size(0) >= 1,
               "class_frequencies: samples must have shape [N >= 1, *spatial], got ",
               samples.sizes());
-  const at::Tensor labels = samples.to(at::kLong);
-  TORCH_CHECK(labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < num_classes,
-              "class_frequencies: labels must lie in [0, ", num_classes, ")");
-  std::vector<at::Tensor> frequencies;
-  for (int64_t c = 0; c < num_classes; ++c) {
-    frequencies.push_back(labels.eq(c).to(at::kDouble).mean(/*dim=*/0));
-  }
-  return at::stack(frequencies);
+  TORCH_CHECK(num_classes >= 1 && num_classes <= 256,
+              "class_frequencies: num_classes must be in [1, 256], got ", num_classes);
+  const int64_t maps = samples.size(0);
+  const int64_t pixels = samples.numel() / maps;
+  at::Tensor labels = samples.reshape({maps, pixels}).cpu();
+  const int64_t low = labels.min().item<int64_t>();
+  const int64_t high = labels.max().item<int64_t>();
+  TORCH_CHECK(low >= 0 && high < num_classes, "class_frequencies: labels must lie in [0, ",
+              num_classes, "), got values in [", low, ", ", high, "]");
+  labels = labels.to(at::kByte).contiguous();
+  // One counting pass over the maps per block of pixels instead of K comparisons of every map.
+  at::Tensor counts = at::zeros({num_classes, pixels}, at::kInt);
+  const uint8_t* source = labels.data_ptr<uint8_t>();
+  int32_t* count = counts.data_ptr<int32_t>();
+  at::parallel_for(0, pixels, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t m = 0; m < maps; ++m) {
+      const uint8_t* row = source + m * pixels;
+      for (int64_t s = begin; s < end; ++s) ++count[row[s] * pixels + s];
+    }
+  });
+  std::vector<int64_t> shape = {num_classes};
+  shape.insert(shape.end(), samples.sizes().begin() + 1, samples.sizes().end());
+  return (counts.to(at::kDouble) / static_cast<double>(maps)).reshape(shape);
 }
 
 at::Tensor entropy_map(const at::Tensor& samples, int64_t num_classes) {
