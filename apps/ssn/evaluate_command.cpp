@@ -1,6 +1,7 @@
 // ssn evaluate: distribution metrics (GED, diversity, HM-IoU, Dice, NCC, ECE) of segmentation
 // samples against annotations, per case and summarised.
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -21,13 +22,17 @@ struct EvaluateFlags {
 
 void run_evaluate(const EvaluateFlags& flags) {
   std::vector<evaluation::CaseResult> results;
+  const auto start = std::chrono::steady_clock::now();
   {
     ProgressBar bar("evaluate");
     results = evaluation::evaluate_sample_folder(
         flags.samples, flags.options, [&bar](int64_t done, int64_t total) { bar.update(done, total); });
   }
   const nlohmann::json summary = evaluation::write_evaluation(flags.out, results);
-  std::cout << "evaluated " << results.size() << " cases from " << flags.samples << "\n";
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cout << "evaluated " << results.size() << " cases from " << flags.samples << " in "
+            << seconds << " s (reading, scoring and writing)\n";
   for (const auto& [name, value] : results.front().metrics) {
     const auto& entry = summary["metrics"][name];
     const double mean = entry["mean"].is_null() ? NAN : entry["mean"].get<double>();

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <mutex>
 #include <iomanip>
 #include <limits>
 #include <map>
@@ -106,9 +107,9 @@ MetricRow evaluate_labels(const at::Tensor& samples, const at::Tensor& annotatio
   }
   // Label maps carry no probabilities: one-hot samples stand in for the softmax (NCC), and the
   // class frequencies over samples for the confidence (ECE).
-  row.emplace_back("ncc", metrics::variance_ncc_of_labels(samples, annotations, classes));
-  row.emplace_back("ece", metrics::classwise_ece(metrics::class_frequencies(samples, classes),
-                                                 annotations));
+  const at::Tensor frequencies = metrics::class_frequencies(samples, classes);
+  row.emplace_back("ncc", metrics::variance_ncc_of_frequencies(frequencies, annotations));
+  row.emplace_back("ece", metrics::classwise_ece(frequencies, annotations));
   return row;
 }
 
@@ -132,7 +133,7 @@ at::Tensor read_maps(const std::vector<fs::path>& files, const EvaluationOptions
                   " holds labels in [", low, ", ", high, "], expected class indices in [0, ",
                   options.num_classes, ") (--num-classes ", options.num_classes, ")");
     }
-    maps.push_back(labels);
+    maps.push_back(labels.to(at::kByte));  // checked < K <= 256: the packing needs no second pass
   }
   return at::stack(maps);
 }
@@ -144,15 +145,22 @@ std::vector<CaseResult> evaluate_sample_folder(const fs::path& dir,
                                                const Progress& progress) {
   const std::vector<SampleCase> cases = find_sample_cases(dir);
   std::vector<CaseResult> results(cases.size());
+  std::mutex progress_mutex;
   int64_t done = 0;
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const SampleCase& c = cases[i];
-    const at::Tensor samples = read_maps(c.samples, options, {}, {});
-    const at::Tensor annotations =
-        read_maps(c.annotations, options, samples.sizes().slice(1), c.samples.front());
-    results[i] = {c.id, samples.size(0), evaluate_labels(samples, annotations, options)};
-    if (progress) progress(++done, static_cast<int64_t>(cases.size()));
-  }
+  // Cases are independent: reading and scoring run in parallel across them (the metrics' own
+  // parallel loops then run inline).
+  at::parallel_for(0, static_cast<int64_t>(cases.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const SampleCase& c = cases[i];
+      const at::Tensor samples = read_maps(c.samples, options, {}, {});
+      const at::Tensor annotations =
+          read_maps(c.annotations, options, samples.sizes().slice(1), c.samples.front());
+      results[i] = {c.id, samples.size(0), evaluate_labels(samples, annotations, options)};
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      ++done;
+      if (progress) progress(done, static_cast<int64_t>(cases.size()));
+    }
+  });
   return results;
 }
 

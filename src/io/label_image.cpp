@@ -4,13 +4,19 @@
 
 #ifdef SSN_WITH_ITK
 #include <itkImage.h>
-#include <itkImageFileReader.h>
 #include <itkImageFileWriter.h>
 #include <itkImageIOFactory.h>
 #include <itkMetaImageIOFactory.h>
 #include <itkNiftiImageIOFactory.h>
 #include <itkNrrdImageIOFactory.h>
+#include <itkMetaImageIO.h>
+#include <itkNiftiImageIO.h>
+#include <itkNrrdImageIO.h>
+#include <itkPNGImageIO.h>
 #include <itkPNGImageIOFactory.h>
+
+#include <functional>
+#include <numeric>
 
 #include <cstring>
 #include <mutex>
@@ -32,23 +38,88 @@ void register_image_formats() {
   });
 }
 
-template <unsigned int D>
-at::Tensor read_labels(const std::filesystem::path& path) {
-  using Image = itk::Image<int32_t, D>;
-  auto reader = itk::ImageFileReader<Image>::New();
-  reader->SetFileName(path.string());
+// The ImageIO for a path: by extension when it is one ssn knows (no probing of every format),
+// else whichever registered format claims the file.
+itk::ImageIOBase::Pointer image_io_for(const std::filesystem::path& path) {
+  const std::string name = path.filename().string();
+  auto ends_with = [&](const std::string& suffix) {
+    return name.size() >= suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  itk::ImageIOBase::Pointer io;
+  if (ends_with(".png")) {
+    io = itk::PNGImageIO::New();
+  } else if (ends_with(".nii") || ends_with(".nii.gz")) {
+    io = itk::NiftiImageIO::New();
+  } else if (ends_with(".nrrd") || ends_with(".nhdr")) {
+    io = itk::NrrdImageIO::New();
+  } else if (ends_with(".mha") || ends_with(".mhd")) {
+    io = itk::MetaImageIO::New();
+  } else {
+    io = itk::ImageIOFactory::CreateImageIO(path.string().c_str(),
+                                            itk::ImageIOFactory::IOFileModeEnum::ReadMode);
+  }
+  TORCH_CHECK(io && io->CanReadFile(path.string().c_str()), "cannot read ", path.string(),
+              ": not an image in a format ssn reads (PNG, NIfTI, NRRD, MetaImage), or damaged");
+  return io;
+}
+
+// Reads the whole image straight into a tensor of its own component type, without an ITK
+// pipeline: one header parse and one pass over the pixels. Shape [*reversed ITK size].
+at::Tensor read_pixels(const std::filesystem::path& path, itk::ImageIOBase* io) {
+  const unsigned int dims = io->GetNumberOfDimensions();
+  std::vector<int64_t> shape;
+  itk::ImageIORegion region(dims);
+  for (unsigned int d = 0; d < dims; ++d) {
+    region.SetIndex(d, 0);
+    region.SetSize(d, io->GetDimensions(d));
+    shape.insert(shape.begin(), static_cast<int64_t>(io->GetDimensions(d)));
+  }
+  io->SetIORegion(region);
+  using Component = itk::IOComponentEnum;
+  at::ScalarType dtype;
+  switch (io->GetComponentType()) {
+    case Component::UCHAR: dtype = at::kByte; break;
+    case Component::CHAR: dtype = at::kChar; break;
+    case Component::SHORT: dtype = at::kShort; break;
+    case Component::USHORT: dtype = at::kInt; break;  // widened below
+    case Component::INT: dtype = at::kInt; break;
+    case Component::UINT: dtype = at::kLong; break;  // widened below
+    case Component::LONG: case Component::LONGLONG: case Component::ULONG:
+    case Component::ULONGLONG:
+      TORCH_CHECK(io->GetComponentSize() == 8, "cannot read ", path.string(),
+                  ": unexpected component size ", io->GetComponentSize());
+      dtype = at::kLong;
+      break;
+    case Component::FLOAT: dtype = at::kFloat; break;
+    case Component::DOUBLE: dtype = at::kDouble; break;
+    default:
+      TORCH_CHECK(false, "cannot read ", path.string(), ": unsupported pixel type ",
+                  itk::ImageIOBase::GetComponentTypeAsString(io->GetComponentType()));
+  }
+  const int64_t count = std::accumulate(shape.begin(), shape.end(), int64_t{1},
+                                        std::multiplies<int64_t>());
   try {
-    reader->Update();
+    if (io->GetComponentType() == Component::USHORT || io->GetComponentType() == Component::UINT) {
+      // No unsigned 16/32-bit tensors in LibTorch 1.13: read raw, then widen.
+      std::vector<uint8_t> raw(static_cast<size_t>(count * io->GetComponentSize()));
+      io->Read(raw.data());
+      at::Tensor out = at::empty(shape, dtype);
+      for (int64_t i = 0; i < count; ++i) {
+        if (io->GetComponentType() == Component::USHORT) {
+          out.data_ptr<int32_t>()[i] = reinterpret_cast<const uint16_t*>(raw.data())[i];
+        } else {
+          out.data_ptr<int64_t>()[i] = reinterpret_cast<const uint32_t*>(raw.data())[i];
+        }
+      }
+      return out;
+    }
+    at::Tensor out = at::empty(shape, dtype);
+    io->Read(out.data_ptr());
+    return out;
   } catch (const itk::ExceptionObject& error) {
     TORCH_CHECK(false, "cannot read ", path.string(), ": ", error.GetDescription());
   }
-  const auto size = reader->GetOutput()->GetLargestPossibleRegion().GetSize();
-  std::vector<int64_t> shape;
-  for (int d = static_cast<int>(D) - 1; d >= 0; --d) shape.push_back(static_cast<int64_t>(size[d]));
-  at::Tensor labels = at::empty(shape, at::kInt);
-  std::memcpy(labels.data_ptr<int32_t>(), reader->GetOutput()->GetBufferPointer(),
-              labels.numel() * sizeof(int32_t));
-  return labels.to(at::kLong);
 }
 
 template <unsigned int D>
@@ -84,10 +155,7 @@ at::Tensor read_label_image(const std::filesystem::path& path) {
   register_image_formats();
   TORCH_CHECK(std::filesystem::is_regular_file(path), "cannot read ", path.string(),
               ": no such file");
-  auto image_io = itk::ImageIOFactory::CreateImageIO(path.string().c_str(),
-                                                     itk::ImageIOFactory::IOFileModeEnum::ReadMode);
-  TORCH_CHECK(image_io, "cannot read ", path.string(),
-              ": not an image in a format ssn reads (PNG, NIfTI, NRRD, MetaImage)");
+  itk::ImageIOBase::Pointer image_io = image_io_for(path);
   image_io->SetFileName(path.string());
   try {
     image_io->ReadImageInformation();
@@ -96,15 +164,15 @@ at::Tensor read_label_image(const std::filesystem::path& path) {
   }
   TORCH_CHECK(image_io->GetNumberOfComponents() == 1, "cannot read ", path.string(),
               " as a label map: expected one channel, got ", image_io->GetNumberOfComponents());
-  switch (image_io->GetNumberOfDimensions()) {
-    case 2:
-      return read_labels<2>(path);
-    case 3:
-      return read_labels<3>(path);
-    default:
-      TORCH_CHECK(false, "cannot read ", path.string(), ": expected a 2-D or 3-D image, got ",
-                  image_io->GetNumberOfDimensions(), " dimensions");
+  const unsigned int dims = image_io->GetNumberOfDimensions();
+  TORCH_CHECK(dims == 2 || dims == 3, "cannot read ", path.string(),
+              ": expected a 2-D or 3-D image, got ", dims, " dimensions");
+  const at::Tensor pixels = read_pixels(path, image_io);
+  if (at::isFloatingType(pixels.scalar_type())) {
+    TORCH_CHECK(pixels.numel() == 0 || pixels.eq(pixels.round()).all().item<bool>(), "cannot read ",
+                path.string(), " as a label map: it holds non-integer values");
   }
+  return pixels.to(at::kLong);
 #else
   TORCH_CHECK(false, "cannot read ", path.string(),
               ": ssn was built without ITK (SSN_WITH_ITK=OFF), which provides the image codecs");

@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -127,12 +128,15 @@ double variance_ncc(const at::Tensor& sample_probabilities, const at::Tensor& an
 
 double variance_ncc_of_labels(const at::Tensor& samples, const at::Tensor& annotations,
                               int64_t num_classes) {
+  return variance_ncc_of_frequencies(class_frequencies(samples, num_classes), annotations);
+}
+
+double variance_ncc_of_frequencies(const at::Tensor& frequencies, const at::Tensor& annotations) {
   // One-hot samples: log(p + eps) is log(1 + eps) where a sample has class c and log(eps)
   // elsewhere, so its mean over samples is affine in the class frequency.
-  const at::Tensor frequency = class_frequencies(samples, num_classes);
-  const at::Tensor mean_log = frequency * std::log1p(kNccEpsilon) +
-                              (1.0 - frequency) * std::log(kNccEpsilon);
-  return variance_ncc_from_moments(frequency, mean_log, annotations);
+  const at::Tensor mean_log = frequencies * std::log1p(kNccEpsilon) +
+                              (1.0 - frequencies) * std::log(kNccEpsilon);
+  return variance_ncc_from_moments(frequencies, mean_log, annotations);
 }
 
 double variance_ncc_from_moments(const at::Tensor& mean_probabilities,
@@ -175,19 +179,31 @@ double classwise_ece(const at::Tensor& probabilities, const at::Tensor& annotati
               "with the same spatial shape, got ",
               probabilities.sizes(), " and ", annotations.sizes());
   const int64_t classes = probabilities.size(0);
-  const at::Tensor conf = probabilities.to(at::kDouble).flatten(1);  // [C, S]
-  const at::Tensor labels = annotations.to(at::kLong).flatten(1);    // [M, S]
-  const double pixels = static_cast<double>(conf.size(1));
-  double total = 0.0;
-  for (int64_t c = 0; c < classes; ++c) {
-    const at::Tensor accuracy = labels.eq(c).to(at::kDouble).mean(/*dim=*/0);  // [S]
-    const at::Tensor bin = (conf[c] * bins).floor().clamp(0, bins - 1).to(at::kLong);
-    const at::Tensor count = at::zeros({bins}, at::kDouble).index_add_(0, bin, at::ones_like(conf[c]));
-    const at::Tensor conf_sum = at::zeros({bins}, at::kDouble).index_add_(0, bin, conf[c]);
-    const at::Tensor acc_sum = at::zeros({bins}, at::kDouble).index_add_(0, bin, accuracy);
-    total += (conf_sum - acc_sum).abs().sum().item<double>() / pixels;
+  const at::Tensor conf = probabilities.to(at::kDouble).reshape({classes, -1}).contiguous();
+  const at::Tensor labels = annotations.to(at::kLong).reshape({annotations.size(0), -1}).contiguous();
+  const int64_t pixels = conf.size(1);
+  const int64_t raters = labels.size(0);
+  TORCH_CHECK(labels.numel() == 0 || (labels.min().item<int64_t>() >= 0 &&
+                                      labels.max().item<int64_t>() < classes),
+              "classwise_ece: annotation labels must lie in [0, ", classes, ")");
+  const double* confidence = conf.data_ptr<double>();
+  const int64_t* label = labels.data_ptr<int64_t>();
+  // Per class and bin: sum of confidences minus sum of accuracies (fraction of annotations that
+  // give the pixel this class); ECE_c = sum_b |difference_b| / S.
+  std::vector<double> difference(static_cast<size_t>(classes * bins), 0.0);
+  std::vector<int64_t> votes(static_cast<size_t>(classes));
+  for (int64_t s = 0; s < pixels; ++s) {
+    std::fill(votes.begin(), votes.end(), 0);
+    for (int64_t m = 0; m < raters; ++m) ++votes[label[m * pixels + s]];
+    for (int64_t c = 0; c < classes; ++c) {
+      const double p = confidence[c * pixels + s];
+      const int64_t bin = std::clamp<int64_t>(static_cast<int64_t>(std::floor(p * bins)), 0, bins - 1);
+      difference[c * bins + bin] += p - static_cast<double>(votes[c]) / static_cast<double>(raters);
+    }
   }
-  return total / static_cast<double>(classes);
+  double total = 0.0;
+  for (double d : difference) total += std::abs(d);
+  return total / static_cast<double>(pixels) / static_cast<double>(classes);
 }
 
 at::Tensor class_frequencies(const at::Tensor& samples, int64_t num_classes) {
@@ -204,14 +220,19 @@ at::Tensor class_frequencies(const at::Tensor& samples, int64_t num_classes) {
   TORCH_CHECK(low >= 0 && high < num_classes, "class_frequencies: labels must lie in [0, ",
               num_classes, "), got values in [", low, ", ", high, "]");
   labels = labels.to(at::kByte).contiguous();
-  // One counting pass over the maps per block of pixels instead of K comparisons of every map.
+  // Per block of pixels and class, add up (label == c) over the maps: byte compares the compiler
+  // vectorises, into counters that stay in cache.
   at::Tensor counts = at::zeros({num_classes, pixels}, at::kInt);
   const uint8_t* source = labels.data_ptr<uint8_t>();
   int32_t* count = counts.data_ptr<int32_t>();
   at::parallel_for(0, pixels, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t m = 0; m < maps; ++m) {
-      const uint8_t* row = source + m * pixels;
-      for (int64_t s = begin; s < end; ++s) ++count[row[s] * pixels + s];
+    for (int64_t c = 0; c < num_classes; ++c) {
+      int32_t* out = count + c * pixels;
+      const auto label = static_cast<uint8_t>(c);
+      for (int64_t m = 0; m < maps; ++m) {
+        const uint8_t* row = source + m * pixels;
+        for (int64_t s = begin; s < end; ++s) out[s] += row[s] == label;
+      }
     }
   });
   std::vector<int64_t> shape = {num_classes};

@@ -51,6 +51,9 @@ double variance_ncc(const at::Tensor& sample_probabilities, const at::Tensor& an
 double variance_ncc_of_labels(const at::Tensor& samples, const at::Tensor& annotations,
                               int64_t num_classes);
 
+/// variance_ncc_of_labels from the class frequencies of the samples [K, *spatial].
+double variance_ncc_of_frequencies(const at::Tensor& frequencies, const at::Tensor& annotations);
+
 /// variance_ncc from the moments it depends on: the mean over samples of the probabilities and of
 /// log(p + 1e-8), both [C, *spatial].
 double variance_ncc_from_moments(const at::Tensor& mean_probabilities,
