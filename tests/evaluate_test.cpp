@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "ssn/io/label_image.h"
+#include "ssn/io/image.h"
 #include "ssn/io/png.h"
 
 namespace ssn::evaluation {

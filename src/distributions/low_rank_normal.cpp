@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <numeric>
@@ -236,6 +237,33 @@ at::Tensor LowRankNormal::to_event_shape(const at::Tensor& flat) const {
   std::vector<int64_t> shape(flat.sizes().begin(), flat.sizes().end() - 1);
   shape.insert(shape.end(), event_shape_.begin(), event_shape_.end());
   return flat.reshape(shape);
+}
+
+LowRankNormal distribution_from_maps(const at::Tensor& mean, const at::Tensor& cov_diag,
+                                     const at::Tensor& cov_factor) {
+  TORCH_CHECK(mean.defined() && mean.dim() >= 3,
+              "distribution_from_maps: mean must have shape [B, C, *spatial], got ",
+              mean.defined() ? mean.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(cov_diag.defined() && cov_diag.sizes() == mean.sizes(),
+              "distribution_from_maps: cov_diag must have the shape of mean ", mean.sizes(),
+              ", got ", cov_diag.defined() ? cov_diag.sizes() : at::IntArrayRef{});
+  const int64_t batch = mean.size(0);
+  const int64_t classes = mean.size(1);
+  TORCH_CHECK(cov_factor.defined() && cov_factor.dim() == mean.dim() &&
+                  cov_factor.size(0) == batch && cov_factor.size(1) % classes == 0 &&
+                  cov_factor.sizes().slice(2) == mean.sizes().slice(2),
+              "distribution_from_maps: cov_factor must have shape [B, C*R, *spatial] with B = ",
+              batch, ", C = ", classes, " and spatial ", mean.sizes().slice(2), ", got ",
+              cov_factor.defined() ? cov_factor.sizes() : at::IntArrayRef{});
+  const int64_t rank = cov_factor.size(1) / classes;
+  const int64_t events = mean.numel() / std::max<int64_t>(batch, 1);
+  // [B, R*C, *sp] -> [B, R, C*S] -> [B, N, R]: channel k = r*C + c lands on rank r of class c.
+  const at::Tensor factor =
+      rank > 0 ? cov_factor.reshape({batch, rank, events}).transpose(1, 2).contiguous()
+               : at::zeros({batch, events, 0}, mean.options());
+  std::vector<int64_t> event_shape(mean.sizes().begin() + 1, mean.sizes().end());
+  return LowRankNormal(mean.reshape({batch, events}), factor, cov_diag.reshape({batch, events}),
+                       std::move(event_shape));
 }
 
 }  // namespace ssn

@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "ssn/io/atomic_file.h"
-#include "ssn/io/label_image.h"
+#include "ssn/io/image.h"
 #include "ssn/metrics/metrics.h"
 #include "ssn/metrics/overlap.h"
 

@@ -59,11 +59,8 @@ HeadOutput StochasticSegmentationHeadImpl::forward(const torch::Tensor& features
               options_.in_channels(), ", *spatial] with ", dims, " spatial dimensions, got ",
               features.defined() ? features.sizes() : at::IntArrayRef{});
   const int64_t batch = features.size(0);
-  const int64_t classes = options_.num_classes();
   const int64_t rank = options_.rank();
   const std::vector<int64_t> spatial(features.sizes().begin() + 2, features.sizes().end());
-  std::vector<int64_t> event_shape = {classes};
-  event_shape.insert(event_shape.end(), spatial.begin(), spatial.end());
 
   const torch::Tensor activated = torch::relu(features);
   const torch::Tensor mean_logits = apply_conv(mean_l_, activated);  // [B, C, *spatial]
@@ -93,14 +90,8 @@ HeadOutput StochasticSegmentationHeadImpl::forward(const torch::Tensor& features
     cov_factor_maps = cov_factor_maps * mask_values;
   }
 
-  // [B, C*R, *sp] (channel k = r*C + c) -> [B, R, C*S] -> [B, N, R].
-  const int64_t events = mean_logits.numel() / batch;
-  const torch::Tensor cov_factor =
-      rank > 0 ? cov_factor_maps.reshape({batch, rank, events}).transpose(1, 2).contiguous()
-               : torch::zeros({batch, events, 0}, features.options());
-  HeadOutput output{LowRankNormal(mean_logits.reshape({batch, -1}), cov_factor,
-                                  cov_diag.reshape({batch, -1}), event_shape),
-                    mean_logits, cov_diag, cov_factor_maps};
+  HeadOutput output{distribution_from_maps(mean_logits, cov_diag, cov_factor_maps), mean_logits,
+                    cov_diag, cov_factor_maps};
   return output;
 }
 

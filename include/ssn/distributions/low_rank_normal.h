@@ -97,4 +97,10 @@ class LowRankNormal {
   std::vector<int64_t> event_shape_;
 };
 
+/// The reference's map layout -> the distribution over flattened logits: mean [B, C, *spatial],
+/// cov_diag [B, C, *spatial], cov_factor [B, C*R, *spatial] with rank-major channels (channel k is
+/// rank k / C of class k % C; C*R = 0 for a diagonal model). Event shape (C, *spatial).
+LowRankNormal distribution_from_maps(const at::Tensor& mean, const at::Tensor& cov_diag,
+                                     const at::Tensor& cov_factor);
+
 }  // namespace ssn

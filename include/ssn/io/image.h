@@ -18,4 +18,13 @@ at::Tensor read_label_image(const std::filesystem::path& path);
 /// the extension (.png for 2-D only).
 void write_label_image(const std::filesystem::path& path, const at::Tensor& labels);
 
+/// Reads any single-channel image of 2 to 4 dimensions in its stored pixel type (unsigned 16/32-bit
+/// widened to int32/int64) -> [*reversed ITK size], e.g. [C, H, W] for a 3-D file.
+at::Tensor read_image(const std::filesystem::path& path);
+
+/// Writes a floating-point tensor of 2 to 4 dimensions as float32, atomically (NIfTI, NRRD or
+/// MetaImage by extension). The first tensor dimension becomes the last (slowest) image axis, so
+/// maps [C, H, W] round-trip exactly through read_image.
+void write_float_image(const std::filesystem::path& path, const at::Tensor& values);
+
 }  // namespace ssn::io

@@ -1,4 +1,4 @@
-#include "ssn/io/label_image.h"
+#include "ssn/io/image.h"
 
 #include "ssn/io/atomic_file.h"
 
@@ -122,10 +122,10 @@ at::Tensor read_pixels(const std::filesystem::path& path, itk::ImageIOBase* io) 
   }
 }
 
-template <unsigned int D>
-void write_labels(const std::filesystem::path& path, const at::Tensor& labels) {
-  using Image = itk::Image<uint8_t, D>;
-  const at::Tensor bytes = labels.to(at::kByte).contiguous().cpu();
+template <typename Pixel, unsigned int D>
+void write_pixels(const std::filesystem::path& path, const at::Tensor& values) {
+  using Image = itk::Image<Pixel, D>;
+  const at::Tensor bytes = values.contiguous().cpu();
   typename Image::RegionType region;
   typename Image::SizeType size;
   for (unsigned int d = 0; d < D; ++d) size[d] = static_cast<itk::SizeValueType>(bytes.size(D - 1 - d));
@@ -133,7 +133,7 @@ void write_labels(const std::filesystem::path& path, const at::Tensor& labels) {
   auto image = Image::New();
   image->SetRegions(region);
   image->Allocate();
-  std::memcpy(image->GetBufferPointer(), bytes.data_ptr<uint8_t>(), bytes.numel());
+  std::memcpy(image->GetBufferPointer(), bytes.data_ptr(), bytes.numel() * sizeof(Pixel));
   write_atomically(path, [&](const std::filesystem::path& temporary) {
     auto writer = itk::ImageFileWriter<Image>::New();
     writer->SetFileName(temporary.string());
@@ -150,7 +150,7 @@ void write_labels(const std::filesystem::path& path, const at::Tensor& labels) {
 }  // namespace
 #endif
 
-at::Tensor read_label_image(const std::filesystem::path& path) {
+at::Tensor read_image(const std::filesystem::path& path) {
 #ifdef SSN_WITH_ITK
   register_image_formats();
   TORCH_CHECK(std::filesystem::is_regular_file(path), "cannot read ", path.string(),
@@ -163,20 +163,27 @@ at::Tensor read_label_image(const std::filesystem::path& path) {
     TORCH_CHECK(false, "cannot read ", path.string(), ": ", error.GetDescription());
   }
   TORCH_CHECK(image_io->GetNumberOfComponents() == 1, "cannot read ", path.string(),
-              " as a label map: expected one channel, got ", image_io->GetNumberOfComponents());
+              ": expected a single-channel image, got ", image_io->GetNumberOfComponents(),
+              " components per pixel");
   const unsigned int dims = image_io->GetNumberOfDimensions();
-  TORCH_CHECK(dims == 2 || dims == 3, "cannot read ", path.string(),
-              ": expected a 2-D or 3-D image, got ", dims, " dimensions");
-  const at::Tensor pixels = read_pixels(path, image_io);
+  TORCH_CHECK(dims >= 2 && dims <= 4, "cannot read ", path.string(),
+              ": expected an image of 2 to 4 dimensions, got ", dims);
+  return read_pixels(path, image_io);
+#else
+  TORCH_CHECK(false, "cannot read ", path.string(),
+              ": ssn was built without ITK (SSN_WITH_ITK=OFF), which provides the image codecs");
+#endif
+}
+
+at::Tensor read_label_image(const std::filesystem::path& path) {
+  const at::Tensor pixels = read_image(path);
+  TORCH_CHECK(pixels.dim() == 2 || pixels.dim() == 3, "cannot read ", path.string(),
+              " as a label map: expected a 2-D or 3-D image, got ", pixels.dim(), " dimensions");
   if (at::isFloatingType(pixels.scalar_type())) {
     TORCH_CHECK(pixels.numel() == 0 || pixels.eq(pixels.round()).all().item<bool>(), "cannot read ",
                 path.string(), " as a label map: it holds non-integer values");
   }
   return pixels.to(at::kLong);
-#else
-  TORCH_CHECK(false, "cannot read ", path.string(),
-              ": ssn was built without ITK (SSN_WITH_ITK=OFF), which provides the image codecs");
-#endif
 }
 
 void write_label_image(const std::filesystem::path& path, const at::Tensor& labels) {
@@ -188,9 +195,33 @@ void write_label_image(const std::filesystem::path& path, const at::Tensor& labe
 #ifdef SSN_WITH_ITK
   register_image_formats();
   if (labels.dim() == 2) {
-    write_labels<2>(path, labels);
+    write_pixels<uint8_t, 2>(path, labels.to(at::kByte));
   } else {
-    write_labels<3>(path, labels);
+    write_pixels<uint8_t, 3>(path, labels.to(at::kByte));
+  }
+#else
+  TORCH_CHECK(false, "cannot write ", path.string(),
+              ": ssn was built without ITK (SSN_WITH_ITK=OFF), which provides the image codecs");
+#endif
+}
+
+void write_float_image(const std::filesystem::path& path, const at::Tensor& values) {
+  TORCH_CHECK(values.dim() >= 2 && values.dim() <= 4 && at::isFloatingType(values.scalar_type()),
+              "cannot write ", path.string(),
+              ": expected a floating-point tensor of 2 to 4 dimensions, got ", values.sizes(), " ",
+              values.scalar_type());
+#ifdef SSN_WITH_ITK
+  register_image_formats();
+  const at::Tensor floats = values.to(at::kFloat);
+  switch (values.dim()) {
+    case 2:
+      write_pixels<float, 2>(path, floats);
+      break;
+    case 3:
+      write_pixels<float, 3>(path, floats);
+      break;
+    default:
+      write_pixels<float, 4>(path, floats);
   }
 #else
   TORCH_CHECK(false, "cannot write ", path.string(),

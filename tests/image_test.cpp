@@ -1,4 +1,4 @@
-#include "ssn/io/label_image.h"
+#include "ssn/io/image.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
