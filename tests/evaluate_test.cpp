@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "ssn/io/image.h"
@@ -122,6 +123,97 @@ TEST_F(EvaluateFolder, BadInputIsAnErrorThatNamesTheFileAndWritesNothing) {
               HasSubstr("case a: sample files must be numbered from 0 without gaps; sample 2 is "
                         "missing (next found: a_s5.png)"));
   EXPECT_FALSE(fs::exists(out)) << "nothing may be written after an error";
+}
+
+class EvaluatePredictions : public EvaluateFolder {
+ protected:
+  // Writes one case: maps of a C = 2, 8 x 6 Gaussian of rank 2 and M annotations; returns the maps.
+  struct Maps {
+    at::Tensor mean, diag, factor, annotations;
+  };
+  Maps write_prediction(const std::string& id, double scale, int64_t annotations = 3) {
+    Maps maps{at::randn({2, 8, 6}), at::full({2, 8, 6}, scale * scale),
+              scale * at::randn({4, 8, 6}), at::randint(2, {annotations, 8, 6}, at::kLong)};
+    const fs::path dir = root_ / "predictions";
+    fs::create_directories(dir);
+    io::write_float_image(dir / (id + "_logit_mean.nii.gz"), maps.mean);
+    io::write_float_image(dir / (id + "_cov_diag.nii.gz"), maps.diag);
+    io::write_float_image(dir / (id + "_cov_factor.nii.gz"), maps.factor);
+    std::string annotation_list;
+    for (int64_t j = 0; j < annotations; ++j) {
+      const std::string name = id + "_l" + std::to_string(j + 1) + ".png";
+      io::write_label_image(dir / name, maps.annotations[j]);
+      annotation_list += (j ? ";" : "") + name;
+    }
+    csv_ << id << "," << id << "_logit_mean.nii.gz," << id << "_cov_diag.nii.gz," << id
+         << "_cov_factor.nii.gz," << annotation_list << "\n";
+    std::ofstream(dir / "prediction.csv") << "id,logit_mean,cov_diag,cov_factor,annotations\n"
+                                          << csv_.str();
+    return maps;
+  }
+  std::ostringstream csv_;
+};
+
+TEST_F(EvaluatePredictions, NearZeroCovarianceGivesTheMeanPredictionEverywhere) {
+  const Maps maps = write_prediction("c1", /*scale=*/1e-6);
+  EvaluationOptions options;
+  SamplingOptions sampling;
+  sampling.num_samples = 10;
+  const auto results = evaluate_prediction_folder(root_ / "predictions", options, sampling);
+  ASSERT_EQ(results.size(), 1u);
+  std::map<std::string, double> row(results[0].metrics.begin(), results[0].metrics.end());
+  EXPECT_EQ(row["diversity"], 0.0);
+  EXPECT_DOUBLE_EQ(row["dice_1"], row["dice_mean_1"]);
+  // Every sample is the mean, so log p(y) = sum_s log softmax(mean)_s[y_s] for each annotation.
+  const at::Tensor log_p = maps.mean.log_softmax(0).reshape({2, -1});
+  double expected = 0;
+  for (int64_t j = 0; j < 3; ++j) {
+    expected += log_p.gather(0, maps.annotations[j].reshape({1, -1})).sum().item<double>() / 3;
+  }
+  EXPECT_NEAR(row["loglikelihood"], expected, 1e-3);
+  std::vector<std::string> names;
+  for (const auto& [name, value] : results[0].metrics) names.push_back(name);
+  EXPECT_EQ(names, std::vector<std::string>({"ged", "diversity", "annotator_diversity", "hm_iou",
+                                             "dice_1", "dice_mean_1", "ncc", "ece",
+                                             "loglikelihood"}));
+}
+
+TEST_F(EvaluatePredictions, SameSeedSameMetricsAndSamplesSpread) {
+  write_prediction("a", /*scale=*/2.0);
+  write_prediction("b", /*scale=*/2.0);
+  EvaluationOptions options;
+  SamplingOptions sampling;
+  sampling.num_samples = 12;
+  const auto first = evaluate_prediction_folder(root_ / "predictions", options, sampling);
+  const auto second = evaluate_prediction_folder(root_ / "predictions", options, sampling);
+  ASSERT_EQ(first.size(), 2u);
+  for (size_t i = 0; i < first.size(); ++i) {
+    for (size_t k = 0; k < first[i].metrics.size(); ++k) {
+      EXPECT_EQ(first[i].metrics[k].second, second[i].metrics[k].second)
+          << first[i].metrics[k].first;
+    }
+  }
+  EXPECT_GT(first[0].metrics[1].second, 0.05);  // diversity of a wide distribution
+}
+
+TEST_F(EvaluatePredictions, BadFoldersAreErrorsThatNameTheProblem) {
+  EvaluationOptions options;
+  SamplingOptions sampling;
+  const fs::path dir = root_ / "predictions";
+  fs::create_directories(dir);
+  EXPECT_THAT(error_of([&] { evaluate_prediction_folder(dir, options, sampling); }),
+              HasSubstr("has no prediction.csv"));
+  std::ofstream(dir / "prediction.csv") << "id,logit_mean,cov_diag,annotations\nx,a,b,c\n";
+  EXPECT_THAT(error_of([&] { evaluate_prediction_folder(dir, options, sampling); }),
+              HasSubstr("the header has no column 'cov_factor'"));
+  write_prediction("c", 1.0);
+  io::write_float_image(dir / "c_cov_diag.nii.gz", at::ones({2, 8, 5}));
+  EXPECT_THAT(error_of([&] { evaluate_prediction_folder(dir, options, sampling); }),
+              HasSubstr("c_cov_diag.nii.gz has shape [2, 8, 5], but c_logit_mean.nii.gz has [2, 8, 6]"));
+  io::write_float_image(dir / "c_cov_diag.nii.gz", at::ones({2, 8, 6}));
+  options.num_classes = 3;
+  EXPECT_THAT(error_of([&] { evaluate_prediction_folder(dir, options, sampling); }),
+              HasSubstr("the mean logits have 2 channels, but --num-classes is 3"));
 }
 
 TEST(FindSampleCases, EmptyFolderIsAnError) {

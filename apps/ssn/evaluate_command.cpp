@@ -16,8 +16,10 @@ namespace {
 
 struct EvaluateFlags {
   std::string samples;
+  std::string predictions;
   std::string out;
   evaluation::EvaluationOptions options;
+  evaluation::SamplingOptions sampling;
 };
 
 void run_evaluate(const EvaluateFlags& flags) {
@@ -25,13 +27,17 @@ void run_evaluate(const EvaluateFlags& flags) {
   const auto start = std::chrono::steady_clock::now();
   {
     ProgressBar bar("evaluate");
-    results = evaluation::evaluate_sample_folder(
-        flags.samples, flags.options, [&bar](int64_t done, int64_t total) { bar.update(done, total); });
+    const auto update = [&bar](int64_t done, int64_t total) { bar.update(done, total); };
+    results = flags.predictions.empty()
+                  ? evaluation::evaluate_sample_folder(flags.samples, flags.options, update)
+                  : evaluation::evaluate_prediction_folder(flags.predictions, flags.options,
+                                                           flags.sampling, update);
   }
   const nlohmann::json summary = evaluation::write_evaluation(flags.out, results);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::cout << "evaluated " << results.size() << " cases from " << flags.samples << " in "
+  std::cout << "evaluated " << results.size() << " cases from "
+            << (flags.predictions.empty() ? flags.samples : flags.predictions) << " in "
             << seconds << " s (reading, scoring and writing)\n";
   for (const auto& [name, value] : results.front().metrics) {
     const auto& entry = summary["metrics"][name];
@@ -49,15 +55,29 @@ void add_evaluate_command(CLI::App& app) {
   auto flags = std::make_shared<EvaluateFlags>();
   CLI::App* command = app.add_subcommand(
       "evaluate",
-      "Score segmentation samples against annotations: GED, sample and annotator diversity,\n"
-      "HM-IoU, Dice per class (and BraTS regions), NCC and class-wise ECE, per case in\n"
+      "Score a predicted distribution of segmentations against the annotations: GED, sample and\n"
+      "annotator diversity, HM-IoU, Dice per class (and BraTS regions), NCC, class-wise ECE and,\n"
+      "for --predictions, Dice of the mean and the log-likelihood of the annotations; per case in\n"
       "OUT/metrics.csv and as mean +- standard error in OUT/summary.json.");
-  command
-      ->add_option("--samples", flags->samples,
-                   "Folder of label maps: <case>_s<i>.png|.nii.gz (samples, i from 0) and "
-                   "<case>_l<j>.png|.nii.gz (annotations, j from 1)")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  auto* predictions =
+      command
+          ->add_option("--predictions", flags->predictions,
+                       "Predictions folder (prediction.csv + per-case mean / cov_diag / "
+                       "cov_factor maps): draws --num-samples samples per case")
+          ->check(CLI::ExistingDirectory);
+  auto* samples =
+      command
+          ->add_option("--samples", flags->samples,
+                       "Folder of label maps: <case>_s<i>.png|.nii.gz (samples, i from 0) and "
+                       "<case>_l<j>.png|.nii.gz (annotations, j from 1)")
+          ->check(CLI::ExistingDirectory);
+  predictions->excludes(samples);
+  command->add_option("--num-samples", flags->sampling.num_samples,
+                      "Samples drawn per case (--predictions)")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}))
+      ->capture_default_str();
+  command->add_option("--seed", flags->sampling.seed, "Seed of the sampling (--predictions)")
+      ->capture_default_str();
   command->add_option("--out", flags->out, "Output folder (created if missing)")->required();
   command
       ->add_option("--num-classes", flags->options.num_classes,
@@ -68,7 +88,12 @@ void add_evaluate_command(CLI::App& app) {
   command->add_flag("--brats-regions", flags->options.brats_regions,
                     "Also Dice of whole tumour {1,2,3}, tumour core {1,3} and enhancing {3} "
                     "(needs --num-classes 4)");
-  command->callback([flags]() { run_evaluate(*flags); });
+  command->callback([flags]() {
+    if (flags->samples.empty() && flags->predictions.empty()) {
+      throw CLI::RequiredError("--predictions or --samples");
+    }
+    run_evaluate(*flags);
+  });
 }
 
 }  // namespace ssn::cli

@@ -1,9 +1,11 @@
 #include "ssn/evaluation/evaluate.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <cmath>
 #include <mutex>
+#include <fstream>
 #include <iomanip>
 #include <limits>
 #include <map>
@@ -11,8 +13,10 @@
 #include <regex>
 #include <sstream>
 
+#include "ssn/distributions/low_rank_normal.h"
 #include "ssn/io/atomic_file.h"
 #include "ssn/io/image.h"
+#include "ssn/loss/segmentation_loss.h"
 #include "ssn/metrics/metrics.h"
 #include "ssn/metrics/overlap.h"
 
@@ -76,7 +80,7 @@ std::vector<SampleCase> find_sample_cases(const fs::path& dir) {
   return cases;
 }
 
-MetricRow evaluate_labels(const at::Tensor& samples, const at::Tensor& annotations,
+MetricRow overlap_metrics(const at::Tensor& samples, const at::Tensor& annotations,
                           const EvaluationOptions& options) {
   const int64_t classes = options.num_classes;
   TORCH_CHECK(!options.brats_regions || classes == 4,
@@ -105,9 +109,15 @@ MetricRow evaluate_labels(const at::Tensor& samples, const at::Tensor& annotatio
     row.emplace_back("dice_tc", nan_mean(region_dice.select(2, 1)));
     row.emplace_back("dice_et", nan_mean(region_dice.select(2, 2)));
   }
+  return row;
+}
+
+MetricRow evaluate_labels(const at::Tensor& samples, const at::Tensor& annotations,
+                          const EvaluationOptions& options) {
+  MetricRow row = overlap_metrics(samples, annotations, options);
   // Label maps carry no probabilities: one-hot samples stand in for the softmax (NCC), and the
   // class frequencies over samples for the confidence (ECE).
-  const at::Tensor frequencies = metrics::class_frequencies(samples, classes);
+  const at::Tensor frequencies = metrics::class_frequencies(samples, options.num_classes);
   row.emplace_back("ncc", metrics::variance_ncc_of_frequencies(frequencies, annotations));
   row.emplace_back("ece", metrics::classwise_ece(frequencies, annotations));
   return row;
@@ -224,6 +234,165 @@ nlohmann::json write_evaluation(const fs::path& out, const std::vector<CaseResul
   io::write_text_file(out / "metrics.csv", csv.str());
   io::write_text_file(out / "summary.json", summary.dump(2) + "\n");
   return summary;
+}
+
+namespace {
+
+// Keeps the logits of one sampling chunk near 2^25 values (128 MiB in float32).
+constexpr int64_t kChunkValues = int64_t{1} << 25;
+
+std::vector<std::string> split(const std::string& line, char separator) {
+  std::vector<std::string> fields;
+  std::string field;
+  std::istringstream in(line);
+  while (std::getline(in, field, separator)) fields.push_back(field);
+  if (!line.empty() && line.back() == separator) fields.emplace_back();
+  return fields;
+}
+
+}  // namespace
+
+std::vector<PredictionCase> read_prediction_csv(const fs::path& dir) {
+  const fs::path csv = dir / "prediction.csv";
+  TORCH_CHECK(fs::is_regular_file(csv), "--predictions folder ", dir.string(),
+              " has no prediction.csv (", csv.string(), ": no such file)");
+  std::ifstream in(csv);
+  std::string line;
+  TORCH_CHECK(std::getline(in, line), csv.string(), " is empty, expected a header line");
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  const std::vector<std::string> header = split(line, ',');
+  std::map<std::string, size_t> column;
+  for (size_t i = 0; i < header.size(); ++i) column[header[i]] = i;
+  for (const char* required : {"id", "logit_mean", "cov_diag", "cov_factor", "annotations"}) {
+    TORCH_CHECK(column.count(required), csv.string(), ": the header has no column '", required,
+                "' (expected id,logit_mean,cov_diag,cov_factor,annotations)");
+  }
+  std::vector<PredictionCase> cases;
+  std::map<std::string, int> seen;
+  for (int line_number = 2; std::getline(in, line); ++line_number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    TORCH_CHECK(line.find('"') == std::string::npos, csv.string(), " line ", line_number,
+                ": quoted fields are not supported");
+    const std::vector<std::string> fields = split(line, ',');
+    TORCH_CHECK(fields.size() == header.size(), csv.string(), " line ", line_number, ": ",
+                fields.size(), " fields, the header has ", header.size());
+    PredictionCase c;
+    c.id = fields[column["id"]];
+    TORCH_CHECK(!c.id.empty(), csv.string(), " line ", line_number, ": empty id");
+    TORCH_CHECK(seen.emplace(c.id, line_number).second, csv.string(), " line ", line_number,
+                ": id '", c.id, "' repeats line ", seen[c.id]);
+    c.logit_mean = dir / fields[column["logit_mean"]];
+    c.cov_diag = dir / fields[column["cov_diag"]];
+    c.cov_factor = dir / fields[column["cov_factor"]];
+    for (const std::string& path : split(fields[column["annotations"]], ';')) {
+      if (!path.empty()) c.annotations.push_back(dir / path);
+    }
+    TORCH_CHECK(!c.annotations.empty(), csv.string(), " line ", line_number, ": case ", c.id,
+                " has no annotations (column 'annotations', paths separated by ';')");
+    cases.push_back(std::move(c));
+  }
+  TORCH_CHECK(!cases.empty(), csv.string(), " lists no cases");
+  return cases;
+}
+
+MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag,
+                              const at::Tensor& cov_factor, const at::Tensor& annotations,
+                              const EvaluationOptions& options, int64_t num_samples,
+                              at::Generator generator) {
+  TORCH_CHECK(num_samples >= 1, "--num-samples must be >= 1, got ", num_samples);
+  const int64_t classes = mean.size(0);
+  TORCH_CHECK(classes == options.num_classes, "the mean logits have ", classes,
+              " channels, but --num-classes is ", options.num_classes);
+  const LowRankNormal distribution = distribution_from_maps(
+      mean.unsqueeze(0).to(at::kFloat), cov_diag.unsqueeze(0).to(at::kFloat),
+      cov_factor.unsqueeze(0).to(at::kFloat));
+  const int64_t pixels = mean.numel() / classes;
+  const at::Tensor targets = annotations.to(at::kLong).reshape({annotations.size(0), 1, pixels});
+  const int64_t chunk = std::max<int64_t>(1, kChunkValues / std::max<int64_t>(1, mean.numel()));
+
+  std::vector<at::Tensor> labels;       // [m, S] uint8 per chunk
+  std::vector<at::Tensor> likelihoods;  // [m, M] per chunk
+  at::Tensor sum_probability = at::zeros({classes, pixels}, at::kDouble);
+  at::Tensor sum_log = at::zeros({classes, pixels}, at::kDouble);
+  for (int64_t start = 0; start < num_samples; start += chunk) {
+    const int64_t m = std::min(chunk, num_samples - start);
+    const at::Tensor logits =
+        distribution.rsample(m, generator).reshape({m, classes, pixels});  // [m, C, S]
+    const at::Tensor log_p = logits.log_softmax(/*dim=*/1);
+    const at::Tensor p = log_p.exp();
+    sum_probability += p.sum(/*dim=*/0).to(at::kDouble);
+    sum_log += (p + 1e-8).log().sum(/*dim=*/0).to(at::kDouble);  // PHiSeg's eps
+    labels.push_back(logits.argmax(/*dim=*/1).to(at::kByte));
+    // log p(y_j | eta_m) = sum_s log softmax(eta_m)_s[y_js], [m, M].
+    std::vector<at::Tensor> per_annotation;
+    for (int64_t j = 0; j < annotations.size(0); ++j) {
+      per_annotation.push_back(
+          log_p.gather(1, targets[j].unsqueeze(0).expand({m, 1, pixels})).sum({1, 2}));
+    }
+    likelihoods.push_back(at::stack(per_annotation, /*dim=*/1));
+  }
+  std::vector<int64_t> sample_shape = {num_samples};
+  sample_shape.insert(sample_shape.end(), mean.sizes().begin() + 1, mean.sizes().end());
+  const at::Tensor samples = at::cat(labels).reshape(sample_shape);
+  const at::Tensor annotation_bytes = annotations.to(at::kByte);
+
+  MetricRow row = overlap_metrics(samples, annotation_bytes, options);
+  const at::Tensor mode = mean.argmax(/*dim=*/0).unsqueeze(0).to(at::kByte);
+  const auto channels = metrics::foreground_classes(classes);
+  const at::Tensor mean_dice = metrics::dice(
+      metrics::pairwise_overlap(metrics::PackedLabels(mode, classes, channels),
+                                metrics::PackedLabels(annotation_bytes, classes, channels)))[0];
+  for (int64_t c = 1; c < classes; ++c) {
+    row.emplace_back("dice_mean_" + std::to_string(c), nan_mean(mean_dice.select(1, c - 1)));
+  }
+  std::vector<int64_t> map_shape(mean.sizes().begin(), mean.sizes().end());
+  const at::Tensor mean_probability = (sum_probability / num_samples).reshape(map_shape);
+  row.emplace_back("ncc", metrics::variance_ncc_from_moments(
+                              mean_probability, (sum_log / num_samples).reshape(map_shape),
+                              annotations));
+  row.emplace_back("ece", metrics::classwise_ece(mean_probability, annotations));
+  row.emplace_back("loglikelihood",
+                   loss::monte_carlo_log_likelihood(at::cat(likelihoods).to(at::kDouble))
+                       .mean()
+                       .item<double>());
+  return row;
+}
+
+std::vector<CaseResult> evaluate_prediction_folder(const fs::path& dir,
+                                                   const EvaluationOptions& options,
+                                                   const SamplingOptions& sampling,
+                                                   const Progress& progress) {
+  const std::vector<PredictionCase> cases = read_prediction_csv(dir);
+  std::vector<CaseResult> results(cases.size());
+  std::mutex progress_mutex;
+  int64_t done = 0;
+  at::parallel_for(0, static_cast<int64_t>(cases.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const PredictionCase& c = cases[i];
+      const at::Tensor mean = io::read_image(c.logit_mean);
+      const at::Tensor cov_diag = io::read_image(c.cov_diag);
+      const at::Tensor cov_factor = io::read_image(c.cov_factor);
+      TORCH_CHECK(cov_diag.sizes() == mean.sizes(), c.cov_diag.string(), " has shape ",
+                  cov_diag.sizes(), ", but ", c.logit_mean.filename().string(), " has ",
+                  mean.sizes());
+      TORCH_CHECK(cov_factor.dim() == mean.dim() && cov_factor.size(0) % mean.size(0) == 0 &&
+                      cov_factor.sizes().slice(1) == mean.sizes().slice(1),
+                  c.cov_factor.string(), " has shape ", cov_factor.sizes(), ", expected [C*R, ",
+                  mean.sizes().slice(1), "] with C = ", mean.size(0));
+      const at::Tensor annotations =
+          read_maps(c.annotations, options, mean.sizes().slice(1), c.logit_mean);
+      at::Generator generator =
+          at::detail::createCPUGenerator(sampling.seed + static_cast<uint64_t>(i));
+      results[i] = {c.id, sampling.num_samples,
+                    evaluate_prediction(mean, cov_diag, cov_factor, annotations, options,
+                                        sampling.num_samples, generator)};
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      ++done;
+      if (progress) progress(done, static_cast<int64_t>(cases.size()));
+    }
+  });
+  return results;
 }
 
 }  // namespace ssn::evaluation

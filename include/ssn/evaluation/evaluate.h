@@ -4,6 +4,7 @@
 // summary.json (formats in docs/file-formats.md). Builds on metrics/ (the math) and io/ (files).
 
 #include <ATen/ATen.h>
+#include <ATen/core/Generator.h>
 
 #include <filesystem>
 #include <functional>
@@ -37,6 +38,11 @@ struct EvaluationOptions {
 /// Metric name -> value, in the column order of metrics.csv.
 using MetricRow = std::vector<std::pair<std::string, double>>;
 
+/// The label-map part of every evaluation: ged, diversity, annotator_diversity, hm_iou, dice_<c>
+/// (mean sample Dice per foreground class, NaN-skipping) and, with brats_regions, dice_wt/tc/et.
+MetricRow overlap_metrics(const at::Tensor& samples, const at::Tensor& annotations,
+                          const EvaluationOptions& options);
+
 /// The per-case metrics from label maps: samples [N, *spatial], annotations [M, *spatial] ->
 /// ged, diversity, annotator_diversity, hm_iou, dice_<c> (mean sample Dice per foreground class,
 /// NaN-skipping), dice_wt/tc/et (with brats_regions), ncc (one-hot samples), ece (sample
@@ -64,6 +70,44 @@ std::vector<CaseResult> evaluate_sample_folder(const std::filesystem::path& dir,
 /// "metrics": {name: {"mean", "stderr", "count"}}} over the cases where a metric is not NaN;
 /// stderr = sample standard deviation / sqrt(count), null below 2 cases.
 nlohmann::json summarise(const std::vector<CaseResult>& results);
+
+/// One case of a predictions folder (docs/file-formats.md): the maps of the predicted Gaussian and
+/// the annotations, paths resolved against the folder.
+struct PredictionCase {
+  std::string id;
+  std::filesystem::path logit_mean;  ///< [C, *spatial]
+  std::filesystem::path cov_diag;    ///< [C, *spatial]
+  std::filesystem::path cov_factor;  ///< [C*R, *spatial], rank-major
+  std::vector<std::filesystem::path> annotations;
+};
+
+/// Reads dir/prediction.csv: columns id, logit_mean, cov_diag, cov_factor, annotations (paths
+/// separated by ';'), other columns ignored. Errors name the file, line and column.
+std::vector<PredictionCase> read_prediction_csv(const std::filesystem::path& dir);
+
+struct SamplingOptions {
+  /// Samples drawn per case.
+  int64_t num_samples = 100;
+  /// Case i draws from a generator seeded with seed + i, so results do not depend on threading.
+  uint64_t seed = 0;
+};
+
+/// The metrics of one predicted distribution: mean [C, *spatial], cov_diag [C, *spatial],
+/// cov_factor [C*R, *spatial], annotations [M, *spatial]. Draws the samples in chunks (never all
+/// logits at once) and reports overlap_metrics of their argmax, dice_mean_<c> (argmax of the mean
+/// against each annotation), ncc and ece from the samples' softmax probabilities, and
+/// loglikelihood: the mean over annotations of the Monte-Carlo estimate of log p(y | x).
+MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag,
+                              const at::Tensor& cov_factor, const at::Tensor& annotations,
+                              const EvaluationOptions& options, int64_t num_samples,
+                              at::Generator generator);
+
+/// Reads and evaluates every case of a predictions folder; K is the channel count of the mean
+/// maps and must equal options.num_classes.
+std::vector<CaseResult> evaluate_prediction_folder(const std::filesystem::path& dir,
+                                                   const EvaluationOptions& options,
+                                                   const SamplingOptions& sampling,
+                                                   const Progress& progress = {});
 
 /// Writes out/metrics.csv (id + one column per metric, NaN as "nan") and out/summary.json, each
 /// atomically, creating `out` if missing; returns the summary.
