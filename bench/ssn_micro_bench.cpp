@@ -47,8 +47,8 @@ Inputs& inputs() {
 }
 
 void set_threads(benchmark::State& state) {
-  state.counters["threads"] = ssn::runtime::configure_threads(
-      static_cast<int>(std::getenv("SSN_BENCH_THREADS") ? std::atoi(std::getenv("SSN_BENCH_THREADS")) : 0));
+  state.counters["threads"] = ssn::runtime::configure_threads(static_cast<int>(
+      std::getenv("SSN_BENCH_THREADS") ? std::atoi(std::getenv("SSN_BENCH_THREADS")) : 0));
 }
 
 void BM_Rsample(benchmark::State& state) {

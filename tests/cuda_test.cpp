@@ -31,14 +31,14 @@ class Cuda : public ::testing::Test {
 TEST_F(Cuda, GoldenLowRankNormalMatchesInFloat64) {
   for (const auto& c : load_golden("lowrank_mvn.json")["cases"]) {
     const LowRankNormal dist(on_cuda(c["loc"]), on_cuda(c["cov_factor"]), on_cuda(c["cov_diag"]));
-    EXPECT_LT(max_relative_error(dist.log_prob(on_cuda(c["value"])).cpu(),
-                                 to_tensor(c["log_prob"])),
-              1e-9);
+    EXPECT_LT(
+        max_relative_error(dist.log_prob(on_cuda(c["value"])).cpu(), to_tensor(c["log_prob"])),
+        1e-9);
     EXPECT_LT(max_relative_error(dist.entropy().cpu(), to_tensor(c["entropy"])), 1e-9);
-    EXPECT_LT(max_relative_error(
-                  dist.rsample_from_noise(on_cuda(c["eps_W"]), on_cuda(c["eps_D"])).cpu(),
-                  to_tensor(c["rsample"]), 1e-3),
-              1e-9);
+    EXPECT_LT(
+        max_relative_error(dist.rsample_from_noise(on_cuda(c["eps_W"]), on_cuda(c["eps_D"])).cpu(),
+                           to_tensor(c["rsample"]), 1e-3),
+        1e-9);
   }
 }
 
@@ -102,11 +102,13 @@ TEST_F(Cuda, SamplingControlsWorkOnTheDevice) {
                            torch::rand({2, 12}, opts) + 0.1, {3, 4});
   SamplingControls controls;
   controls.temperature = 0.0;
-  EXPECT_TRUE(dist.rsample(4, c10::nullopt, controls).eq(dist.loc().unsqueeze(0)).all().item<bool>());
+  EXPECT_TRUE(
+      dist.rsample(4, c10::nullopt, controls).eq(dist.loc().unsqueeze(0)).all().item<bool>());
   controls.temperature = 1.0;
   controls.class_weights = torch::tensor({1.0f, 0.0f, 1.0f});  // on the CPU: moved as needed
   const auto samples = dist.to_event_shape(dist.rsample(4, c10::nullopt, controls));
-  EXPECT_TRUE(samples.select(2, 1).eq(dist.to_event_shape(dist.loc()).select(1, 1).unsqueeze(0))
+  EXPECT_TRUE(samples.select(2, 1)
+                  .eq(dist.to_event_shape(dist.loc()).select(1, 1).unsqueeze(0))
                   .all()
                   .item<bool>());
 }

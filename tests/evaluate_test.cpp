@@ -106,7 +106,8 @@ TEST_F(EvaluateFolder, BadInputIsAnErrorThatNamesTheFileAndWritesNothing) {
 
   write_case("a", 2, 1, 3);
   io::write_label_image(dir / "a_l2.png", at::zeros({12, 11}, at::kLong));
-  EXPECT_THAT(error_of(evaluate_into_out), HasSubstr("a_l2.png has shape [12, 11], but a_s0.png has [12, 10]"));
+  EXPECT_THAT(error_of(evaluate_into_out),
+              HasSubstr("a_l2.png has shape [12, 11], but a_s0.png has [12, 10]"));
   io::write_label_image(dir / "a_l2.png", at::full({12, 10}, 7, at::kLong));
   EXPECT_THAT(error_of(evaluate_into_out),
               HasSubstr("a_l2.png holds labels in [7, 7], expected class indices in [0, 3)"));
@@ -173,9 +174,9 @@ TEST_F(EvaluatePredictions, NearZeroCovarianceGivesTheMeanPredictionEverywhere) 
   EXPECT_NEAR(row["loglikelihood"], expected, 1e-3);
   std::vector<std::string> names;
   for (const auto& [name, value] : results[0].metrics) names.push_back(name);
-  EXPECT_EQ(names, std::vector<std::string>({"ged", "diversity", "annotator_diversity", "hm_iou",
-                                             "dice_1", "dice_mean_1", "ncc", "ece",
-                                             "loglikelihood"}));
+  EXPECT_EQ(names,
+            std::vector<std::string>({"ged", "diversity", "annotator_diversity", "hm_iou", "dice_1",
+                                      "dice_mean_1", "ncc", "ece", "loglikelihood"}));
 }
 
 TEST_F(EvaluatePredictions, SameSeedSameMetricsAndSamplesSpread) {
@@ -208,8 +209,9 @@ TEST_F(EvaluatePredictions, BadFoldersAreErrorsThatNameTheProblem) {
               HasSubstr("the header has no column 'cov_factor'"));
   write_prediction("c", 1.0);
   io::write_float_image(dir / "c_cov_diag.nii.gz", at::ones({2, 8, 5}));
-  EXPECT_THAT(error_of([&] { evaluate_prediction_folder(dir, options, sampling); }),
-              HasSubstr("c_cov_diag.nii.gz has shape [2, 8, 5], but c_logit_mean.nii.gz has [2, 8, 6]"));
+  EXPECT_THAT(
+      error_of([&] { evaluate_prediction_folder(dir, options, sampling); }),
+      HasSubstr("c_cov_diag.nii.gz has shape [2, 8, 5], but c_logit_mean.nii.gz has [2, 8, 6]"));
   io::write_float_image(dir / "c_cov_diag.nii.gz", at::ones({2, 8, 6}));
   options.num_classes = 3;
   EXPECT_THAT(error_of([&] { evaluate_prediction_folder(dir, options, sampling); }),

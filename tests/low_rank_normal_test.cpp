@@ -46,9 +46,9 @@ TEST_P(GoldenLowRankNormal, MatchesEveryCase) {
     const LowRankNormal dist(to_tensor(c["loc"], dtype), to_tensor(c["cov_factor"], dtype),
                              to_tensor(c["cov_diag"], dtype));
     EXPECT_EQ(dist.rank(), c["rank"].get<int64_t>());
-    EXPECT_LT(max_relative_error(dist.log_prob(to_tensor(c["value"], dtype)),
-                                 to_tensor(c["log_prob"])),
-              tolerance);
+    EXPECT_LT(
+        max_relative_error(dist.log_prob(to_tensor(c["value"], dtype)), to_tensor(c["log_prob"])),
+        tolerance);
     EXPECT_LT(max_relative_error(dist.entropy(), to_tensor(c["entropy"])), tolerance);
     EXPECT_LT(max_relative_error(dist.variance(), to_tensor(c["variance"])), tolerance);
     const at::Tensor samples =
@@ -100,7 +100,9 @@ TEST(LowRankNormal, EmpiricalCovarianceOfSamplesMatchesLowRankPlusDiagonal) {
   const at::Tensor stderr_ =
       ((diag.unsqueeze(0) * diag.unsqueeze(1) + expected.pow(2)) / kSamples).sqrt();
   EXPECT_TRUE(((empirical - expected).abs() <= 5 * stderr_).all().item<bool>())
-      << "empirical\n" << empirical << "\nexpected\n" << expected;
+      << "empirical\n"
+      << empirical << "\nexpected\n"
+      << expected;
   EXPECT_LT((samples.mean(0) - dist.loc()[0]).abs().max().item<double>(),
             5 * std::sqrt(diag.max().item<double>() / kSamples));
 }
@@ -173,11 +175,14 @@ TEST(LowRankNormal, DiagonalModelIsIndependentNormals) {
 TEST(LowRankNormal, RejectsBadShapesWithClearMessages) {
   const at::Tensor loc = at::zeros({2, 6}, at::kDouble);
   const at::Tensor diag = at::ones({2, 6}, at::kDouble);
-  EXPECT_THAT(error_of([&] { LowRankNormal(loc.view({12}), at::zeros({2, 6, 1}), diag); }),
+  EXPECT_THAT(error_of([&] {
+                LowRankNormal(loc.view({12}), at::zeros({2, 6, 1}), diag);
+              }),
               HasSubstr("loc must have shape [B, N], got [12]"));
-  EXPECT_THAT(
-      error_of([&] { LowRankNormal(loc, at::zeros({2, 5, 1}, at::kDouble), diag); }),
-      HasSubstr("cov_factor must have shape [B, N, R] = [2, 6, R], got [2, 5, 1]"));
+  EXPECT_THAT(error_of([&] {
+                LowRankNormal(loc, at::zeros({2, 5, 1}, at::kDouble), diag);
+              }),
+              HasSubstr("cov_factor must have shape [B, N, R] = [2, 6, R], got [2, 5, 1]"));
   EXPECT_THAT(error_of([&] {
                 LowRankNormal(loc, at::zeros({2, 6, 1}, at::kDouble), at::ones({2, 3}));
               }),
@@ -195,14 +200,23 @@ TEST(LowRankNormal, RejectsBadShapesWithClearMessages) {
 TEST(LowRankNormal, RejectsNonPositiveOrNonFiniteDiagonal) {
   const at::Tensor loc = at::zeros({1, 3}, at::kDouble);
   const at::Tensor factor = at::zeros({1, 3, 1}, at::kDouble);
-  EXPECT_THAT(error_of([&] { LowRankNormal(loc, factor, at::tensor({1.0, 0.0, 1.0}, at::kDouble).view({1, 3})); }),
+  EXPECT_THAT(error_of([&] {
+                LowRankNormal(loc, factor, at::tensor({1.0, 0.0, 1.0}, at::kDouble).view({1, 3}));
+              }),
               HasSubstr("cov_diag must be > 0 and finite everywhere, got minimum 0"));
-  EXPECT_THAT(error_of([&] { LowRankNormal(loc, factor, at::tensor({1.0, -2.0, 1.0}, at::kDouble).view({1, 3})); }),
+  EXPECT_THAT(error_of([&] {
+                LowRankNormal(loc, factor, at::tensor({1.0, -2.0, 1.0}, at::kDouble).view({1, 3}));
+              }),
               HasSubstr("cov_diag must be > 0 and finite everywhere, got minimum -2"));
-  EXPECT_THAT(error_of([&] { LowRankNormal(loc, factor, at::tensor({1.0, NAN, 1.0}, at::kDouble).view({1, 3})); }),
+  EXPECT_THAT(error_of([&] {
+                LowRankNormal(loc, factor, at::tensor({1.0, NAN, 1.0}, at::kDouble).view({1, 3}));
+              }),
               HasSubstr("cov_diag must be > 0 and finite everywhere"));
-  EXPECT_THAT(error_of([&] { LowRankNormal(loc, factor, at::tensor({1.0, INFINITY, 1.0}, at::kDouble).view({1, 3})); }),
-              HasSubstr("got a non-finite value"));
+  EXPECT_THAT(
+      error_of([&] {
+        LowRankNormal(loc, factor, at::tensor({1.0, INFINITY, 1.0}, at::kDouble).view({1, 3}));
+      }),
+      HasSubstr("got a non-finite value"));
 }
 
 TEST(LowRankNormal, RejectsBadSamplingRequests) {
@@ -228,7 +242,9 @@ TEST(LowRankNormal, RejectsBadSamplingRequests) {
                                         at::zeros({2, 1, 6}, at::kDouble));
               }),
               HasSubstr("eps_W must have shape [M, B, R] = [M, 1, 2], got [2, 1, 3]"));
-  EXPECT_THAT(error_of([&] { dist.log_prob(at::zeros({1, 5}, at::kDouble)); }),
+  EXPECT_THAT(error_of([&] {
+                dist.log_prob(at::zeros({1, 5}, at::kDouble));
+              }),
               HasSubstr("value must have shape [B, N] or [M, B, N] with B = 1 and N = 6"));
 }
 

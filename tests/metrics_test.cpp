@@ -74,7 +74,8 @@ TEST(Overlap, MatchesAPlainCountOnOddSizesAndRegions) {
   const at::Tensor a = at::randint(4, {5, 3, 67}, at::kLong);
   const at::Tensor b = at::randint(4, {3, 3, 67}, at::kLong);
   const std::vector<ClassSet> channels = {{1}, {2}, {3}, {1, 2, 3}, {1, 3}};
-  const Overlap overlap = pairwise_overlap(PackedLabels(a, 4, channels), PackedLabels(b, 4, channels));
+  const Overlap overlap =
+      pairwise_overlap(PackedLabels(a, 4, channels), PackedLabels(b, 4, channels));
   for (int64_t i = 0; i < 5; ++i) {
     for (int64_t j = 0; j < 3; ++j) {
       for (size_t k = 0; k < channels.size(); ++k) {
@@ -146,24 +147,28 @@ TEST(Metrics, CalibrationAndEntropyOfKnownMaps) {
   const at::Tensor probabilities = class_frequencies(samples, 2);
   EXPECT_NEAR(classwise_ece(probabilities, at::ones({1, 4, 4}, at::kLong)), 0.5, 1e-15);
   // Perfectly calibrated: confidence equals the annotators' frequency.
-  const at::Tensor annotations = at::stack({at::zeros({4, 4}, at::kLong), at::ones({4, 4}, at::kLong)});
+  const at::Tensor annotations =
+      at::stack({at::zeros({4, 4}, at::kLong), at::ones({4, 4}, at::kLong)});
   EXPECT_NEAR(classwise_ece(probabilities, annotations), 0.0, 1e-15);
 }
 
 TEST(Metrics, RejectBadInputWithClearMessages) {
-  EXPECT_THAT(error_of([] {
-                distribution_metrics(at::zeros({2, 4, 4}, at::kLong), at::zeros({2, 4, 5}, at::kLong), 2);
-              }),
-              HasSubstr("samples and annotations must have the same spatial shape, got [4, 4] and "
-                        "[4, 5]"));
-  EXPECT_THAT(error_of([] {
-                distribution_metrics(at::full({2, 4, 4}, 3, at::kLong), at::zeros({2, 4, 4}, at::kLong), 3);
-              }),
-              HasSubstr("labels must lie in [0, 3), got values in [3, 3]"));
-  EXPECT_THAT(error_of([] {
-                distribution_metrics(at::zeros({2, 4, 4}, at::kLong), at::zeros({0, 4, 4}, at::kLong), 2);
-              }),
-              HasSubstr("annotations must have shape [M >= 1, *spatial], got [0, 4, 4]"));
+  EXPECT_THAT(
+      error_of([] {
+        distribution_metrics(at::zeros({2, 4, 4}, at::kLong), at::zeros({2, 4, 5}, at::kLong), 2);
+      }),
+      HasSubstr("samples and annotations must have the same spatial shape, got [4, 4] and "
+                "[4, 5]"));
+  EXPECT_THAT(
+      error_of([] {
+        distribution_metrics(at::full({2, 4, 4}, 3, at::kLong), at::zeros({2, 4, 4}, at::kLong), 3);
+      }),
+      HasSubstr("labels must lie in [0, 3), got values in [3, 3]"));
+  EXPECT_THAT(
+      error_of([] {
+        distribution_metrics(at::zeros({2, 4, 4}, at::kLong), at::zeros({0, 4, 4}, at::kLong), 2);
+      }),
+      HasSubstr("annotations must have shape [M >= 1, *spatial], got [0, 4, 4]"));
 }
 
 }  // namespace

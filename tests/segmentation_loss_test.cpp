@@ -43,10 +43,10 @@ torch::Tensor plain_ssn_loss(const torch::Tensor& loc, const torch::Tensor& fact
   const int64_t m = samples.size(0), b = samples.size(1);
   const auto logits = samples.reshape({m * b, classes, -1});
   const auto labels = target.reshape({1, b, -1}).expand({m, b, -1}).reshape({m * b, -1});
-  const auto log_prob = -torch::nn::functional::cross_entropy(
-                            logits, labels,
-                            torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
-                             .view({m, b, -1});
+  const auto log_prob =
+      -torch::nn::functional::cross_entropy(
+           logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
+           .view({m, b, -1});
   return -(torch::logsumexp(log_prob.sum(-1), 0) - std::log(double(m))).mean();
 }
 
@@ -168,10 +168,10 @@ double peak_working_memory_ratio(bool plain) {
   const double gradient_bytes = double(loc.numel() + factor.numel() + diag.numel()) * sizeof(float);
   runtime::CpuMemoryTracker tracker;
   {
-    const auto loss =
-        plain ? plain_ssn_loss(loc, factor, diag, target, eps_W, eps_D, classes)
-              : ssn_loss_from_noise(LowRankNormal(loc, factor, diag, {classes, pixels}), target,
-                                    eps_W, eps_D);
+    const auto loss = plain
+                          ? plain_ssn_loss(loc, factor, diag, target, eps_W, eps_D, classes)
+                          : ssn_loss_from_noise(LowRankNormal(loc, factor, diag, {classes, pixels}),
+                                                target, eps_W, eps_D);
     loss.backward();
   }
   return (double(tracker.peak_bytes()) - gradient_bytes) / logits_bytes;
@@ -196,20 +196,30 @@ TEST(SsnLoss, RejectsBadInputWithClearMessages) {
               HasSubstr("num_mc_samples must be even and >= 2 (antithetic pairs), got 3"));
   EXPECT_THAT(error_of([&] { ssn_loss(dist, target, 0); }),
               HasSubstr("num_mc_samples must be even and >= 2 (antithetic pairs), got 0"));
-  EXPECT_THAT(error_of([&] { ssn_loss(dist, at::zeros({1, 5}, at::kLong), 2); }),
+  EXPECT_THAT(error_of([&] {
+                ssn_loss(dist, at::zeros({1, 5}, at::kLong), 2);
+              }),
               HasSubstr("target must have shape [B, *spatial] = [1, 4], got [1, 5]"));
-  EXPECT_THAT(error_of([&] { ssn_loss(dist, at::full({1, 4}, 2, at::kLong), 2); }),
+  EXPECT_THAT(error_of([&] {
+                ssn_loss(dist, at::full({1, 4}, 2, at::kLong), 2);
+              }),
               HasSubstr("target labels must lie in [0, 2), got values in [2, 2]"));
-  EXPECT_THAT(error_of([&] { ssn_loss(dist, at::zeros({1, 4}, at::kFloat), 2); }),
+  EXPECT_THAT(error_of([&] {
+                ssn_loss(dist, at::zeros({1, 4}, at::kFloat), 2);
+              }),
               HasSubstr("target must hold integer class labels, got Float"));
   const LowRankNormal flat(at::zeros({1, 8}, at::kDouble), at::zeros({1, 8, 1}, at::kDouble),
                            at::ones({1, 8}, at::kDouble));
   EXPECT_THAT(error_of([&] { ssn_loss(flat, target, 2); }),
               HasSubstr("needs an event shape (C, *spatial)"));
-  EXPECT_THAT(error_of([&] { SegmentationLoss({LossKind::kStochasticMcIntegral, 7}); }),
+  EXPECT_THAT(error_of([&] {
+                SegmentationLoss({LossKind::kStochasticMcIntegral, 7});
+              }),
               HasSubstr("num_mc_samples must be even and >= 2 (antithetic pairs), got 7"));
   const SegmentationLoss loss({LossKind::kStochasticMcIntegral, 2});
-  EXPECT_THAT(error_of([&] { loss(at::zeros({1, 2, 4}), nullptr, target); }),
+  EXPECT_THAT(error_of([&] {
+                loss(at::zeros({1, 2, 4}), nullptr, target);
+              }),
               HasSubstr("the SSN loss needs the model's distribution, got none"));
 }
 
@@ -218,9 +228,13 @@ TEST(CrossEntropyLoss, UniformLogitsCostLogC) {
   const at::Tensor target = at::randint(4, {2, 3, 3}, at::kLong);
   const SegmentationLoss loss({LossKind::kCrossEntropy, 0});
   EXPECT_NEAR(loss(logits, nullptr, target).item<double>(), std::log(4.0), 1e-12);
-  EXPECT_THAT(error_of([&] { loss::cross_entropy_loss(logits, at::zeros({2, 3}, at::kLong)); }),
+  EXPECT_THAT(error_of([&] {
+                loss::cross_entropy_loss(logits, at::zeros({2, 3}, at::kLong));
+              }),
               HasSubstr("target must have shape [B, *spatial] = [2, 3, 3], got [2, 3]"));
-  EXPECT_THAT(error_of([&] { loss::cross_entropy_loss(logits, at::full({2, 3, 3}, 4, at::kLong)); }),
+  EXPECT_THAT(error_of([&] {
+                loss::cross_entropy_loss(logits, at::full({2, 3, 3}, 4, at::kLong));
+              }),
               HasSubstr("target labels must lie in [0, 4), got values in [4, 4]"));
 }
 

@@ -29,9 +29,9 @@ TEST(GoldenStochasticSegmentationHead, MatchesEveryCaseInFloat64) {
   for (const auto& c : golden["cases"]) {
     const auto dims = static_cast<int64_t>(c["spatial"].size());
     SCOPED_TRACE(std::to_string(dims) + "-D case");
-    StochasticSegmentationHead head(StochasticSegmentationHeadOptions(
-                                        c["features"].get<int64_t>(), c["classes"].get<int64_t>(),
-                                        c["rank"].get<int64_t>())
+    StochasticSegmentationHead head(StochasticSegmentationHeadOptions(c["features"].get<int64_t>(),
+                                                                      c["classes"].get<int64_t>(),
+                                                                      c["rank"].get<int64_t>())
                                         .epsilon(c["epsilon"].get<double>())
                                         .dimension(dims));
     head->to(torch::kDouble);
@@ -43,14 +43,14 @@ TEST(GoldenStochasticSegmentationHead, MatchesEveryCaseInFloat64) {
         params[layer + "_l.bias"].copy_(to_tensor(c["biases"][layer]));
       }
     }
-    const HeadOutput out =
-        head->forward(to_tensor(c["input_features"]), to_tensor(c["mask"]));
+    const HeadOutput out = head->forward(to_tensor(c["input_features"]), to_tensor(c["mask"]));
     EXPECT_LT(max_relative_error(out.mean_logits, to_tensor(c["mean"])), 1e-12);
     EXPECT_LT(max_relative_error(out.distribution.cov_diag(), to_tensor(c["cov_diag"])), 1e-12);
-    EXPECT_LT(max_relative_error(out.distribution.cov_factor(), to_tensor(c["cov_factor"])),
-              1e-12);
-    EXPECT_TRUE(out.distribution.loc().equal(out.mean_logits.reshape({out.mean_logits.size(0), -1})));
-    EXPECT_TRUE(out.distribution.cov_diag().equal(out.cov_diag.reshape({out.cov_diag.size(0), -1})));
+    EXPECT_LT(max_relative_error(out.distribution.cov_factor(), to_tensor(c["cov_factor"])), 1e-12);
+    EXPECT_TRUE(
+        out.distribution.loc().equal(out.mean_logits.reshape({out.mean_logits.size(0), -1})));
+    EXPECT_TRUE(
+        out.distribution.cov_diag().equal(out.cov_diag.reshape({out.cov_diag.size(0), -1})));
   }
 }
 
@@ -90,19 +90,25 @@ TEST(StochasticSegmentationHead, RankZeroIsTheDiagonalModel) {
 }
 
 TEST(StochasticSegmentationHead, RejectsBadOptionsAndInput) {
-  EXPECT_THAT(error_of([] { StochasticSegmentationHead(StochasticSegmentationHeadOptions(3, 2, -1)); }),
-              HasSubstr("rank must be >= 0 (0 = diagonal covariance), got -1"));
+  EXPECT_THAT(
+      error_of([] { StochasticSegmentationHead(StochasticSegmentationHeadOptions(3, 2, -1)); }),
+      HasSubstr("rank must be >= 0 (0 = diagonal covariance), got -1"));
   EXPECT_THAT(error_of([] {
                 StochasticSegmentationHead(StochasticSegmentationHeadOptions(3, 2, 1).dimension(4));
               }),
               HasSubstr("dimension must be 2 or 3, got 4"));
-  EXPECT_THAT(error_of([] { StochasticSegmentationHead(StochasticSegmentationHeadOptions(3, 1, 1)); }),
-              HasSubstr("num_classes must be >= 2 (background included), got 1"));
+  EXPECT_THAT(
+      error_of([] { StochasticSegmentationHead(StochasticSegmentationHeadOptions(3, 1, 1)); }),
+      HasSubstr("num_classes must be >= 2 (background included), got 1"));
   StochasticSegmentationHead head(StochasticSegmentationHeadOptions(3, 2, 1));
-  EXPECT_THAT(error_of([&] { head->forward(torch::randn({1, 4, 5, 5})); }),
+  EXPECT_THAT(error_of([&] {
+                head->forward(torch::randn({1, 4, 5, 5}));
+              }),
               HasSubstr("features must have shape [B, F = 3, *spatial] with 2 spatial dimensions, "
                         "got [1, 4, 5, 5]"));
-  EXPECT_THAT(error_of([&] { head->forward(torch::randn({1, 3, 5, 5}), torch::ones({1, 5, 4})); }),
+  EXPECT_THAT(error_of([&] {
+                head->forward(torch::randn({1, 3, 5, 5}), torch::ones({1, 5, 4}));
+              }),
               HasSubstr("mask must have shape [B, *spatial] = [1, 5, 5], got [1, 5, 4]"));
 }
 

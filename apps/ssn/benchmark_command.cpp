@@ -20,7 +20,8 @@ struct BenchmarkFlags {
 };
 
 void run_evaluate_benchmark(const BenchmarkFlags& flags) {
-  nlohmann::json report = {{"threads", at::get_num_threads()}, {"workloads", nlohmann::json::array()}};
+  nlohmann::json report = {{"threads", at::get_num_threads()},
+                           {"workloads", nlohmann::json::array()}};
   for (const auto& workload : evaluation::standard_evaluate_workloads()) {
     report["workloads"].push_back(
         evaluation::benchmark_evaluate(workload, flags.repeats, flags.seed, flags.data_out));

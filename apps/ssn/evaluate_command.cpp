@@ -37,8 +37,8 @@ void run_evaluate(const EvaluateFlags& flags) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cout << "evaluated " << results.size() << " cases from "
-            << (flags.predictions.empty() ? flags.samples : flags.predictions) << " in "
-            << seconds << " s (reading, scoring and writing)\n";
+            << (flags.predictions.empty() ? flags.samples : flags.predictions) << " in " << seconds
+            << " s (reading, scoring and writing)\n";
   for (const auto& [name, value] : results.front().metrics) {
     const auto& entry = summary["metrics"][name];
     const double mean = entry["mean"].is_null() ? NAN : entry["mean"].get<double>();
@@ -72,8 +72,9 @@ void add_evaluate_command(CLI::App& app) {
                        "<case>_l<j>.png|.nii.gz (annotations, j from 1)")
           ->check(CLI::ExistingDirectory);
   predictions->excludes(samples);
-  command->add_option("--num-samples", flags->sampling.num_samples,
-                      "Samples drawn per case (--predictions)")
+  command
+      ->add_option("--num-samples", flags->sampling.num_samples,
+                   "Samples drawn per case (--predictions)")
       ->check(CLI::Range(int64_t{1}, int64_t{100000}))
       ->capture_default_str();
   command->add_option("--seed", flags->sampling.seed, "Seed of the sampling (--predictions)")

@@ -43,8 +43,8 @@ void run_toy(const ToyFlags& flags) {
   }
   std::cout << "toy problem: " << flags.options.num_pixels
             << " pixels, two equally likely targets (middle third ambiguous)\n"
-            << "  low-rank (rank " << flags.options.rank
-            << ")  log-likelihood " << result.low_rank.log_likelihood << "\n"
+            << "  low-rank (rank " << flags.options.rank << ")  log-likelihood "
+            << result.low_rank.log_likelihood << "\n"
             << "  diagonal          log-likelihood " << result.diagonal.log_likelihood << "\n"
             << "  (perfect model -> ln 1/2 = -0.693; best diagonal ~ 7 ln 1/2 = -4.85)\n";
   if (!figure.empty()) {
@@ -69,16 +69,19 @@ void add_toy_command(CLI::App& app) {
   command->add_option("--rank", flags->options.rank, "Rank of the low-rank model")
       ->check(CLI::Range(1, 21))
       ->capture_default_str();
-  command->add_option("--mean-steps", flags->options.mean_steps,
-                      "Adam steps on the mean alone (phase 1)")
+  command
+      ->add_option("--mean-steps", flags->options.mean_steps,
+                   "Adam steps on the mean alone (phase 1)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  command->add_option("--joint-steps", flags->options.joint_steps,
-                      "Adam steps on mean and covariance (phase 2)")
+  command
+      ->add_option("--joint-steps", flags->options.joint_steps,
+                   "Adam steps on mean and covariance (phase 2)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  command->add_option("--eval-samples", flags->options.num_eval_samples,
-                      "Monte-Carlo samples of the final log-likelihood estimate")
+  command
+      ->add_option("--eval-samples", flags->options.num_eval_samples,
+                   "Monte-Carlo samples of the final log-likelihood estimate")
       ->check(CLI::Range(int64_t{1000}, int64_t{10000000}))
       ->capture_default_str();
   command->callback([flags]() { run_toy(*flags); });

@@ -60,8 +60,7 @@ LowRankNormal::LowRankNormal(at::Tensor loc, at::Tensor cov_factor, at::Tensor c
   // One reduction (and one device sync) buys a clear message instead of NaN samples later.
   TORCH_CHECK(cov_diag_.numel() == 0 || (cov_diag_ > 0).all().item<bool>(),
               "LowRankNormal: cov_diag must be > 0 and finite everywhere, got minimum ",
-              cov_diag_.numel() ? cov_diag_.min().item<double>() : 0.0,
-              " (NaN counts as invalid)");
+              cov_diag_.numel() ? cov_diag_.min().item<double>() : 0.0, " (NaN counts as invalid)");
   TORCH_CHECK(cov_diag_.numel() == 0 || at::isfinite(cov_diag_).all().item<bool>(),
               "LowRankNormal: cov_diag must be > 0 and finite everywhere, got a non-finite value");
   if (event_shape_.empty()) {
@@ -123,8 +122,8 @@ at::Tensor LowRankNormal::perturbation(const at::Tensor& eps_W, const at::Tensor
       low_rank_noise = low_rank_noise * w.to(loc_.options());
     }
     // [B, M, R] x [B, R, N] -> [B, M, N], then back to sample-major [M, B, N].
-    delta = delta + at::matmul(low_rank_noise.transpose(0, 1), cov_factor_.transpose(1, 2))
-                        .transpose(0, 1);
+    delta = delta +
+            at::matmul(low_rank_noise.transpose(0, 1), cov_factor_.transpose(1, 2)).transpose(0, 1);
   } else {
     TORCH_CHECK(!controls.rank_weights.defined() || controls.rank_weights.numel() == 0,
                 "LowRankNormal: rank_weights must have R = 0 entries for a diagonal model, got ",
@@ -157,7 +156,8 @@ at::Tensor LowRankNormal::rsample(int64_t num_samples, c10::optional<at::Generat
   TORCH_CHECK(num_samples >= 1, "LowRankNormal::rsample: num_samples must be >= 1, got ",
               num_samples);
   at::Tensor eps_W = at::randn({num_samples, batch_size(), rank()}, generator, loc_.options());
-  at::Tensor eps_D = at::randn({num_samples, batch_size(), event_size()}, generator, loc_.options());
+  at::Tensor eps_D =
+      at::randn({num_samples, batch_size(), event_size()}, generator, loc_.options());
   return rsample_from_noise(eps_W, eps_D, controls);
 }
 
@@ -201,11 +201,11 @@ LowRankNormal::Capacitance LowRankNormal::capacitance() const {
 }
 
 at::Tensor LowRankNormal::log_prob(const at::Tensor& value) const {
-  TORCH_CHECK(value.defined() && (value.dim() == 2 || value.dim() == 3) &&
-                  value.size(-2) == batch_size() && value.size(-1) == event_size(),
-              "LowRankNormal::log_prob: value must have shape [B, N] or [M, B, N] with B = ",
-              batch_size(), " and N = ", event_size(), ", got ",
-              value.defined() ? value.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(
+      value.defined() && (value.dim() == 2 || value.dim() == 3) && value.size(-2) == batch_size() &&
+          value.size(-1) == event_size(),
+      "LowRankNormal::log_prob: value must have shape [B, N] or [M, B, N] with B = ", batch_size(),
+      " and N = ", event_size(), ", got ", value.defined() ? value.sizes() : at::IntArrayRef{});
   check_same_kind(loc_, value, "value");
   const bool single = value.dim() == 2;
   const at::Tensor diff = single ? (value - loc_).unsqueeze(0) : value - loc_;  // [M, B, N]
@@ -216,8 +216,7 @@ at::Tensor LowRankNormal::log_prob(const at::Tensor& value) const {
     // Woodbury: x^T (P P^T + D)^-1 x = x^T D^-1 x - |L^-1 P^T D^-1 x|^2 with K = L L^T.
     const at::Tensor projected =
         at::matmul(cov_factor_.transpose(1, 2), weighted.permute({1, 2, 0}));  // [B, R, M]
-    const at::Tensor solved =
-        at::linalg_solve_triangular(cap.cholesky, projected, /*upper=*/false);
+    const at::Tensor solved = at::linalg_solve_triangular(cap.cholesky, projected, /*upper=*/false);
     mahalanobis = mahalanobis - solved.pow(2).sum(/*dim=*/1).transpose(0, 1);
   }
   const at::Tensor result =
@@ -249,12 +248,12 @@ LowRankNormal distribution_from_maps(const at::Tensor& mean, const at::Tensor& c
               ", got ", cov_diag.defined() ? cov_diag.sizes() : at::IntArrayRef{});
   const int64_t batch = mean.size(0);
   const int64_t classes = mean.size(1);
-  TORCH_CHECK(cov_factor.defined() && cov_factor.dim() == mean.dim() &&
-                  cov_factor.size(0) == batch && cov_factor.size(1) % classes == 0 &&
-                  cov_factor.sizes().slice(2) == mean.sizes().slice(2),
-              "distribution_from_maps: cov_factor must have shape [B, C*R, *spatial] with B = ",
-              batch, ", C = ", classes, " and spatial ", mean.sizes().slice(2), ", got ",
-              cov_factor.defined() ? cov_factor.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(
+      cov_factor.defined() && cov_factor.dim() == mean.dim() && cov_factor.size(0) == batch &&
+          cov_factor.size(1) % classes == 0 && cov_factor.sizes().slice(2) == mean.sizes().slice(2),
+      "distribution_from_maps: cov_factor must have shape [B, C*R, *spatial] with B = ", batch,
+      ", C = ", classes, " and spatial ", mean.sizes().slice(2), ", got ",
+      cov_factor.defined() ? cov_factor.sizes() : at::IntArrayRef{});
   const int64_t rank = cov_factor.size(1) / classes;
   const int64_t events = mean.numel() / std::max<int64_t>(batch, 1);
   // [B, R*C, *sp] -> [B, R, C*S] -> [B, N, R]: channel k = r*C + c lands on rank r of class c.

@@ -13,8 +13,7 @@
 namespace ssn::evaluation {
 
 std::vector<EvaluateWorkload> standard_evaluate_workloads() {
-  return {{"lidc_2d", 100, 4, 2, {128, 128}, true},
-          {"brats_3d", 20, 1, 4, {155, 240, 240}, false}};
+  return {{"lidc_2d", 100, 4, 2, {128, 128}, true}, {"brats_3d", 20, 1, 4, {155, 240, 240}, false}};
 }
 
 at::Tensor synthetic_label_maps(const EvaluateWorkload& w, uint64_t seed) {
@@ -34,8 +33,8 @@ at::Tensor synthetic_label_maps(const EvaluateWorkload& w, uint64_t seed) {
     at::Tensor labels = at::zeros(w.shape, at::kByte);
     // Class c occupies a ball of radius ~ 0.6 / c, nested, with per-map jitter.
     for (int64_t c = 1; c < w.num_classes; ++c) {
-      const double r = 0.6 / static_cast<double>(c) *
-                       (1.0 + 0.15 * at::randn({1}, generator).item<double>());
+      const double r =
+          0.6 / static_cast<double>(c) * (1.0 + 0.15 * at::randn({1}, generator).item<double>());
       labels.masked_fill_(radius2 < r * r, static_cast<uint8_t>(c));
     }
     out.push_back(labels);

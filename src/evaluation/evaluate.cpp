@@ -4,11 +4,11 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
-#include <mutex>
 #include <fstream>
 #include <iomanip>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -39,8 +39,8 @@ std::vector<fs::path> ordered(std::map<int64_t, fs::path>& files, int64_t first,
   int64_t expected = first;
   for (auto& [index, path] : files) {
     TORCH_CHECK(index == expected, "case ", id, ": ", kind, " files must be numbered from ", first,
-                " without gaps; ", kind, " ", expected, " is missing (next found: ",
-                path.filename().string(), ")");
+                " without gaps; ", kind, " ", expected,
+                " is missing (next found: ", path.filename().string(), ")");
     out.push_back(path);
     ++expected;
   }
@@ -74,8 +74,8 @@ std::vector<SampleCase> find_sample_cases(const fs::path& dir) {
                 " has annotations but no samples (", id, "_s0.*)");
     TORCH_CHECK(!files.second.empty(), "case ", id, " in ", dir.string(),
                 " has samples but no annotations (", id, "_l1.*)");
-    cases.push_back({id, ordered(files.first, 0, id, "sample"),
-                     ordered(files.second, 1, id, "annotation")});
+    cases.push_back(
+        {id, ordered(files.first, 0, id, "sample"), ordered(files.second, 1, id, "annotation")});
   }
   return cases;
 }
@@ -102,9 +102,9 @@ MetricRow overlap_metrics(const at::Tensor& samples, const at::Tensor& annotatio
   }
   if (options.brats_regions) {
     const std::vector<metrics::ClassSet> regions = {{1, 2, 3}, {1, 3}, {3}};
-    const at::Tensor region_dice = metrics::dice(metrics::pairwise_overlap(
-        metrics::PackedLabels(samples, classes, regions),
-        metrics::PackedLabels(annotations, classes, regions)));
+    const at::Tensor region_dice = metrics::dice(
+        metrics::pairwise_overlap(metrics::PackedLabels(samples, classes, regions),
+                                  metrics::PackedLabels(annotations, classes, regions)));
     row.emplace_back("dice_wt", nan_mean(region_dice.select(2, 0)));
     row.emplace_back("dice_tc", nan_mean(region_dice.select(2, 1)));
     row.emplace_back("dice_et", nan_mean(region_dice.select(2, 2)));
@@ -139,9 +139,9 @@ at::Tensor read_maps(const std::vector<fs::path>& files, const EvaluationOptions
     } else if (labels.numel() > 0) {
       const int64_t high = labels.max().item<int64_t>();
       const int64_t low = labels.min().item<int64_t>();
-      TORCH_CHECK(low >= 0 && high < options.num_classes, file.string(),
-                  " holds labels in [", low, ", ", high, "], expected class indices in [0, ",
-                  options.num_classes, ") (--num-classes ", options.num_classes, ")");
+      TORCH_CHECK(low >= 0 && high < options.num_classes, file.string(), " holds labels in [", low,
+                  ", ", high, "], expected class indices in [0, ", options.num_classes,
+                  ") (--num-classes ", options.num_classes, ")");
     }
     maps.push_back(labels.to(at::kByte));  // checked < K <= 256: the packing needs no second pass
   }
@@ -181,8 +181,9 @@ nlohmann::json summarise(const std::vector<CaseResult>& results) {
   for (size_t k = 0; k < first.size(); ++k) {
     std::vector<double> values;
     for (const auto& result : results) {
-      TORCH_CHECK(result.metrics.size() == first.size() && result.metrics[k].first == first[k].first,
-                  "case ", result.id, " has other metrics than case ", results.front().id);
+      TORCH_CHECK(
+          result.metrics.size() == first.size() && result.metrics[k].first == first[k].first,
+          "case ", result.id, " has other metrics than case ", results.front().id);
       if (!std::isnan(result.metrics[k].second)) values.push_back(result.metrics[k].second);
     }
     nlohmann::json entry = {{"mean", nullptr}, {"stderr", nullptr}, {"count", values.size()}};
@@ -304,9 +305,9 @@ MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag
   const int64_t classes = mean.size(0);
   TORCH_CHECK(classes == options.num_classes, "the mean logits have ", classes,
               " channels, but --num-classes is ", options.num_classes);
-  const LowRankNormal distribution = distribution_from_maps(
-      mean.unsqueeze(0).to(at::kFloat), cov_diag.unsqueeze(0).to(at::kFloat),
-      cov_factor.unsqueeze(0).to(at::kFloat));
+  const LowRankNormal distribution =
+      distribution_from_maps(mean.unsqueeze(0).to(at::kFloat), cov_diag.unsqueeze(0).to(at::kFloat),
+                             cov_factor.unsqueeze(0).to(at::kFloat));
   const int64_t pixels = mean.numel() / classes;
   const at::Tensor targets = annotations.to(at::kLong).reshape({annotations.size(0), 1, pixels});
   const int64_t chunk = std::max<int64_t>(1, kChunkValues / std::max<int64_t>(1, mean.numel()));
@@ -348,14 +349,13 @@ MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag
   }
   std::vector<int64_t> map_shape(mean.sizes().begin(), mean.sizes().end());
   const at::Tensor mean_probability = (sum_probability / num_samples).reshape(map_shape);
-  row.emplace_back("ncc", metrics::variance_ncc_from_moments(
-                              mean_probability, (sum_log / num_samples).reshape(map_shape),
-                              annotations));
+  row.emplace_back("ncc",
+                   metrics::variance_ncc_from_moments(
+                       mean_probability, (sum_log / num_samples).reshape(map_shape), annotations));
   row.emplace_back("ece", metrics::classwise_ece(mean_probability, annotations));
-  row.emplace_back("loglikelihood",
-                   loss::monte_carlo_log_likelihood(at::cat(likelihoods).to(at::kDouble))
-                       .mean()
-                       .item<double>());
+  row.emplace_back(
+      "loglikelihood",
+      loss::monte_carlo_log_likelihood(at::cat(likelihoods).to(at::kDouble)).mean().item<double>());
   return row;
 }
 

@@ -6,20 +6,19 @@
 #include <itkImage.h>
 #include <itkImageFileWriter.h>
 #include <itkImageIOFactory.h>
-#include <itkMetaImageIOFactory.h>
-#include <itkNiftiImageIOFactory.h>
-#include <itkNrrdImageIOFactory.h>
 #include <itkMetaImageIO.h>
+#include <itkMetaImageIOFactory.h>
 #include <itkNiftiImageIO.h>
+#include <itkNiftiImageIOFactory.h>
 #include <itkNrrdImageIO.h>
+#include <itkNrrdImageIOFactory.h>
 #include <itkPNGImageIO.h>
 #include <itkPNGImageIOFactory.h>
 
-#include <functional>
-#include <numeric>
-
 #include <cstring>
+#include <functional>
 #include <mutex>
+#include <numeric>
 #endif
 
 namespace ssn::io {
@@ -79,26 +78,44 @@ at::Tensor read_pixels(const std::filesystem::path& path, itk::ImageIOBase* io) 
   using Component = itk::IOComponentEnum;
   at::ScalarType dtype;
   switch (io->GetComponentType()) {
-    case Component::UCHAR: dtype = at::kByte; break;
-    case Component::CHAR: dtype = at::kChar; break;
-    case Component::SHORT: dtype = at::kShort; break;
-    case Component::USHORT: dtype = at::kInt; break;  // widened below
-    case Component::INT: dtype = at::kInt; break;
-    case Component::UINT: dtype = at::kLong; break;  // widened below
-    case Component::LONG: case Component::LONGLONG: case Component::ULONG:
+    case Component::UCHAR:
+      dtype = at::kByte;
+      break;
+    case Component::CHAR:
+      dtype = at::kChar;
+      break;
+    case Component::SHORT:
+      dtype = at::kShort;
+      break;
+    case Component::USHORT:
+      dtype = at::kInt;
+      break;  // widened below
+    case Component::INT:
+      dtype = at::kInt;
+      break;
+    case Component::UINT:
+      dtype = at::kLong;
+      break;  // widened below
+    case Component::LONG:
+    case Component::LONGLONG:
+    case Component::ULONG:
     case Component::ULONGLONG:
       TORCH_CHECK(io->GetComponentSize() == 8, "cannot read ", path.string(),
                   ": unexpected component size ", io->GetComponentSize());
       dtype = at::kLong;
       break;
-    case Component::FLOAT: dtype = at::kFloat; break;
-    case Component::DOUBLE: dtype = at::kDouble; break;
+    case Component::FLOAT:
+      dtype = at::kFloat;
+      break;
+    case Component::DOUBLE:
+      dtype = at::kDouble;
+      break;
     default:
       TORCH_CHECK(false, "cannot read ", path.string(), ": unsupported pixel type ",
                   itk::ImageIOBase::GetComponentTypeAsString(io->GetComponentType()));
   }
-  const int64_t count = std::accumulate(shape.begin(), shape.end(), int64_t{1},
-                                        std::multiplies<int64_t>());
+  const int64_t count =
+      std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>());
   try {
     if (io->GetComponentType() == Component::USHORT || io->GetComponentType() == Component::UINT) {
       // No unsigned 16/32-bit tensors in LibTorch 1.13: read raw, then widen.
@@ -128,7 +145,8 @@ void write_pixels(const std::filesystem::path& path, const at::Tensor& values) {
   const at::Tensor bytes = values.contiguous().cpu();
   typename Image::RegionType region;
   typename Image::SizeType size;
-  for (unsigned int d = 0; d < D; ++d) size[d] = static_cast<itk::SizeValueType>(bytes.size(D - 1 - d));
+  for (unsigned int d = 0; d < D; ++d)
+    size[d] = static_cast<itk::SizeValueType>(bytes.size(D - 1 - d));
   region.SetSize(size);
   auto image = Image::New();
   image->SetRegions(region);

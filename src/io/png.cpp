@@ -23,9 +23,9 @@ bool image_io_available() {
 }
 
 void write_rgb_png(const std::filesystem::path& path, const at::Tensor& rgb) {
-  TORCH_CHECK(rgb.dim() == 3 && rgb.size(2) == 3 && rgb.scalar_type() == at::kByte,
-              "cannot write ", path.string(), ": expected an RGB image [H, W, 3] of uint8, got ",
-              rgb.sizes(), " ", rgb.scalar_type());
+  TORCH_CHECK(rgb.dim() == 3 && rgb.size(2) == 3 && rgb.scalar_type() == at::kByte, "cannot write ",
+              path.string(), ": expected an RGB image [H, W, 3] of uint8, got ", rgb.sizes(), " ",
+              rgb.scalar_type());
 #ifdef SSN_WITH_ITK
   using Pixel = itk::RGBPixel<unsigned char>;
   using Image = itk::Image<Pixel, 2>;

@@ -17,7 +17,9 @@ using torch::autograd::variable_list;
 // working set beyond the saved noise (half of M x B x N) stays well under M x B x N.
 constexpr int64_t kChunksPerHalf = 4;
 
-int64_t chunk_size(int64_t half) { return std::max<int64_t>(1, (half + kChunksPerHalf - 1) / kChunksPerHalf); }
+int64_t chunk_size(int64_t half) {
+  return std::max<int64_t>(1, (half + kChunksPerHalf - 1) / kChunksPerHalf);
+}
 
 // eta [m, B, C*S], target_index [B, 1, S] -> [m, B]: sum_s log softmax(eta)_s[y_s], without
 // materialising the full log-softmax (logsumexp and the gathered logit are C times smaller).
@@ -105,9 +107,9 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
       at::Tensor delta = distribution.perturbation(chunk_W, chunk_D);
       at::Tensor grad_delta = logit_gradient(loc + delta, target_index,
                                              plus_coefficient.slice(0, start, stop), num_classes);
-      const at::Tensor grad_minus = logit_gradient(
-          delta.neg_().add_(loc), target_index, minus_coefficient.slice(0, start, stop),
-          num_classes);
+      const at::Tensor grad_minus =
+          logit_gradient(delta.neg_().add_(loc), target_index,
+                         minus_coefficient.slice(0, start, stop), num_classes);
       delta.reset();
       grad_loc += grad_delta.sum(/*dim=*/0);
       grad_loc += grad_minus.sum(/*dim=*/0);
@@ -120,8 +122,8 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
       grad_diag += grad_delta.mul_(chunk_D).sum(/*dim=*/0);
     }
     grad_diag.mul_(0.5 / cov_diag.sqrt());  // d sqrt(D) / dD
-    return {grad_loc, grad_factor, grad_diag, at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    return {grad_loc,     grad_factor,  grad_diag,   at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -145,8 +147,8 @@ at::Tensor target_index_for(const LowRankNormal& distribution, const at::Tensor&
               "ssn_loss: target must be on the device of the distribution (",
               distribution.loc().device(), "), got ", target.device());
   const at::Tensor labels = target.to(at::kLong).reshape({distribution.batch_size(), 1, -1});
-  TORCH_CHECK(labels.numel() == 0 || (labels.min().item<int64_t>() >= 0 &&
-                                      labels.max().item<int64_t>() < num_classes),
+  TORCH_CHECK(labels.numel() == 0 ||
+                  (labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < num_classes),
               "ssn_loss: target labels must lie in [0, ", num_classes, "), got values in [",
               labels.min().item<int64_t>(), ", ", labels.max().item<int64_t>(), "]");
   return labels;
@@ -198,15 +200,16 @@ at::Tensor cross_entropy_loss(const at::Tensor& logits, const at::Tensor& target
               logits.defined() ? logits.sizes() : at::IntArrayRef{});
   std::vector<int64_t> expected = {logits.size(0)};
   expected.insert(expected.end(), logits.sizes().begin() + 2, logits.sizes().end());
-  TORCH_CHECK(target.defined() && target.sizes() == at::IntArrayRef(expected),
-              "cross_entropy_loss: target must have shape [B, *spatial] = ",
-              at::IntArrayRef(expected), ", got ",
-              target.defined() ? target.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(
+      target.defined() && target.sizes() == at::IntArrayRef(expected),
+      "cross_entropy_loss: target must have shape [B, *spatial] = ", at::IntArrayRef(expected),
+      ", got ", target.defined() ? target.sizes() : at::IntArrayRef{});
   const int64_t num_classes = logits.size(1);
-  TORCH_CHECK(target.numel() == 0 || (target.min().item<int64_t>() >= 0 &&
-                                      target.max().item<int64_t>() < num_classes),
-              "cross_entropy_loss: target labels must lie in [0, ", num_classes, "), got values in [",
-              target.min().item<int64_t>(), ", ", target.max().item<int64_t>(), "]");
+  TORCH_CHECK(target.numel() == 0 ||
+                  (target.min().item<int64_t>() >= 0 && target.max().item<int64_t>() < num_classes),
+              "cross_entropy_loss: target labels must lie in [0, ", num_classes,
+              "), got values in [", target.min().item<int64_t>(), ", ",
+              target.max().item<int64_t>(), "]");
   return torch::nn::functional::cross_entropy(logits, target.to(at::kLong));
 }
 
@@ -219,8 +222,7 @@ SegmentationLoss::SegmentationLoss(LossOptions options) : options_(options) {
 }
 
 at::Tensor SegmentationLoss::operator()(const at::Tensor& mean_logits,
-                                        const LowRankNormal* distribution,
-                                        const at::Tensor& target,
+                                        const LowRankNormal* distribution, const at::Tensor& target,
                                         c10::optional<at::Generator> generator) const {
   switch (options_.kind) {
     case LossKind::kCrossEntropy:

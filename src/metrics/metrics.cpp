@@ -134,33 +134,31 @@ double variance_ncc_of_labels(const at::Tensor& samples, const at::Tensor& annot
 double variance_ncc_of_frequencies(const at::Tensor& frequencies, const at::Tensor& annotations) {
   // One-hot samples: log(p + eps) is log(1 + eps) where a sample has class c and log(eps)
   // elsewhere, so its mean over samples is affine in the class frequency.
-  const at::Tensor mean_log = frequencies * std::log1p(kNccEpsilon) +
-                              (1.0 - frequencies) * std::log(kNccEpsilon);
+  const at::Tensor mean_log =
+      frequencies * std::log1p(kNccEpsilon) + (1.0 - frequencies) * std::log(kNccEpsilon);
   return variance_ncc_from_moments(frequencies, mean_log, annotations);
 }
 
 double variance_ncc_from_moments(const at::Tensor& mean_probabilities,
                                  const at::Tensor& mean_log_probabilities,
                                  const at::Tensor& annotations) {
-  TORCH_CHECK(mean_probabilities.dim() >= 2 &&
-                  mean_log_probabilities.sizes() == mean_probabilities.sizes(),
-              "variance_ncc: expected moments [C, *spatial], got ", mean_probabilities.sizes(),
-              " and ", mean_log_probabilities.sizes());
-  TORCH_CHECK(annotations.dim() >= 2 &&
-                  annotations.sizes().slice(1) == mean_probabilities.sizes().slice(1),
-              "variance_ncc: annotations must have shape [M, *spatial] with spatial shape ",
-              mean_probabilities.sizes().slice(1), ", got ", annotations.sizes());
+  TORCH_CHECK(
+      mean_probabilities.dim() >= 2 && mean_log_probabilities.sizes() == mean_probabilities.sizes(),
+      "variance_ncc: expected moments [C, *spatial], got ", mean_probabilities.sizes(), " and ",
+      mean_log_probabilities.sizes());
+  TORCH_CHECK(
+      annotations.dim() >= 2 && annotations.sizes().slice(1) == mean_probabilities.sizes().slice(1),
+      "variance_ncc: annotations must have shape [M, *spatial] with spatial shape ",
+      mean_probabilities.sizes().slice(1), ", got ", annotations.sizes());
   const int64_t classes = mean_probabilities.size(0);
   const at::Tensor mean_log = mean_log_probabilities.to(at::kDouble).flatten(1);  // [C, S]
   const at::Tensor mean_seg = mean_probabilities.to(at::kDouble).flatten(1);      // [C, S]
   // E_s[CE(s, mean)] and E_s[CE(s, y_j)] are linear in E_s[log(p_s + eps)].
-  const at::Tensor e_ss = -(mean_seg * mean_log).sum(/*dim=*/0);  // [S]
+  const at::Tensor e_ss = -(mean_seg * mean_log).sum(/*dim=*/0);   // [S]
   const at::Tensor labels = annotations.to(at::kLong).flatten(1);  // [M, S]
   TORCH_CHECK(labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < classes,
               "variance_ncc: annotation labels must lie in [0, ", classes, ")");
-  auto normalise = [](const at::Tensor& x) {
-    return (x - x.mean()) / x.std(/*unbiased=*/false);
-  };
+  auto normalise = [](const at::Tensor& x) { return (x - x.mean()) / x.std(/*unbiased=*/false); };
   const at::Tensor a = normalise(e_ss) / static_cast<double>(e_ss.numel());
   double total = 0.0;
   for (int64_t j = 0; j < labels.size(0); ++j) {
@@ -170,8 +168,7 @@ double variance_ncc_from_moments(const at::Tensor& mean_probabilities,
   return total / static_cast<double>(labels.size(0));
 }
 
-double classwise_ece(const at::Tensor& probabilities, const at::Tensor& annotations,
-                     int64_t bins) {
+double classwise_ece(const at::Tensor& probabilities, const at::Tensor& annotations, int64_t bins) {
   TORCH_CHECK(bins >= 1, "classwise_ece: bins must be >= 1, got ", bins);
   TORCH_CHECK(probabilities.dim() >= 2 && annotations.dim() >= 2 &&
                   probabilities.sizes().slice(1) == annotations.sizes().slice(1),
@@ -180,11 +177,12 @@ double classwise_ece(const at::Tensor& probabilities, const at::Tensor& annotati
               probabilities.sizes(), " and ", annotations.sizes());
   const int64_t classes = probabilities.size(0);
   const at::Tensor conf = probabilities.to(at::kDouble).reshape({classes, -1}).contiguous();
-  const at::Tensor labels = annotations.to(at::kLong).reshape({annotations.size(0), -1}).contiguous();
+  const at::Tensor labels =
+      annotations.to(at::kLong).reshape({annotations.size(0), -1}).contiguous();
   const int64_t pixels = conf.size(1);
   const int64_t raters = labels.size(0);
-  TORCH_CHECK(labels.numel() == 0 || (labels.min().item<int64_t>() >= 0 &&
-                                      labels.max().item<int64_t>() < classes),
+  TORCH_CHECK(labels.numel() == 0 ||
+                  (labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < classes),
               "classwise_ece: annotation labels must lie in [0, ", classes, ")");
   const double* confidence = conf.data_ptr<double>();
   const int64_t* label = labels.data_ptr<int64_t>();
@@ -197,7 +195,8 @@ double classwise_ece(const at::Tensor& probabilities, const at::Tensor& annotati
     for (int64_t m = 0; m < raters; ++m) ++votes[label[m * pixels + s]];
     for (int64_t c = 0; c < classes; ++c) {
       const double p = confidence[c * pixels + s];
-      const int64_t bin = std::clamp<int64_t>(static_cast<int64_t>(std::floor(p * bins)), 0, bins - 1);
+      const int64_t bin =
+          std::clamp<int64_t>(static_cast<int64_t>(std::floor(p * bins)), 0, bins - 1);
       difference[c * bins + bin] += p - static_cast<double>(votes[c]) / static_cast<double>(raters);
     }
   }

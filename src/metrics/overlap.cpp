@@ -124,9 +124,9 @@ __attribute__((target("avx2"))) uint8_t pack_map_avx2(const uint8_t* labels, int
         hit0 = _mm256_or_si256(hit0, _mm256_cmpeq_epi8(v0, probe));
         hit1 = _mm256_or_si256(hit1, _mm256_cmpeq_epi8(v1, probe));
       }
-      out[k * words + w] = static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(hit0))) |
-                           static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(hit1)))
-                               << 32;
+      out[k * words + w] =
+          static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(hit0))) |
+          static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(hit1))) << 32;
     }
   }
   alignas(32) uint8_t lanes[32];
@@ -151,7 +151,8 @@ uint8_t pack_map(const uint8_t* labels, int64_t pixels, const std::vector<ClassS
 // accumulators break the dependency chain of the additions.
 __attribute__((target_clones("popcnt", "default")))
 #endif
-int64_t and_popcount_scalar(const uint64_t* a, const uint64_t* b, int64_t words) {
+int64_t
+and_popcount_scalar(const uint64_t* a, const uint64_t* b, int64_t words) {
   int64_t t0 = 0, t1 = 0, t2 = 0, t3 = 0;
   int64_t w = 0;
   for (; w + 4 <= words; w += 4) {
@@ -206,7 +207,8 @@ int64_t and_popcount(const uint64_t* a, const uint64_t* b, int64_t words) {
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target_clones("popcnt", "default")))
 #endif
-int64_t popcount(const uint64_t* a, int64_t words) {
+int64_t
+popcount(const uint64_t* a, int64_t words) {
   int64_t total = 0;
   for (int64_t w = 0; w < words; ++w) {
     total += __builtin_popcountll(a[w]);
@@ -270,7 +272,8 @@ Overlap pairwise_overlap(const PackedLabels& a, const PackedLabels& b, bool symm
   TORCH_CHECK(a.num_pixels() == b.num_pixels(),
               "metrics: the two sets of label maps differ in size: ", a.num_pixels(), " and ",
               b.num_pixels(), " pixels");
-  TORCH_CHECK(a.channels() == b.channels(), "metrics: the two sets were packed with other channels");
+  TORCH_CHECK(a.channels() == b.channels(),
+              "metrics: the two sets were packed with other channels");
   TORCH_CHECK(!symmetric || &a == &b, "metrics: a symmetric overlap pairs one set with itself");
   const int64_t channels = a.num_channels();
   Overlap overlap;
@@ -316,9 +319,8 @@ Overlap pairwise_overlap(const PackedLabels& a, const PackedLabels& b, bool symm
 
 at::Tensor iou_distance(const Overlap& overlap) {
   const at::Tensor inter = overlap.intersection.to(at::kDouble);
-  const at::Tensor uni =
-      overlap.size_a.unsqueeze(1).to(at::kDouble) + overlap.size_b.unsqueeze(0).to(at::kDouble) -
-      inter;
+  const at::Tensor uni = overlap.size_a.unsqueeze(1).to(at::kDouble) +
+                         overlap.size_b.unsqueeze(0).to(at::kDouble) - inter;
   const at::Tensor iou = at::where(uni > 0, inter / uni.clamp_min(1), at::ones_like(uni));
   return 1.0 - iou.mean(/*dim=*/-1);
 }

@@ -65,7 +65,7 @@ HeadOutput StochasticSegmentationHeadImpl::forward(const torch::Tensor& features
   const torch::Tensor activated = torch::relu(features);
   const torch::Tensor mean_logits = apply_conv(mean_l_, activated);  // [B, C, *spatial]
   torch::Tensor cov_diag = apply_conv(log_cov_diag_l_, activated).exp() + options_.epsilon();
-  torch::Tensor cov_factor_maps;                                      // [B, C*R, *spatial]
+  torch::Tensor cov_factor_maps;  // [B, C*R, *spatial]
   if (rank > 0) {
     cov_factor_maps = apply_conv(cov_factor_l_, activated);
   } else {

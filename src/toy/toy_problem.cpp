@@ -136,7 +136,8 @@ class Canvas {
       : pixels_(at::full({rows * kCell, cols * kCell, 3}, kBackground, at::kByte)) {}
 
   void cell(int64_t row, int64_t col, std::array<uint8_t, 3> colour) {
-    auto block = pixels_.slice(0, row * kCell, (row + 1) * kCell).slice(1, col * kCell, (col + 1) * kCell);
+    auto block =
+        pixels_.slice(0, row * kCell, (row + 1) * kCell).slice(1, col * kCell, (col + 1) * kCell);
     for (int channel = 0; channel < 3; ++channel) block.select(2, channel).fill_(colour[channel]);
   }
   at::Tensor image() const { return pixels_; }
@@ -188,7 +189,9 @@ at::Tensor render_toy_figure(const ToyResult& result) {
   draw_fit(left, result.low_rank, 0);
   draw_fit(right, result.diagonal, 0);
   at::Tensor image = canvas.image();
-  image.slice(0, top * kCell, (top + panel_rows) * kCell).slice(1, 0, pixels * kCell).copy_(left.image());
+  image.slice(0, top * kCell, (top + panel_rows) * kCell)
+      .slice(1, 0, pixels * kCell)
+      .copy_(left.image());
   image.slice(0, top * kCell, (top + panel_rows) * kCell)
       .slice(1, (pixels + 2) * kCell, (2 * pixels + 2) * kCell)
       .copy_(right.image());

@@ -62,8 +62,8 @@ class LowRankNormal {
   /// [M, B, N]: M reparameterised draws loc + P eps_W + sqrt(D) eps_D with fresh standard noise.
   at::Tensor rsample(int64_t num_samples, c10::optional<at::Generator> generator = c10::nullopt,
                      const SamplingControls& controls = {}) const;
-  /// [M, B, N]: antithetic draws, M even: the M/2 draws loc + delta, then their mirrors loc - delta,
-  /// so that every pair averages exactly to loc (the reference's variance reduction).
+  /// [M, B, N]: antithetic draws, M even: the M/2 draws loc + delta, then their mirrors loc -
+  /// delta, so that every pair averages exactly to loc (the reference's variance reduction).
   at::Tensor rsample_antithetic(int64_t num_samples,
                                 c10::optional<at::Generator> generator = c10::nullopt,
                                 const SamplingControls& controls = {}) const;

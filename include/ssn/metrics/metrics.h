@@ -3,7 +3,8 @@
 // Metrics of a predicted distribution of segmentations against a set of annotations, with the
 // definitions the SSN, PHiSeg and MoSE evaluations use (see ../shared/golden/metrics.json):
 //   d(a, b)   = 1 - mean over foreground classes of IoU (IoU = 1 where a class is absent from both)
-//   GED       = 2 E d(s, y) - E d(s, s') - E d(y, y'), each E the plain mean over all ordered pairs,
+//   GED       = 2 E d(s, y) - E d(s, s') - E d(y, y'), each E the plain mean over all ordered
+//   pairs,
 //               i = j included
 //   diversity = E d(s, s'), annotator_diversity = E d(y, y')
 //   HM-IoU    = annotations tiled N / M times, optimal (Hungarian) matching on the N x N cost d,
@@ -36,8 +37,8 @@ DistributionMetrics distribution_metrics(const PackedLabels& samples,
                                          const PackedLabels& annotations);
 
 /// The minimum total cost of a perfect matching of the rows and columns of a square cost matrix
-/// [n, n] (Hungarian algorithm with potentials, O(n^3)). `assignment`, if given, receives the column
-/// matched to each row.
+/// [n, n] (Hungarian algorithm with potentials, O(n^3)). `assignment`, if given, receives the
+/// column matched to each row.
 double min_cost_assignment(const at::Tensor& cost, std::vector<int64_t>* assignment = nullptr);
 
 /// PHiSeg's variance_ncc_dist: sample_probabilities [N, C, *spatial] (softmax of each sample),

@@ -7,7 +7,8 @@ namespace ssn::runtime {
 int available_cores();
 
 /// Sets LibTorch's intra-op thread count: `requested` if > 0, else available_cores(). Debian's
-/// LibTorch starts with a single thread, so every entry point calls this once. Returns the count set.
+/// LibTorch starts with a single thread, so every entry point calls this once. Returns the count
+/// set.
 int configure_threads(int requested = 0);
 
 }  // namespace ssn::runtime
