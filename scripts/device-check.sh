@@ -7,6 +7,7 @@
 set -u
 out=${OUT:-device-out}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 deps=$PWD/.device-deps
 python=${PYTHON:-python3}
 
@@ -42,7 +43,7 @@ export SSN_GOLDEN_DIR=$deps/golden
 ./build-gpu/tests/ssn_tests --gtest_output=json:"$out/tests.json" > "$out/tests.log" 2>&1
 echo "ssn_tests exit $?"
 grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[       OK \] Cuda|FAILED|Failure" "$out/tests.log" | head -40
-(cd build-gpu && ctest -j 8 --output-on-failure > "../$out/ctest.log" 2>&1; echo "ctest exit $?")
+(cd build-gpu && ctest -j 8 --output-on-failure > "$out/ctest.log" 2>&1; echo "ctest exit $?")
 tail -5 "$out/ctest.log"
 
 if [ "$bench" = ON ]; then
