@@ -1,0 +1,20 @@
+#pragma once
+
+// Any network that turns an image into a feature map can feed an SSN head.
+// Shapes: B batch, I input channels, F feature channels, *spatial = H, W or D, H, W.
+
+#include <torch/nn/module.h>
+
+namespace ssn::nn {
+
+class BackboneImpl : public torch::nn::Module {
+ public:
+  /// image [B, I, *spatial] -> features [B, F, *spatial'] (pre-activation: heads apply relu).
+  virtual torch::Tensor forward(const torch::Tensor& image) = 0;
+  /// F.
+  virtual int64_t out_channels() const = 0;
+  /// 2 or 3.
+  virtual int64_t dimension() const = 0;
+};
+
+}  // namespace ssn::nn

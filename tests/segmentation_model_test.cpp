@@ -1,0 +1,102 @@
+#include "ssn/nn/segmentation_model.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "ssn/loss/segmentation_loss.h"
+#include "ssn/nn/unet.h"
+
+namespace ssn::nn {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string error_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const c10::Error& error) {
+    return error.what_without_backtrace();
+  }
+  return "<no error>";
+}
+
+TEST(UNet, KeepsTheResolutionIn2dAnd3d) {
+  UNet2d unet2(UNetOptions(3, {4, 8, 16}).convs_per_level(1));
+  EXPECT_EQ(unet2->forward(torch::randn({2, 3, 16, 12})).sizes(), at::IntArrayRef({2, 4, 16, 12}));
+  UNet3d unet3(UNetOptions(2, {3, 5}).normalisation(Normalisation::kInstance));
+  EXPECT_EQ(unet3->forward(torch::randn({1, 2, 4, 6, 8})).sizes(),
+            at::IntArrayRef({1, 3, 4, 6, 8}));
+  EXPECT_EQ(unet3->out_channels(), 3);
+  EXPECT_EQ(unet3->dimension(), 3);
+}
+
+TEST(UNet, PhisegPresetHasSevenLevels) {
+  const UNetOptions options = UNetOptions::phiseg(1);
+  EXPECT_EQ(options.filters(), std::vector<int64_t>({32, 64, 128, 192, 192, 192, 192}));
+}
+
+TEST(UNet, RejectsBadOptionsAndSizes) {
+  UNet2d unet(UNetOptions(1, {4, 8, 8}));
+  EXPECT_THAT(
+      error_of([&] {
+        unet->forward(torch::randn({1, 1, 10, 8}));
+      }),
+      HasSubstr("with 3 levels every spatial size must be divisible by 4, got [1, 1, 10, 8]"));
+  EXPECT_THAT(error_of([&] {
+                unet->forward(torch::randn({1, 2, 8, 8}));
+              }),
+              HasSubstr("image must have shape [B, I = 1, *spatial] with 2 spatial dimensions"));
+  EXPECT_THAT(error_of([] {
+                UNet2d(UNetOptions(1, {4, 0}));
+              }),
+              HasSubstr("every entry of filters must be >= 1, got 0"));
+  EXPECT_THAT(
+      error_of([] { parse_normalisation("group"); }),
+      HasSubstr("normalisation must be \"batch\", \"instance\" or \"none\", got \"group\""));
+}
+
+SegmentationModel make_model(ModelKind kind) {
+  auto backbone = std::make_shared<UNet2dImpl>(UNetOptions(1, {8, 16}).convs_per_level(1));
+  return SegmentationModel(backbone, kind, /*num_classes=*/2, /*rank=*/3);
+}
+
+TEST(SegmentationModel, ThreeKindsShareOneInterface) {
+  const auto image = torch::randn({2, 1, 8, 8});
+  const ModelOutput deterministic = make_model(ModelKind::kDeterministic)->forward(image);
+  EXPECT_EQ(deterministic.mean_logits.sizes(), at::IntArrayRef({2, 2, 8, 8}));
+  EXPECT_FALSE(deterministic.stochastic.has_value());
+  const ModelOutput diagonal = make_model(ModelKind::kDiagonal)->forward(image);
+  ASSERT_TRUE(diagonal.stochastic.has_value());
+  EXPECT_EQ(diagonal.stochastic->distribution.rank(), 0);
+  const ModelOutput low_rank = make_model(ModelKind::kLowRank)->forward(image);
+  EXPECT_EQ(low_rank.stochastic->distribution.rank(), 3);
+  EXPECT_EQ(low_rank.stochastic->distribution.event_shape(), std::vector<int64_t>({2, 8, 8}));
+  EXPECT_THAT(error_of([] {
+                SegmentationModel(std::make_shared<UNet2dImpl>(UNetOptions(1, {4})),
+                                  ModelKind::kLowRank, 2, 0);
+              }),
+              HasSubstr("a low-rank model needs rank >= 1, got 0"));
+}
+
+TEST(SegmentationModel, LowRankSsnFitsATinyProblem) {
+  torch::manual_seed(0);
+  SegmentationModel model = make_model(ModelKind::kLowRank);
+  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
+  const auto image = torch::randn({2, 1, 8, 8});
+  const auto target = (image.squeeze(1) > 0).to(torch::kLong);
+  const loss::SegmentationLoss loss_fn({loss::LossKind::kStochasticMcIntegral, 4});
+  double first = 0, last = 0;
+  for (int step = 0; step < 60; ++step) {
+    optimizer.zero_grad();
+    const ModelOutput out = model->forward(image);
+    const auto loss = loss_fn(out.mean_logits, &out.stochastic->distribution, target);
+    loss.backward();
+    optimizer.step();
+    (step == 0 ? first : last) = loss.item<double>();
+  }
+  EXPECT_LT(last, 0.5 * first) << "first " << first << ", last " << last;
+}
+
+}  // namespace
+}  // namespace ssn::nn
