@@ -10,5 +10,6 @@ namespace ssn::cli {
 void add_toy_command(CLI::App& app);
 void add_evaluate_command(CLI::App& app);
 void add_benchmark_command(CLI::App& app);
+void add_synth_command(CLI::App& app);
 
 }  // namespace ssn::cli

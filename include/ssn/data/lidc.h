@@ -1,0 +1,72 @@
+#pragma once
+
+// The LIDC-IDRI crops in DeepMind's layout (also what `ssn synth --kind lidc-like` writes):
+//   <data_dir>/<split>/images/<patient>/<slice>.png          180 x 180 grey image
+//   <data_dir>/<split>/gt/<patient>/<slice>_l<1..4>.png      one binary mask per annotator
+// Examples are centre-cropped (128 x 128), optionally downscaled, intensity-normalised.
+// Shapes: A annotators, H x W pixels.
+
+#include <ATen/ATen.h>
+#include <ATen/core/Generator.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace ssn::data {
+
+struct LidcOptions {
+  /// Side of the centre crop taken from each image and mask.
+  int64_t crop = 128;
+  /// Side after downscaling the crop (area average for images, majority for masks); = crop keeps
+  /// it.
+  int64_t size = 128;
+  /// Annotators per image (the dataset has 4).
+  int64_t annotators = 4;
+};
+
+struct LidcCase {
+  std::string id;  ///< <patient>/<slice>
+  std::filesystem::path image;
+  std::vector<std::filesystem::path> annotations;  ///< l1 .. lA
+};
+
+/// Lists <data_dir>/<split>. Errors name the folder or file: a missing split or images folder, an
+/// image without all A annotator masks, no images at all.
+std::vector<LidcCase> scan_lidc_split(const std::filesystem::path& data_dir,
+                                      const std::string& split, const LidcOptions& options);
+
+struct LidcExample {
+  std::string id;
+  at::Tensor image;        ///< [1, H, W] float32, zero mean and unit variance
+  at::Tensor annotations;  ///< [A, H, W] int64 in {0, 1}
+};
+
+/// Reads one case. Errors name the file: unreadable, image and mask sizes differ, a mask with
+/// values other than 0 and one foreground value, an image smaller than the crop.
+LidcExample load_lidc_example(const LidcCase& c, const LidcOptions& options);
+
+/// A whole split in memory (128 x 128 crops: ~70 kB per example).
+class LidcDataset {
+ public:
+  LidcDataset(const std::filesystem::path& data_dir, const std::string& split, LidcOptions options);
+  int64_t size() const { return static_cast<int64_t>(examples_.size()); }
+  const LidcExample& operator[](int64_t i) const { return examples_[i]; }
+  const LidcOptions& options() const { return options_; }
+
+ private:
+  LidcOptions options_;
+  std::vector<LidcExample> examples_;
+};
+
+struct TrainingBatch {
+  at::Tensor images;   ///< [B, 1, H, W]
+  at::Tensor targets;  ///< [B, H, W] int64: one annotator's mask per example
+};
+
+/// One training batch: for each index, one annotator drawn at random (as the paper trains), then
+/// a random flip and a random multiple of 90 degrees applied to image and mask alike.
+TrainingBatch make_training_batch(const LidcDataset& dataset, const std::vector<int64_t>& indices,
+                                  at::Generator generator, bool augment = true);
+
+}  // namespace ssn::data

@@ -1,0 +1,121 @@
+#include "ssn/data/lidc.h"
+
+#include <algorithm>
+
+#include "ssn/io/image.h"
+
+namespace ssn::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+at::Tensor centre_crop(const at::Tensor& map, int64_t crop, const fs::path& file) {
+  const int64_t h = map.size(-2), w = map.size(-1);
+  TORCH_CHECK(h >= crop && w >= crop, file.string(), " is ", h, " x ", w,
+              " pixels, smaller than the ", crop, " x ", crop, " crop");
+  const int64_t top = (h - crop) / 2, left = (w - crop) / 2;
+  return map.slice(-2, top, top + crop).slice(-1, left, left + crop);
+}
+
+// [H, W] -> [size, size] by averaging size-aligned blocks (crop must be a multiple of size).
+at::Tensor downscale(const at::Tensor& map, int64_t size) {
+  const int64_t factor = map.size(-1) / size;
+  if (factor == 1) return map;
+  return map.reshape({size, factor, size, factor}).mean({1, 3});
+}
+
+}  // namespace
+
+std::vector<LidcCase> scan_lidc_split(const fs::path& data_dir, const std::string& split,
+                                      const LidcOptions& options) {
+  TORCH_CHECK(fs::is_directory(data_dir), "--data-dir ", data_dir.string(), " is not a folder");
+  const fs::path images = data_dir / split / "images";
+  const fs::path gt = data_dir / split / "gt";
+  TORCH_CHECK(fs::is_directory(images), "--data-dir ", data_dir.string(), " has no ", split,
+              "/images folder (expected the LIDC crops layout <split>/images/<patient>/<slice>.png"
+              " and <split>/gt/<patient>/<slice>_l1.png ...)");
+  std::vector<LidcCase> cases;
+  for (const auto& patient : fs::directory_iterator(images)) {
+    if (!patient.is_directory()) continue;
+    for (const auto& file : fs::directory_iterator(patient.path())) {
+      if (file.path().extension() != ".png") continue;
+      LidcCase c;
+      const std::string patient_name = patient.path().filename().string();
+      const std::string slice = file.path().stem().string();
+      c.id = patient_name + "/" + slice;
+      c.image = file.path();
+      for (int64_t a = 1; a <= options.annotators; ++a) {
+        const fs::path mask = gt / patient_name / (slice + "_l" + std::to_string(a) + ".png");
+        TORCH_CHECK(fs::is_regular_file(mask), "annotator mask ", mask.string(), " is missing (",
+                    c.image.string(), " needs masks _l1 .. _l", options.annotators, ")");
+        c.annotations.push_back(mask);
+      }
+      cases.push_back(std::move(c));
+    }
+  }
+  TORCH_CHECK(!cases.empty(), images.string(), " holds no <patient>/<slice>.png images");
+  std::sort(cases.begin(), cases.end(),
+            [](const LidcCase& a, const LidcCase& b) { return a.id < b.id; });
+  return cases;
+}
+
+LidcExample load_lidc_example(const LidcCase& c, const LidcOptions& options) {
+  TORCH_CHECK(options.size >= 1 && options.crop % options.size == 0, "LIDC: the crop (",
+              options.crop, ") must be a multiple of the size (", options.size, ")");
+  const at::Tensor image = io::read_image(c.image);
+  TORCH_CHECK(image.dim() == 2, c.image.string(), " must be a 2-D grey image, got shape ",
+              image.sizes());
+  at::Tensor pixels =
+      downscale(centre_crop(image.to(at::kFloat), options.crop, c.image), options.size);
+  // Per-image standardisation: the crops come from CT windows of differing contrast.
+  pixels = (pixels - pixels.mean()) / pixels.std(/*unbiased=*/false).clamp_min(1e-6);
+  std::vector<at::Tensor> masks;
+  for (const auto& path : c.annotations) {
+    const at::Tensor mask = io::read_label_image(path);
+    TORCH_CHECK(mask.sizes() == image.sizes(), path.string(), " has shape ", mask.sizes(),
+                ", but its image ", c.image.string(), " has ", image.sizes());
+    const at::Tensor values = std::get<0>(at::_unique(mask, /*sorted=*/true));
+    const bool is_binary =
+        values.numel() == 1 || (values.numel() == 2 && values[0].item<int64_t>() == 0);
+    TORCH_CHECK(is_binary, path.string(), " is not a binary mask: it holds ", values.numel(),
+                " distinct values from ", values.min().item<int64_t>(), " to ",
+                values.max().item<int64_t>(), " (expected 0 and one foreground value)");
+    const at::Tensor binary = centre_crop(mask.ne(0).to(at::kFloat), options.crop, path);
+    masks.push_back((downscale(binary, options.size) >= 0.5).to(at::kLong));
+  }
+  return {c.id, pixels.unsqueeze(0).contiguous(), at::stack(masks)};
+}
+
+LidcDataset::LidcDataset(const fs::path& data_dir, const std::string& split, LidcOptions options)
+    : options_(options) {
+  for (const LidcCase& c : scan_lidc_split(data_dir, split, options_)) {
+    examples_.push_back(load_lidc_example(c, options_));
+  }
+}
+
+TrainingBatch make_training_batch(const LidcDataset& dataset, const std::vector<int64_t>& indices,
+                                  at::Generator generator, bool augment) {
+  TORCH_CHECK(!indices.empty(), "make_training_batch: no indices");
+  std::vector<at::Tensor> images, targets;
+  for (int64_t i : indices) {
+    const LidcExample& example = dataset[i];
+    const int64_t annotator =
+        at::randint(example.annotations.size(0), {1}, generator, at::kLong).item<int64_t>();
+    at::Tensor image = example.image;                    // [1, H, W]
+    at::Tensor target = example.annotations[annotator];  // [H, W]
+    if (augment) {
+      if (at::rand({1}, generator).item<double>() < 0.5) {
+        image = image.flip({2});
+        target = target.flip({1});
+      }
+      const int64_t turns = at::randint(4, {1}, generator, at::kLong).item<int64_t>();
+      image = at::rot90(image, turns, {1, 2});
+      target = at::rot90(target, turns, {0, 1});
+    }
+    images.push_back(image);
+    targets.push_back(target);
+  }
+  return {at::stack(images).contiguous(), at::stack(targets).contiguous()};
+}
+
+}  // namespace ssn::data

@@ -1,0 +1,133 @@
+#include "ssn/data/lidc.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "ssn/data/synthetic.h"
+#include "ssn/io/image.h"
+#include "ssn/io/png.h"
+
+namespace ssn::data {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+std::string error_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const c10::Error& error) {
+    return error.what_without_backtrace();
+  }
+  return "<no error>";
+}
+
+class LidcFolder : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+    root_ = fs::temp_directory_path() / ("ssn_lidc_" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  // A hand-made folder in the LIDC layout: one patient, one 16 x 16 slice, 2 annotators.
+  void write_slice(const std::string& split, const at::Tensor& image,
+                   const std::vector<at::Tensor>& masks) {
+    fs::create_directories(root_ / split / "images" / "P1");
+    fs::create_directories(root_ / split / "gt" / "P1");
+    io::write_label_image(root_ / split / "images" / "P1" / "s0.png", image);
+    for (size_t a = 0; a < masks.size(); ++a) {
+      io::write_label_image(root_ / split / "gt" / "P1" / ("s0_l" + std::to_string(a + 1) + ".png"),
+                            masks[a]);
+    }
+  }
+  fs::path root_;
+};
+
+TEST_F(LidcFolder, HandMadeFolderIsCroppedDownscaledAndNormalised) {
+  at::Tensor image = at::arange(256, at::kLong).reshape({16, 16});
+  at::Tensor left = at::zeros({16, 16}, at::kLong);
+  left.slice(1, 0, 8).fill_(255);  // 0/255 mask
+  at::Tensor top = at::zeros({16, 16}, at::kLong);
+  top.slice(0, 0, 8).fill_(1);  // 0/1 mask
+  write_slice("train", image, {left, top});
+  LidcOptions options;
+  options.crop = 8;
+  options.size = 4;
+  options.annotators = 2;
+  const LidcDataset dataset(root_, "train", options);
+  ASSERT_EQ(dataset.size(), 1);
+  const LidcExample& example = dataset[0];
+  EXPECT_EQ(example.id, "P1/s0");
+  EXPECT_EQ(example.image.sizes(), at::IntArrayRef({1, 4, 4}));
+  EXPECT_NEAR(example.image.mean().item<double>(), 0.0, 1e-6);
+  EXPECT_NEAR(example.image.std(false).item<double>(), 1.0, 1e-5);
+  ASSERT_EQ(example.annotations.sizes(), at::IntArrayRef({2, 4, 4}));
+  // The centre crop covers columns 4..11: the left half of it is foreground in mask 1.
+  EXPECT_TRUE(example.annotations[0].slice(1, 0, 2).eq(1).all().item<bool>());
+  EXPECT_TRUE(example.annotations[0].slice(1, 2, 4).eq(0).all().item<bool>());
+  EXPECT_TRUE(example.annotations[1].slice(0, 0, 2).eq(1).all().item<bool>());
+
+  at::Generator generator = at::detail::createCPUGenerator(1);
+  const TrainingBatch batch = make_training_batch(dataset, {0, 0, 0}, generator);
+  EXPECT_EQ(batch.images.sizes(), at::IntArrayRef({3, 1, 4, 4}));
+  EXPECT_EQ(batch.targets.sizes(), at::IntArrayRef({3, 4, 4}));
+  EXPECT_EQ(batch.targets.sum().item<int64_t>(), 3 * 8);  // each mask covers half of the crop
+}
+
+TEST_F(LidcFolder, BadFoldersAreErrorsThatNameTheFile) {
+  LidcOptions options;
+  options.crop = 8;
+  options.size = 8;
+  options.annotators = 2;
+  EXPECT_THAT(error_of([&] { scan_lidc_split(root_ / "nope", "train", options); }),
+              HasSubstr("is not a folder"));
+  fs::create_directories(root_);
+  EXPECT_THAT(error_of([&] { scan_lidc_split(root_, "train", options); }),
+              HasSubstr("has no train/images folder"));
+  const at::Tensor image = at::zeros({16, 16}, at::kLong);
+  write_slice("train", image, {image});  // one annotator of two
+  EXPECT_THAT(error_of([&] { scan_lidc_split(root_, "train", options); }),
+              HasSubstr("s0_l2.png is missing"));
+  write_slice("train", image, {image, at::zeros({16, 15}, at::kLong)});
+  EXPECT_THAT(error_of([&] { LidcDataset(root_, "train", options); }),
+              HasSubstr("s0_l2.png has shape [16, 15], but its image"));
+  write_slice("train", image, {image, at::arange(256, at::kLong).reshape({16, 16}) % 3});
+  EXPECT_THAT(error_of([&] { LidcDataset(root_, "train", options); }),
+              HasSubstr("s0_l2.png is not a binary mask: it holds 3 distinct values from 0 to 2"));
+}
+
+TEST(SynthLidcLike, WritesTheLayoutTheReaderReads) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path out = fs::temp_directory_path() / ("ssn_synth_" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  LidcLikeOptions options;
+  options.cases = 20;
+  options.side = 64;
+  const SplitCounts counts = write_lidc_like(out, options);
+  EXPECT_EQ(counts.train + counts.val + counts.test, 20);
+  EXPECT_EQ(counts.train, 16);
+  LidcOptions read;
+  read.crop = 64;
+  read.size = 32;
+  const LidcDataset train(out, "train", read);
+  EXPECT_EQ(train.size(), 16);
+  // Annotators disagree somewhere, and at least one marks every lesion.
+  int64_t disagreements = 0;
+  for (int64_t i = 0; i < train.size(); ++i) {
+    const at::Tensor masks = train[i].annotations;
+    EXPECT_GT(masks.sum().item<int64_t>(), 0);
+    disagreements += (masks.amax(0) != masks.amin(0)).sum().item<int64_t>();
+  }
+  EXPECT_GT(disagreements, 0);
+  EXPECT_THAT(error_of([&] { write_lidc_like(out, options); }),
+              HasSubstr("already exists and is not an empty folder"));
+  fs::remove_all(out);
+}
+
+}  // namespace
+}  // namespace ssn::data
