@@ -11,5 +11,6 @@ void add_toy_command(CLI::App& app);
 void add_evaluate_command(CLI::App& app);
 void add_benchmark_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
+void add_train_command(CLI::App& app);
 
 }  // namespace ssn::cli

@@ -1,0 +1,125 @@
+// ssn train / ssn predict: 2-D models on a folder in the LIDC crops layout.
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "commands.h"
+#include "progress.h"
+#include "ssn/config/config.h"
+#include "ssn/train/trainer.h"
+
+namespace ssn::cli {
+namespace {
+
+struct TrainFlags {
+  std::string config_file;
+  std::string job_dir;
+  std::string data_dir;
+  int64_t num_epochs = -1;
+  uint64_t seed = 0;
+  bool resume = false;
+  std::string device = "cpu";
+};
+
+void run_train(const TrainFlags& flags) {
+  config::Config config = config::load_config(flags.config_file);
+  if (flags.num_epochs >= 0) config.training.num_epochs = flags.num_epochs;
+  train::TrainOptions options;
+  options.data_dir = flags.data_dir;
+  options.job_dir = flags.job_dir;
+  options.seed = flags.seed;
+  options.resume = flags.resume;
+  options.device = flags.device;
+  const bool terminal = isatty(2) != 0;
+  options.on_step = [terminal](const train::StepReport& r) {
+    if (!std::isfinite(r.loss)) {
+      std::fprintf(stderr, "\nepoch %lld step %lld: non-finite loss, step skipped\n",
+                   static_cast<long long>(r.epoch + 1), static_cast<long long>(r.step + 1));
+    }
+    if (!terminal) return;
+    std::fprintf(stderr, "\repoch %lld  step %lld/%lld  loss %.4f  %.1f images/s  ETA %.0f s   ",
+                 static_cast<long long>(r.epoch + 1), static_cast<long long>(r.step + 1),
+                 static_cast<long long>(r.steps), r.loss, r.images_per_second, r.seconds_left);
+  };
+  const auto records = train::train(config, options);
+  if (terminal) std::fprintf(stderr, "\n");
+  for (const auto& r : records) {
+    std::printf("epoch %3lld  train loss %.4f  val loss %.4f  val GED %.4f  lr %.2e  %.1f s\n",
+                static_cast<long long>(r.epoch), r.train_loss, r.val_loss, r.val_ged, r.lr,
+                r.seconds);
+  }
+  std::printf("job folder: %s (train_log.csv, checkpoint_last.pt, checkpoint_best.pt)\n",
+              flags.job_dir.c_str());
+}
+
+struct PredictFlags {
+  std::string config_file;
+  train::PredictOptions options;
+  std::string data_dir, checkpoint, out;
+};
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto flags = std::make_shared<TrainFlags>();
+  CLI::App* command = app.add_subcommand(
+      "train",
+      "Train a 2-D segmentation model (deterministic, diagonal SSN or low-rank SSN, chosen in the\n"
+      "config) on --data-dir in the LIDC crops layout; validation loss and GED every\n"
+      "valid.eval_every epochs; checkpoints and train_log.csv in --job-dir.");
+  command->add_option("--config-file", flags->config_file, "JSON config (see configs/)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  command->add_option("--job-dir", flags->job_dir, "Output folder of the run")->required();
+  command
+      ->add_option("--data-dir", flags->data_dir,
+                   "Folder with train/ and val/ in the LIDC crops layout")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  command->add_option("--num-epochs", flags->num_epochs, "Override training.num_epochs")
+      ->check(CLI::NonNegativeNumber);
+  command->add_option("--random-seeds", flags->seed, "Seed of initialisation, batches and noise")
+      ->capture_default_str();
+  command->add_flag("--resume", flags->resume,
+                    "Continue the run in --job-dir from checkpoint_last.pt");
+  command->add_option("--device", flags->device, "cpu or cuda[:i]")->capture_default_str();
+  command->callback([flags]() { run_train(*flags); });
+
+  auto predict_flags = std::make_shared<PredictFlags>();
+  CLI::App* predict = app.add_subcommand(
+      "predict",
+      "Run a trained model on one split of --data-dir and write a predictions folder (mean,\n"
+      "cov_diag and cov_factor maps, argmax PNG, annotations, prediction.csv) for ssn evaluate.");
+  predict->add_option("--config-file", predict_flags->config_file, "The run's JSON config")
+      ->required()
+      ->check(CLI::ExistingFile);
+  predict->add_option("--checkpoint", predict_flags->checkpoint, "checkpoint_best.pt or _last.pt")
+      ->required()
+      ->check(CLI::ExistingFile);
+  predict->add_option("--data-dir", predict_flags->data_dir, "Folder in the LIDC crops layout")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  predict->add_option("--split", predict_flags->options.split, "Split to predict")
+      ->capture_default_str();
+  predict
+      ->add_option("--out", predict_flags->out, "Predictions folder (must not exist or be empty)")
+      ->required();
+  predict->add_option("--device", predict_flags->options.device, "cpu or cuda[:i]")
+      ->capture_default_str();
+  predict->callback([predict_flags]() {
+    const config::Config config = config::load_config(predict_flags->config_file);
+    train::PredictOptions options = predict_flags->options;
+    options.data_dir = predict_flags->data_dir;
+    options.checkpoint = predict_flags->checkpoint;
+    options.out = predict_flags->out;
+    const int64_t cases = train::predict(config, options);
+    std::printf("wrote %lld predictions to %s\n", static_cast<long long>(cases),
+                predict_flags->out.c_str());
+  });
+}
+
+}  // namespace ssn::cli
