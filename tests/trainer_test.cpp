@@ -1,0 +1,121 @@
+#include "ssn/train/trainer.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "ssn/evaluation/evaluate.h"
+#include "ssn/io/image.h"
+#include "ssn/io/png.h"
+
+namespace ssn::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+config::Config tiny_config(const std::string& model) {
+  return config::parse_config(nlohmann::json::parse(
+      R"({
+    "model": )" +
+      model + R"(,
+    "data": {"dataset": "lidc", "crop": 16, "size": 16, "annotators": 2},
+    "training": {"batch_size": 2, "num_epochs": 2},
+    "valid": {"eval_every": 1, "num_cases": 1, "num_samples": 2},
+    "loss": )" +
+      (model.find("StochasticUNet") != std::string::npos
+           ? std::string(
+                 R"({"StochasticSegmentationNetworkLossMCIntegral": {"num_mc_samples": 2}})")
+           : std::string(R"({"CrossEntropyLoss": {}})")) +
+      R"(,
+    "optimizer": {"SGD": {"lr": 0.01, "momentum": 0.9}}
+  })"));
+}
+
+// A folder in the LIDC crops layout written by hand (not by ssn synth): 16 x 16 images with a
+// bright square, two annotators who disagree by one pixel row.
+fs::path hand_made_folder() {
+  const fs::path root = fs::temp_directory_path() / ("ssn_hand_lidc_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  for (const std::string split : {"train", "val", "test"}) {
+    for (int p = 0; p < (split == "train" ? 4 : 1); ++p) {
+      const std::string patient = "patient" + std::to_string(p);
+      fs::create_directories(root / split / "images" / patient);
+      fs::create_directories(root / split / "gt" / patient);
+      at::Tensor image = at::full({16, 16}, 40, at::kLong);
+      image.slice(0, 4 + p, 10 + p).slice(1, 5, 11).fill_(200);
+      io::write_label_image(root / split / "images" / patient / "slice7.png", image);
+      for (int a = 1; a <= 2; ++a) {
+        at::Tensor mask = at::zeros({16, 16}, at::kLong);
+        mask.slice(0, 4 + p, 10 + p + (a - 1)).slice(1, 5, 11).fill_(255);
+        io::write_label_image(
+            root / split / "gt" / patient / ("slice7_l" + std::to_string(a) + ".png"), mask);
+      }
+    }
+  }
+  return root;
+}
+
+TEST(Trainer, TrainPredictEvaluateOnAHandMadeFolder) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root = hand_made_folder();
+  for (const std::string model :
+       {R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})",
+        R"({"UNet": {"filters": [4, 8], "convs_per_level": 1}})"}) {
+    SCOPED_TRACE(model);
+    const config::Config config = tiny_config(model);
+    TrainOptions options;
+    options.data_dir = root;
+    options.job_dir = root / "job";
+    fs::remove_all(options.job_dir);
+    const auto log = train(config, options);
+    ASSERT_EQ(log.size(), 2u);
+    EXPECT_TRUE(std::isfinite(log[1].train_loss));
+    EXPECT_TRUE(std::isfinite(log[1].val_ged));
+    EXPECT_TRUE(fs::exists(options.job_dir / "checkpoint_best.pt"));
+    EXPECT_TRUE(fs::exists(options.job_dir / "train_log.csv"));
+
+    PredictOptions predict_options;
+    predict_options.data_dir = root;
+    predict_options.checkpoint = options.job_dir / "checkpoint_last.pt";
+    predict_options.out = root / "predictions";
+    fs::remove_all(predict_options.out);
+    EXPECT_EQ(predict(config, predict_options), 1);
+    const auto results = evaluation::evaluate_prediction_folder(
+        predict_options.out, evaluation::EvaluationOptions{}, evaluation::SamplingOptions{});
+    ASSERT_EQ(results.size(), 1u);
+    EXPECT_EQ(results[0].id, "patient0_slice7");
+  }
+  fs::remove_all(root);
+}
+
+TEST(Trainer, RefusesToOverwriteARunAndNeedsOneToResume) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root = hand_made_folder();
+  const config::Config config =
+      tiny_config(R"({"StochasticUNet": {"rank": 1, "filters": [2], "convs_per_level": 1}})");
+  TrainOptions options;
+  options.data_dir = root;
+  options.job_dir = root / "job";
+  options.resume = true;
+  try {
+    train(config, options);
+    FAIL() << "expected an error";
+  } catch (const c10::Error& error) {
+    EXPECT_THAT(error.what_without_backtrace(),
+                ::testing::HasSubstr("--resume: no checkpoint_last.pt"));
+  }
+  options.resume = false;
+  train(config, options);
+  try {
+    train(config, options);
+    FAIL() << "expected an error";
+  } catch (const c10::Error& error) {
+    EXPECT_THAT(error.what_without_backtrace(),
+                ::testing::HasSubstr("already holds a training run (checkpoint_last.pt)"));
+  }
+  fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace ssn::train
