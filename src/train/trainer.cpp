@@ -10,6 +10,7 @@
 #include <cmath>
 #include <fstream>
 #include <iomanip>
+#include <limits>
 #include <sstream>
 
 #include "ssn/data/lidc.h"
@@ -255,11 +256,19 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
       const data::TrainingBatch batch =
           data::make_training_batch(train_set, indices, generator, config.training.augment);
       optimizer->zero_grad();
-      const nn::ModelOutput out = model->forward(batch.images.to(device));
-      const LowRankNormal* distribution = out.stochastic ? &out.stochastic->distribution : nullptr;
-      const torch::Tensor loss =
-          loss_fn(out.mean_logits, distribution, batch.targets.to(device), generator);
-      const double value = loss.item<double>();
+      torch::Tensor loss;
+      double value = std::numeric_limits<double>::quiet_NaN();
+      try {
+        const nn::ModelOutput out = model->forward(batch.images.to(device));
+        const LowRankNormal* distribution =
+            out.stochastic ? &out.stochastic->distribution : nullptr;
+        loss = loss_fn(out.mean_logits, distribution, batch.targets.to(device), generator);
+        value = loss.item<double>();
+      } catch (const c10::Error& error) {
+        // A covariance that overflowed is caught by LowRankNormal's checks before the loss exists;
+        // it is a non-finite step like a NaN loss. Any other error stops training.
+        if (std::string(error.what_without_backtrace()).find("finite") == std::string::npos) throw;
+      }
       if (!std::isfinite(value)) {
         ++bad;
         ++bad_total;
