@@ -8,23 +8,17 @@
 #include <map>
 #include <sstream>
 
+#include "golden.h"
 #include "ssn/io/image.h"
 #include "ssn/io/png.h"
 
 namespace ssn::evaluation {
 namespace {
 
+using ssn::testing::error_of;
+
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-
-std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const c10::Error& error) {
-    return error.what_without_backtrace();
-  }
-  return "<no error>";
-}
 
 class EvaluateFolder : public ::testing::Test {
  protected:

@@ -53,6 +53,15 @@ at::Tensor to_tensor(const nlohmann::json& value, at::ScalarType dtype) {
   return at::tensor(data, at::kDouble).reshape(shape).to(dtype);
 }
 
+std::string error_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const c10::Error& error) {
+    return error.what_without_backtrace();
+  }
+  return "<no error>";
+}
+
 double max_relative_error(const at::Tensor& actual, const at::Tensor& expected, double floor) {
   EXPECT_EQ(actual.sizes(), expected.sizes());
   if (actual.sizes() != expected.sizes() || expected.numel() == 0) {

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -19,6 +20,9 @@ nlohmann::json load_golden(const std::string& name);
 
 /// A nested JSON list of numbers (null = NaN) -> a tensor of that shape and dtype.
 at::Tensor to_tensor(const nlohmann::json& value, at::ScalarType dtype = at::kDouble);
+
+/// The message (without backtrace) of the c10::Error `call` throws, or "<no error>".
+std::string error_of(const std::function<void()>& call);
 
 /// max |actual - expected| / max(|expected|, floor) over all elements.
 double max_relative_error(const at::Tensor& actual, const at::Tensor& expected,

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "golden.h"
 #include "ssn/data/synthetic.h"
 #include "ssn/io/image.h"
 #include "ssn/io/png.h"
@@ -13,17 +14,10 @@
 namespace ssn::data {
 namespace {
 
+using ssn::testing::error_of;
+
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-
-std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const c10::Error& error) {
-    return error.what_without_backtrace();
-  }
-  return "<no error>";
-}
 
 class LidcFolder : public ::testing::Test {
  protected:

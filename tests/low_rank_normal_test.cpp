@@ -11,19 +11,12 @@
 namespace ssn {
 namespace {
 
+using ssn::testing::error_of;
+
 using ::testing::HasSubstr;
 using testing::load_golden;
 using testing::max_relative_error;
 using testing::to_tensor;
-
-std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const c10::Error& error) {
-    return error.what_without_backtrace();
-  }
-  return "<no error>";
-}
 
 LowRankNormal random_distribution(int64_t batch, int64_t events, int64_t rank, uint64_t seed,
                                   std::vector<int64_t> event_shape = {}) {

@@ -11,18 +11,11 @@
 namespace ssn::metrics {
 namespace {
 
+using ssn::testing::error_of;
+
 using ::testing::HasSubstr;
 using testing::load_golden;
 using testing::to_tensor;
-
-std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const c10::Error& error) {
-    return error.what_without_backtrace();
-  }
-  return "<no error>";
-}
 
 // NaN where the golden value is null, else within 1e-12.
 void expect_value(double actual, const nlohmann::json& expected, const std::string& what) {

@@ -13,19 +13,12 @@
 namespace ssn::loss {
 namespace {
 
+using ssn::testing::error_of;
+
 using ::testing::HasSubstr;
 using testing::load_golden;
 using testing::max_relative_error;
 using testing::to_tensor;
-
-std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const c10::Error& error) {
-    return error.what_without_backtrace();
-  }
-  return "<no error>";
-}
 
 std::vector<int64_t> event_shape_of(const at::Tensor& mean) {
   return std::vector<int64_t>(mean.sizes().begin() + 1, mean.sizes().end());

@@ -4,22 +4,16 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "golden.h"
 #include "ssn/loss/segmentation_loss.h"
 #include "ssn/nn/unet.h"
 
 namespace ssn::nn {
 namespace {
 
-using ::testing::HasSubstr;
+using ssn::testing::error_of;
 
-std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const c10::Error& error) {
-    return error.what_without_backtrace();
-  }
-  return "<no error>";
-}
+using ::testing::HasSubstr;
 
 TEST(UNet, KeepsTheResolutionIn2dAnd3d) {
   UNet2d unet2(UNetOptions(3, {4, 8, 16}).convs_per_level(1));

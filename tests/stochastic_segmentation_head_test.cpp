@@ -9,19 +9,12 @@
 namespace ssn::nn {
 namespace {
 
+using ssn::testing::error_of;
+
 using ::testing::HasSubstr;
 using testing::load_golden;
 using testing::max_relative_error;
 using testing::to_tensor;
-
-std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const c10::Error& error) {
-    return error.what_without_backtrace();
-  }
-  return "<no error>";
-}
 
 TEST(GoldenStochasticSegmentationHead, MatchesEveryCaseInFloat64) {
   const auto golden = load_golden("ssn_head.json");
