@@ -24,9 +24,11 @@ demo: build
 	mkdir -p out/demo
 	$(BUILD_DIR)/ssn toy --out out/demo
 
-# Micro benchmarks against PyTorch measured in the same run; writes the table of docs/performance.md.
+# The benchmarks of docs/performance.md, each against its Python baseline measured in the same run.
 bench: build
 	bash bench/run_micro.sh $(BUILD_DIR)
+	bash bench/run_evaluate.sh $(BUILD_DIR)
+	bash bench/run_evaluate_files.sh $(BUILD_DIR)
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

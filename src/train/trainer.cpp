@@ -156,6 +156,13 @@ Validation validate(nn::SegmentationModel& model, const data::LidcDataset& datas
   return result;
 }
 
+torch::Device checked_device(const std::string& name) {
+  const torch::Device device(name);
+  TORCH_CHECK(!device.is_cuda() || torch::cuda::is_available(), "--device ", name,
+              ": this LibTorch build has no usable CUDA device (use --device cpu)");
+  return device;
+}
+
 std::string file_stem(const std::string& id) {
   std::string stem = id;
   for (char& c : stem) {
@@ -184,7 +191,7 @@ nn::SegmentationModel build_model(const config::ModelConfig& c) {
 }
 
 std::vector<EpochRecord> train(const config::Config& config, const TrainOptions& options) {
-  const torch::Device device(options.device);
+  const torch::Device device = checked_device(options.device);
   std::error_code error;
   fs::create_directories(options.job_dir, error);
   TORCH_CHECK(!error && fs::is_directory(options.job_dir), "cannot create --job-dir ",
@@ -318,7 +325,7 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
 }
 
 int64_t predict(const config::Config& config, const PredictOptions& options) {
-  const torch::Device device(options.device);
+  const torch::Device device = checked_device(options.device);
   TORCH_CHECK(fs::is_regular_file(options.checkpoint), "--checkpoint ", options.checkpoint.string(),
               ": no such file");
   TORCH_CHECK(!fs::exists(options.out) || fs::is_empty(options.out), "--out ", options.out.string(),
