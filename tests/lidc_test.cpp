@@ -73,6 +73,32 @@ TEST_F(LidcFolder, HandMadeFolderIsCroppedDownscaledAndNormalised) {
   EXPECT_EQ(batch.targets.sum().item<int64_t>(), 3 * 8);  // each mask covers half of the crop
 }
 
+TEST_F(LidcFolder, PrefetchedBatchesEqualBatchesMadeOneByOne) {
+  at::Tensor image = at::arange(256, at::kLong).reshape({16, 16});
+  at::Tensor mask = at::zeros({16, 16}, at::kLong);
+  mask.slice(0, 3, 9).slice(1, 2, 12).fill_(1);
+  write_slice("train", image, {mask, mask.flip({0})});
+  LidcOptions options;
+  options.crop = 16;
+  options.size = 8;
+  options.annotators = 2;
+  const LidcDataset dataset(root_, "train", options);
+  const std::vector<std::vector<int64_t>> batches = {{0, 0}, {0}, {0, 0, 0}, {0}};
+  at::Generator direct = at::detail::createCPUGenerator(5);
+  at::Generator prefetched = at::detail::createCPUGenerator(5);
+  {
+    BatchPrefetcher prefetcher(dataset, batches, prefetched, /*augment=*/true, /*depth=*/2);
+    for (const auto& indices : batches) {
+      const TrainingBatch expected = make_training_batch(dataset, indices, direct);
+      const TrainingBatch actual = prefetcher.next();
+      EXPECT_TRUE(actual.images.equal(expected.images));
+      EXPECT_TRUE(actual.targets.equal(expected.targets));
+    }
+    EXPECT_THROW(prefetcher.next(), c10::Error);
+  }
+  EXPECT_TRUE(prefetched.get_state().equal(direct.get_state()));
+}
+
 TEST_F(LidcFolder, BadFoldersAreErrorsThatNameTheFile) {
   LidcOptions options;
   options.crop = 8;

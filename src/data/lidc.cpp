@@ -1,6 +1,11 @@
 #include "ssn/data/lidc.h"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "ssn/io/image.h"
 
@@ -116,6 +121,64 @@ TrainingBatch make_training_batch(const LidcDataset& dataset, const std::vector<
     targets.push_back(target);
   }
   return {at::stack(images).contiguous(), at::stack(targets).contiguous()};
+}
+
+struct BatchPrefetcher::State {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<TrainingBatch> ready;
+  std::exception_ptr error;
+  bool stop = false;
+  size_t taken = 0;
+  size_t total = 0;
+  std::thread worker;
+};
+
+BatchPrefetcher::BatchPrefetcher(const LidcDataset& dataset,
+                                 std::vector<std::vector<int64_t>> batches, at::Generator generator,
+                                 bool augment, size_t depth)
+    : state_(std::make_unique<State>()) {
+  TORCH_CHECK(depth >= 1, "BatchPrefetcher: depth must be >= 1");
+  state_->total = batches.size();
+  State* s = state_.get();
+  s->worker = std::thread([s, &dataset, batches = std::move(batches), generator, augment, depth] {
+    try {
+      for (const auto& indices : batches) {
+        TrainingBatch batch = make_training_batch(dataset, indices, generator, augment);
+        std::unique_lock<std::mutex> lock(s->mutex);
+        s->changed.wait(lock, [&] { return s->stop || s->ready.size() < depth; });
+        if (s->stop) return;
+        s->ready.push_back(std::move(batch));
+        s->changed.notify_all();
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(s->mutex);
+      s->error = std::current_exception();
+      s->changed.notify_all();
+    }
+  });
+}
+
+BatchPrefetcher::~BatchPrefetcher() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->stop = true;
+    state_->changed.notify_all();
+  }
+  state_->worker.join();
+}
+
+TrainingBatch BatchPrefetcher::next() {
+  std::unique_lock<std::mutex> lock(state_->mutex);
+  TORCH_CHECK(state_->taken < state_->total, "BatchPrefetcher: all ", state_->total,
+              " batches were taken");
+  state_->changed.wait(lock, [&] { return !state_->ready.empty() || state_->error; });
+  if (state_->ready.empty()) std::rethrow_exception(state_->error);
+  TrainingBatch batch = std::move(state_->ready.front());
+  state_->ready.pop_front();
+  ++state_->taken;
+  state_->changed.notify_all();
+  return batch;
 }
 
 }  // namespace ssn::data

@@ -98,8 +98,9 @@ std::vector<EpochRecord> parse_log(const std::string& csv) {
 }
 
 void save_checkpoint(const fs::path& path, nn::SegmentationModel& model,
-                     torch::optim::Optimizer& optimizer, at::Generator& generator, int64_t epoch,
-                     double best_ged, const std::vector<EpochRecord>& records) {
+                     torch::optim::Optimizer& optimizer, at::Generator& generator,
+                     at::Generator& noise, int64_t epoch, double best_ged,
+                     const std::vector<EpochRecord>& records) {
   io::write_atomically(path, [&](const fs::path& temporary) {
     torch::serialize::OutputArchive archive;
     torch::serialize::OutputArchive model_archive, optimizer_archive;
@@ -110,6 +111,7 @@ void save_checkpoint(const fs::path& path, nn::SegmentationModel& model,
     archive.write("epoch", torch::tensor(epoch));
     archive.write("best_ged", torch::tensor(best_ged, torch::kDouble));
     archive.write("rng", generator.get_state());
+    archive.write("noise_rng", noise.get_state());
     archive.write("log", c10::IValue(log_csv(records)));
     archive.save_to(temporary.string());
   });
@@ -211,7 +213,10 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
   nn::SegmentationModel model = build_model(config.model);
   model->to(device);
   auto optimizer = make_optimizer(config.optimizer, model->parameters());
+  // Two streams: `generator` for the data (batch order, annotator, augmentation), used by the
+  // prefetching thread during an epoch; `noise` for the Monte-Carlo samples of the loss.
   at::Generator generator = at::detail::createCPUGenerator(options.seed);
+  at::Generator noise = at::detail::createCPUGenerator(options.seed + 1);
   const loss::SegmentationLoss loss_fn({config.loss.name == "CrossEntropyLoss"
                                             ? loss::LossKind::kCrossEntropy
                                             : loss::LossKind::kStochasticMcIntegral,
@@ -229,10 +234,12 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     model->load(model_archive);
     model->to(device);
     optimizer->load(optimizer_archive);
-    torch::Tensor epoch, best, rng;
+    torch::Tensor epoch, best, rng, noise_rng;
     archive.read("epoch", epoch);
     archive.read("best_ged", best);
     archive.read("rng", rng);
+    archive.read("noise_rng", noise_rng);
+    noise.set_state(noise_rng);
     c10::IValue log;
     archive.read("log", log);
     start_epoch = epoch.item<int64_t>();
@@ -253,15 +260,18 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
       set_covariance_trainable(*model, epoch >= config.training.mean_only_epochs);
     }
     const at::Tensor order = at::randperm(n, generator, at::kLong);
+    std::vector<std::vector<int64_t>> batches(static_cast<size_t>(steps));
+    for (int64_t step = 0; step < steps; ++step) {
+      for (int64_t b = 0; b < batch_size; ++b) {
+        batches[step].push_back(order[step * batch_size + b].item<int64_t>());
+      }
+    }
+    auto prefetcher = std::make_unique<data::BatchPrefetcher>(train_set, std::move(batches),
+                                                              generator, config.training.augment);
     double loss_sum = 0.0;
     int64_t good = 0, bad = 0;
     for (int64_t step = 0; step < steps; ++step) {
-      std::vector<int64_t> indices(static_cast<size_t>(batch_size));
-      for (int64_t b = 0; b < batch_size; ++b) {
-        indices[b] = order[step * batch_size + b].item<int64_t>();
-      }
-      const data::TrainingBatch batch =
-          data::make_training_batch(train_set, indices, generator, config.training.augment);
+      const data::TrainingBatch batch = prefetcher->next();
       optimizer->zero_grad();
       torch::Tensor loss;
       double value = std::numeric_limits<double>::quiet_NaN();
@@ -269,7 +279,7 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
         const nn::ModelOutput out = model->forward(batch.images.to(device));
         const LowRankNormal* distribution =
             out.stochastic ? &out.stochastic->distribution : nullptr;
-        loss = loss_fn(out.mean_logits, distribution, batch.targets.to(device), generator);
+        loss = loss_fn(out.mean_logits, distribution, batch.targets.to(device), noise);
         value = loss.item<double>();
       } catch (const c10::Error& error) {
         // A covariance that overflowed is caught by LowRankNormal's checks before the loss exists;
@@ -297,6 +307,7 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
         options.on_step({epoch, step, steps, value, rate, left_steps * batch_size / rate});
       }
     }
+    prefetcher.reset();  // joined: the data generator is at the end of this epoch
     EpochRecord record;
     record.epoch = epoch + 1;
     record.train_loss = good ? loss_sum / static_cast<double>(good) : NAN;
@@ -315,7 +326,7 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     records.push_back(record);
     const bool best = evaluate && record.val_ged < best_ged;
     if (best) best_ged = record.val_ged;
-    save_checkpoint(last, model, *optimizer, generator, epoch + 1, best_ged, records);
+    save_checkpoint(last, model, *optimizer, generator, noise, epoch + 1, best_ged, records);
     if (best)
       fs::copy_file(last, options.job_dir / "checkpoint_best.pt",
                     fs::copy_options::overwrite_existing);

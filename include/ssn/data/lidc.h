@@ -10,6 +10,7 @@
 #include <ATen/core/Generator.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -68,5 +69,25 @@ struct TrainingBatch {
 /// a random flip and a random multiple of 90 degrees applied to image and mask alike.
 TrainingBatch make_training_batch(const LidcDataset& dataset, const std::vector<int64_t>& indices,
                                   at::Generator generator, bool augment = true);
+
+/// Assembles the batches of one epoch on a background thread, `depth` batches ahead of the
+/// consumer. The generator is used by that thread alone, in batch order, so the batches (and the
+/// generator's state once all are taken) are the same as when made one by one in the caller.
+class BatchPrefetcher {
+ public:
+  BatchPrefetcher(const LidcDataset& dataset, std::vector<std::vector<int64_t>> batches,
+                  at::Generator generator, bool augment, size_t depth = 2);
+  ~BatchPrefetcher();
+  BatchPrefetcher(const BatchPrefetcher&) = delete;
+  BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
+
+  /// The next batch, in order; blocks until it is ready. Rethrows an error of the background
+  /// thread. Must be called once per batch.
+  TrainingBatch next();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace ssn::data
