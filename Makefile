@@ -19,7 +19,7 @@ build: configure
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
-# The main job on built-in data. Until the 2-D pipeline exists this is the paper's toy problem.
+# The main job on built-in data. Until `ssn demo` exists (issue 5) this is the paper's toy problem.
 demo: build
 	mkdir -p out/demo
 	$(BUILD_DIR)/ssn toy --out out/demo
