@@ -106,29 +106,30 @@ void LowRankNormal::check_noise(const at::Tensor& eps_W, const at::Tensor& eps_D
   check_same_kind(loc_, eps_D, "eps_D");
 }
 
+at::Tensor low_rank_perturbation(const at::Tensor& cov_factor, const at::Tensor& cov_diag,
+                                 const at::Tensor& eps_W, const at::Tensor& eps_D) {
+  at::Tensor delta = cov_diag.sqrt() * eps_D;  // [M, B, N]
+  if (cov_factor.size(2) > 0) {
+    // [B, M, R] x [B, R, N] -> [B, M, N], then back to sample-major [M, B, N].
+    delta.add_(at::matmul(eps_W.transpose(0, 1), cov_factor.transpose(1, 2)).transpose(0, 1));
+  }
+  return delta;
+}
+
 at::Tensor LowRankNormal::perturbation(const at::Tensor& eps_W, const at::Tensor& eps_D,
                                        const SamplingControls& controls) const {
   check_noise(eps_W, eps_D);
   TORCH_CHECK(std::isfinite(controls.temperature) && controls.temperature >= 0,
               "LowRankNormal: temperature must be finite and >= 0, got ", controls.temperature);
-  at::Tensor delta = cov_diag_.sqrt() * eps_D;  // [M, B, N]
-  if (rank() > 0) {
-    at::Tensor low_rank_noise = eps_W;  // [M, B, R]
-    if (controls.rank_weights.defined()) {
-      const auto& w = controls.rank_weights;
-      TORCH_CHECK(w.dim() == 1 && w.size(0) == rank(),
-                  "LowRankNormal: rank_weights must have R = ", rank(),
-                  " entries (one per rank), got shape ", w.sizes());
-      low_rank_noise = low_rank_noise * w.to(loc_.options());
-    }
-    // [B, M, R] x [B, R, N] -> [B, M, N], then back to sample-major [M, B, N].
-    delta = delta +
-            at::matmul(low_rank_noise.transpose(0, 1), cov_factor_.transpose(1, 2)).transpose(0, 1);
-  } else {
-    TORCH_CHECK(!controls.rank_weights.defined() || controls.rank_weights.numel() == 0,
-                "LowRankNormal: rank_weights must have R = 0 entries for a diagonal model, got ",
-                controls.rank_weights.numel());
+  at::Tensor low_rank_noise = eps_W;  // [M, B, R]
+  if (controls.rank_weights.defined()) {
+    const auto& w = controls.rank_weights;
+    TORCH_CHECK(w.dim() == 1 && w.size(0) == rank(),
+                "LowRankNormal: rank_weights must have R = ", rank(),
+                " entries (one per rank), got shape ", w.sizes());
+    if (rank() > 0) low_rank_noise = low_rank_noise * w.to(loc_.options());
   }
+  at::Tensor delta = low_rank_perturbation(cov_factor_, cov_diag_, low_rank_noise, eps_D);
   if (controls.class_weights.defined()) {
     const auto& w = controls.class_weights;
     TORCH_CHECK(w.dim() == 1 && w.size(0) == num_classes(),

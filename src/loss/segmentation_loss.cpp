@@ -56,12 +56,11 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
                             const at::Tensor& target_index, int64_t num_classes) {
     const int64_t half = eps_W.size(0);
     const int64_t step = chunk_size(half);
-    const LowRankNormal distribution(loc, cov_factor, cov_diag);
     std::vector<at::Tensor> plus, minus;
     for (int64_t start = 0; start < half; start += step) {
       const int64_t stop = std::min(half, start + step);
-      at::Tensor delta =
-          distribution.perturbation(eps_W.slice(0, start, stop), eps_D.slice(0, start, stop));
+      at::Tensor delta = low_rank_perturbation(cov_factor, cov_diag, eps_W.slice(0, start, stop),
+                                               eps_D.slice(0, start, stop));
       plus.push_back(sample_log_likelihood(loc + delta, target_index, num_classes));
       minus.push_back(sample_log_likelihood(delta.neg_().add_(loc), target_index, num_classes));
     }
@@ -95,7 +94,6 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
     const at::Tensor plus_coefficient = coefficient.slice(0, 0, half);
     const at::Tensor minus_coefficient = coefficient.slice(0, half, 2 * half);
 
-    const LowRankNormal distribution(loc, cov_factor, cov_diag);
     at::Tensor grad_loc = at::zeros_like(loc);
     at::Tensor grad_factor = at::zeros_like(cov_factor);
     at::Tensor grad_diag = at::zeros_like(cov_diag);
@@ -104,7 +102,7 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
       const int64_t stop = std::min(half, start + step);
       const at::Tensor chunk_W = eps_W.slice(0, start, stop);
       const at::Tensor chunk_D = eps_D.slice(0, start, stop);
-      at::Tensor delta = distribution.perturbation(chunk_W, chunk_D);
+      at::Tensor delta = low_rank_perturbation(cov_factor, cov_diag, chunk_W, chunk_D);
       at::Tensor grad_delta = logit_gradient(loc + delta, target_index,
                                              plus_coefficient.slice(0, start, stop), num_classes);
       const at::Tensor grad_minus =
@@ -127,6 +125,15 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
   }
 };
 
+// A label outside [0, C) would index out of range; one check, one message for both losses.
+void check_label_range(const char* context, const at::Tensor& labels, int64_t num_classes) {
+  if (labels.numel() == 0) return;
+  const int64_t low = labels.min().item<int64_t>();
+  const int64_t high = labels.max().item<int64_t>();
+  TORCH_CHECK(low >= 0 && high < num_classes, context, ": target labels must lie in [0, ",
+              num_classes, "), got values in [", low, ", ", high, "]");
+}
+
 // target [B, *spatial] -> [B, 1, S] int64 labels, checked against the distribution.
 at::Tensor target_index_for(const LowRankNormal& distribution, const at::Tensor& target) {
   const auto& event = distribution.event_shape();
@@ -147,10 +154,7 @@ at::Tensor target_index_for(const LowRankNormal& distribution, const at::Tensor&
               "ssn_loss: target must be on the device of the distribution (",
               distribution.loc().device(), "), got ", target.device());
   const at::Tensor labels = target.to(at::kLong).reshape({distribution.batch_size(), 1, -1});
-  TORCH_CHECK(labels.numel() == 0 ||
-                  (labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < num_classes),
-              "ssn_loss: target labels must lie in [0, ", num_classes, "), got values in [",
-              labels.min().item<int64_t>(), ", ", labels.max().item<int64_t>(), "]");
+  check_label_range("ssn_loss", labels, num_classes);
   return labels;
 }
 
@@ -171,10 +175,8 @@ at::Tensor ssn_loss_from_noise(const LowRankNormal& distribution, const at::Tens
   TORCH_CHECK(eps_W.defined() && eps_W.dim() == 3 && eps_W.size(0) >= 1,
               "ssn_loss: eps_W must have shape [M/2, B, R] with M/2 >= 1, got ",
               eps_W.defined() ? eps_W.sizes() : at::IntArrayRef{});
-  // Validates the noise shapes, dtypes and devices once, before the autograd function.
-  distribution.perturbation(eps_W.slice(0, 0, 1), eps_D.defined() ? eps_D.slice(0, 0, 1) : eps_D);
-  TORCH_CHECK(eps_D.size(0) == eps_W.size(0), "ssn_loss: eps_D must have M/2 = ", eps_W.size(0),
-              " draws like eps_W, got ", eps_D.size(0));
+  // Validated once here; the autograd function trusts the distribution and the noise.
+  distribution.check_noise(eps_W, eps_D);
   return SsnLossFunction::apply(distribution.loc(), distribution.cov_factor(),
                                 distribution.cov_diag(), eps_W, eps_D, labels,
                                 distribution.num_classes());
@@ -205,11 +207,7 @@ at::Tensor cross_entropy_loss(const at::Tensor& logits, const at::Tensor& target
       "cross_entropy_loss: target must have shape [B, *spatial] = ", at::IntArrayRef(expected),
       ", got ", target.defined() ? target.sizes() : at::IntArrayRef{});
   const int64_t num_classes = logits.size(1);
-  TORCH_CHECK(target.numel() == 0 ||
-                  (target.min().item<int64_t>() >= 0 && target.max().item<int64_t>() < num_classes),
-              "cross_entropy_loss: target labels must lie in [0, ", num_classes,
-              "), got values in [", target.min().item<int64_t>(), ", ",
-              target.max().item<int64_t>(), "]");
+  check_label_range("cross_entropy_loss", target, num_classes);
   return torch::nn::functional::cross_entropy(logits, target.to(at::kLong));
 }
 

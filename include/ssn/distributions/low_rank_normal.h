@@ -74,6 +74,10 @@ class LowRankNormal {
   at::Tensor perturbation(const at::Tensor& eps_W, const at::Tensor& eps_D,
                           const SamplingControls& controls = {}) const;
 
+  /// Checks noise for this distribution: eps_W [M, B, R], eps_D [M, B, N], dtype and device of
+  /// loc; throws a c10::Error that names the tensor otherwise.
+  void check_noise(const at::Tensor& eps_W, const at::Tensor& eps_D) const;
+
   /// value [B, N] or [M, B, N] -> [B] or [M, B]. Woodbury identity with the R x R capacitance
   /// I + P^T D^-1 P; an N x N matrix is never formed.
   at::Tensor log_prob(const at::Tensor& value) const;
@@ -89,13 +93,18 @@ class LowRankNormal {
     at::Tensor log_det;   // [B]: log det(P P^T + D)
   };
   Capacitance capacitance() const;
-  void check_noise(const at::Tensor& eps_W, const at::Tensor& eps_D) const;
 
   at::Tensor loc_;
   at::Tensor cov_factor_;
   at::Tensor cov_diag_;
   std::vector<int64_t> event_shape_;
 };
+
+/// P eps_W + sqrt(D) eps_D for cov_factor [B, N, R], cov_diag [B, N], eps_W [M, B, R],
+/// eps_D [M, B, N] -> [M, B, N], without checks: the kernel of LowRankNormal::perturbation, for
+/// hot loops over parameters that a LowRankNormal has already validated (the SSN loss).
+at::Tensor low_rank_perturbation(const at::Tensor& cov_factor, const at::Tensor& cov_diag,
+                                 const at::Tensor& eps_W, const at::Tensor& eps_D);
 
 /// The reference's map layout -> the distribution over flattened logits: mean [B, C, *spatial],
 /// cov_diag [B, C, *spatial], cov_factor [B, C*R, *spatial] with rank-major channels (channel k is
