@@ -19,10 +19,11 @@ build: configure
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
-# The main job on built-in data. Until `ssn demo` exists (issue 5) this is the paper's toy problem.
-demo: build
-	mkdir -p out/demo
-	$(BUILD_DIR)/ssn toy --out out/demo
+# The main job on built-in data: synthetic lidc-like set -> low-rank SSN and deterministic U-Net
+# -> predictions -> evaluation -> out/demo/report.html. Builds only the `ssn` binary.
+demo: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target ssn_cli
+	$(BUILD_DIR)/ssn demo --out out/demo --overwrite
 
 # The benchmarks of docs/performance.md, each against its Python baseline measured in the same run.
 bench: build

@@ -44,8 +44,11 @@ int main(int argc, char** argv) {
   ssn::cli::add_toy_command(app);
   ssn::cli::add_synth_command(app);
   ssn::cli::add_train_command(app);
+  ssn::cli::add_sample_command(app);
   ssn::cli::add_evaluate_command(app);
+  ssn::cli::add_report_command(app);
   ssn::cli::add_benchmark_command(app);
+  ssn::cli::add_demo_command(app);
 
   try {
     app.parse(argc, argv);

@@ -291,10 +291,37 @@ std::vector<PredictionCase> read_prediction_csv(const fs::path& dir) {
     }
     TORCH_CHECK(!c.annotations.empty(), csv.string(), " line ", line_number, ": case ", c.id,
                 " has no annotations (column 'annotations', paths separated by ';')");
+    if (column.count("image") && !fields[column["image"]].empty()) {
+      c.image = dir / fields[column["image"]];
+    }
     cases.push_back(std::move(c));
   }
   TORCH_CHECK(!cases.empty(), csv.string(), " lists no cases");
   return cases;
+}
+
+PredictionMaps read_prediction_maps(const PredictionCase& c) {
+  PredictionMaps maps{io::read_image(c.logit_mean), io::read_image(c.cov_diag),
+                      io::read_image(c.cov_factor)};
+  TORCH_CHECK(maps.mean.is_floating_point() && maps.mean.dim() >= 3, c.logit_mean.string(),
+              ": expected floating-point maps [C, *spatial] with 2 or 3 spatial axes, got ",
+              maps.mean.scalar_type(), " ", maps.mean.sizes());
+  TORCH_CHECK(maps.cov_diag.sizes() == maps.mean.sizes(), c.cov_diag.string(), " has shape ",
+              maps.cov_diag.sizes(), ", but ", c.logit_mean.filename().string(), " has ",
+              maps.mean.sizes());
+  TORCH_CHECK(maps.cov_factor.dim() == maps.mean.dim() &&
+                  maps.cov_factor.size(0) % maps.mean.size(0) == 0 &&
+                  maps.cov_factor.sizes().slice(1) == maps.mean.sizes().slice(1),
+              c.cov_factor.string(), " has shape ", maps.cov_factor.sizes(), ", expected [C*R, ",
+              maps.mean.sizes().slice(1), "] with C = ", maps.mean.size(0));
+  return maps;
+}
+
+at::Tensor read_annotations(const PredictionCase& c, int64_t num_classes,
+                            at::IntArrayRef spatial) {
+  EvaluationOptions options;
+  options.num_classes = num_classes;
+  return read_maps(c.annotations, options, spatial, c.logit_mean);
 }
 
 MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag,
@@ -370,23 +397,14 @@ std::vector<CaseResult> evaluate_prediction_folder(const fs::path& dir,
   at::parallel_for(0, static_cast<int64_t>(cases.size()), 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const PredictionCase& c = cases[i];
-      const at::Tensor mean = io::read_image(c.logit_mean);
-      const at::Tensor cov_diag = io::read_image(c.cov_diag);
-      const at::Tensor cov_factor = io::read_image(c.cov_factor);
-      TORCH_CHECK(cov_diag.sizes() == mean.sizes(), c.cov_diag.string(), " has shape ",
-                  cov_diag.sizes(), ", but ", c.logit_mean.filename().string(), " has ",
-                  mean.sizes());
-      TORCH_CHECK(cov_factor.dim() == mean.dim() && cov_factor.size(0) % mean.size(0) == 0 &&
-                      cov_factor.sizes().slice(1) == mean.sizes().slice(1),
-                  c.cov_factor.string(), " has shape ", cov_factor.sizes(), ", expected [C*R, ",
-                  mean.sizes().slice(1), "] with C = ", mean.size(0));
+      const PredictionMaps maps = read_prediction_maps(c);
       const at::Tensor annotations =
-          read_maps(c.annotations, options, mean.sizes().slice(1), c.logit_mean);
+          read_annotations(c, options.num_classes, maps.mean.sizes().slice(1));
       at::Generator generator =
           at::detail::createCPUGenerator(sampling.seed + static_cast<uint64_t>(i));
       results[i] = {c.id, sampling.num_samples,
-                    evaluate_prediction(mean, cov_diag, cov_factor, annotations, options,
-                                        sampling.num_samples, generator)};
+                    evaluate_prediction(maps.mean, maps.cov_diag, maps.cov_factor, annotations,
+                                        options, sampling.num_samples, generator)};
       std::lock_guard<std::mutex> lock(progress_mutex);
       ++done;
       if (progress) progress(done, static_cast<int64_t>(cases.size()));

@@ -9,7 +9,12 @@
 #include <itkPNGImageIO.h>
 #include <itkRGBPixel.h>
 
+#include <itksys/Base64.h>
+
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <random>
 #endif
 
 namespace ssn::io {
@@ -51,6 +56,34 @@ void write_rgb_png(const std::filesystem::path& path, const at::Tensor& rgb) {
 #else
   TORCH_CHECK(false, "cannot write ", path.string(),
               ": ssn was built without ITK (SSN_WITH_ITK=OFF), which provides the PNG codec");
+#endif
+}
+
+std::string rgb_png_base64(const at::Tensor& rgb) {
+#ifdef SSN_WITH_ITK
+  // ITK's PNG writer writes files only: encode through a private temporary file.
+  const std::filesystem::path file =
+      std::filesystem::temp_directory_path() /
+      ("ssn-picture-" + std::to_string(std::random_device{}()) + ".png");
+  write_rgb_png(file, rgb);
+  std::string bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::error_code ignored;
+  std::filesystem::remove(file, ignored);
+  TORCH_CHECK(!bytes.empty(), "cannot read back the encoded picture ", file.string());
+  std::string encoded((bytes.size() + 2) / 3 * 4 + 4, '\0');
+  const size_t length = itksysBase64_Encode(reinterpret_cast<const unsigned char*>(bytes.data()),
+                                            bytes.size(),
+                                            reinterpret_cast<unsigned char*>(encoded.data()),
+                                            /*mark_end=*/0);
+  encoded.resize(length);
+  return encoded;
+#else
+  (void)rgb;
+  TORCH_CHECK(false, "cannot encode a PNG: ssn was built without ITK (SSN_WITH_ITK=OFF)");
 #endif
 }
 

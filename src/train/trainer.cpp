@@ -81,22 +81,6 @@ std::string log_csv(const std::vector<EpochRecord>& records) {
   return out.str();
 }
 
-std::vector<EpochRecord> parse_log(const std::string& csv) {
-  std::vector<EpochRecord> records;
-  std::istringstream in(csv);
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    EpochRecord r;
-    char comma;
-    std::istringstream fields(line);
-    fields >> r.epoch >> comma >> r.train_loss >> comma >> r.val_loss >> comma >> r.val_ged >>
-        comma >> r.lr >> comma >> r.bad_steps >> comma >> r.seconds;
-    records.push_back(r);
-  }
-  return records;
-}
-
 void save_checkpoint(const fs::path& path, nn::SegmentationModel& model,
                      torch::optim::Optimizer& optimizer, at::Generator& generator,
                      at::Generator& noise, int64_t epoch, double best_ged,
@@ -245,7 +229,7 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     start_epoch = epoch.item<int64_t>();
     best_ged = best.item<double>();
     generator.set_state(rng);
-    records = parse_log(log.toStringRef());
+    records = parse_train_log(log.toStringRef(), last.string() + " (log)");
   }
 
   const int64_t n = train_set.size();
@@ -331,6 +315,44 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
       fs::copy_file(last, options.job_dir / "checkpoint_best.pt",
                     fs::copy_options::overwrite_existing);
     io::write_text_file(options.job_dir / "train_log.csv", log_csv(records));
+  }
+  return records;
+}
+
+std::vector<EpochRecord> parse_train_log(const std::string& csv, const std::string& source) {
+  std::vector<EpochRecord> records;
+  std::istringstream in(csv);
+  std::string line;
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  TORCH_CHECK(line == "epoch,train_loss,val_loss,val_ged,lr,bad_steps,seconds", source,
+              ": expected the header epoch,train_loss,val_loss,val_ged,lr,bad_steps,seconds, got '",
+              line, "'");
+  for (int line_number = 2; std::getline(in, line); ++line_number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    // strtod, unlike operator>>, reads the "nan" of epochs without validation.
+    std::vector<double> values;
+    const char* cursor = line.c_str();
+    for (;;) {
+      char* end = nullptr;
+      values.push_back(std::strtod(cursor, &end));
+      TORCH_CHECK(end != cursor && (*end == ',' || *end == '\0'), source, " line ", line_number,
+                  ": expected 7 numbers separated by commas, got '", line, "'");
+      if (*end == '\0') break;
+      cursor = end + 1;
+    }
+    TORCH_CHECK(values.size() == 7, source, " line ", line_number, ": expected 7 fields, got ",
+                values.size());
+    EpochRecord r;
+    r.epoch = static_cast<int64_t>(values[0]);
+    r.train_loss = values[1];
+    r.val_loss = values[2];
+    r.val_ged = values[3];
+    r.lr = values[4];
+    r.bad_steps = static_cast<int64_t>(values[5]);
+    r.seconds = values[6];
+    records.push_back(r);
   }
   return records;
 }

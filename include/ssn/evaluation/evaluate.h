@@ -79,10 +79,28 @@ struct PredictionCase {
   std::filesystem::path cov_diag;    ///< [C, *spatial]
   std::filesystem::path cov_factor;  ///< [C*R, *spatial], rank-major
   std::vector<std::filesystem::path> annotations;
+  /// The optional `image` column (a picture of the input for reports); empty when absent.
+  std::filesystem::path image;
 };
 
+/// The maps of one prediction case, float32 as stored.
+struct PredictionMaps {
+  at::Tensor mean;        ///< [C, *spatial]
+  at::Tensor cov_diag;    ///< [C, *spatial]
+  at::Tensor cov_factor;  ///< [C*R, *spatial]
+};
+
+/// Reads the three maps of a case and checks that their shapes agree; errors name the file.
+PredictionMaps read_prediction_maps(const PredictionCase& prediction);
+
+/// Reads the annotations of a case as labels [M, *spatial] (uint8 class indices; with
+/// num_classes = 2 any non-zero value is 1). Errors name the file: unreadable, a shape other than
+/// `spatial`, a label >= num_classes.
+at::Tensor read_annotations(const PredictionCase& prediction, int64_t num_classes,
+                            at::IntArrayRef spatial);
+
 /// Reads dir/prediction.csv: columns id, logit_mean, cov_diag, cov_factor, annotations (paths
-/// separated by ';'), other columns ignored. Errors name the file, line and column.
+/// separated by ';'), optional image, other columns ignored. Errors name the file, line and column.
 std::vector<PredictionCase> read_prediction_csv(const std::filesystem::path& dir);
 
 struct SamplingOptions {

@@ -48,6 +48,9 @@ struct EpochRecord {
 /// learning rate, random generator, epoch and log. Returns the log.
 std::vector<EpochRecord> train(const config::Config& config, const TrainOptions& options);
 
+/// Parses the text of a train_log.csv; errors name `source` and the line.
+std::vector<EpochRecord> parse_train_log(const std::string& csv, const std::string& source);
+
 struct PredictOptions {
   std::filesystem::path data_dir;
   std::string split = "test";

@@ -1,0 +1,43 @@
+// ssn report: one self-contained report.html from job folders.
+
+#include <cstdio>
+#include <memory>
+
+#include "commands.h"
+#include "ssn/report/report.h"
+
+namespace ssn::cli {
+
+void add_report_command(CLI::App& app) {
+  auto options = std::make_shared<report::ReportOptions>();
+  auto job_dirs = std::make_shared<std::vector<std::string>>();
+  auto out = std::make_shared<std::string>();
+  CLI::App* command = app.add_subcommand(
+      "report",
+      "Write one self-contained HTML page (no server or network needed) for one or more job\n"
+      "folders: test metrics side by side (JOB/evaluation/summary.json), learning curves\n"
+      "(JOB/train_log.csv), and for the first test cases (JOB/predictions) the image, the\n"
+      "annotations, the mean prediction, samples and the pixel-wise entropy, plus temperature and\n"
+      "class-weight sweeps for stochastic models.");
+  command
+      ->add_option("--job-dir", *job_dirs,
+                   "Job folder of ssn train (repeat to compare models in one page)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  command->add_option("--out", *out, "HTML file (default: <first job dir>/report.html)");
+  command->add_option("--num-cases", options->num_cases, "Test cases shown per job")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}))
+      ->capture_default_str();
+  command->add_option("--num-samples", options->num_samples, "Samples shown per case")
+      ->check(CLI::Range(int64_t{1}, int64_t{64}))
+      ->capture_default_str();
+  command->add_option("--seed", options->seed, "Seed of the samples")->capture_default_str();
+  command->callback([options, job_dirs, out]() {
+    options->job_dirs.assign(job_dirs->begin(), job_dirs->end());
+    options->out = *out;
+    const auto path = report::write_report(*options);
+    std::printf("wrote %s\n", path.c_str());
+  });
+}
+
+}  // namespace ssn::cli

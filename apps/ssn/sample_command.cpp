@@ -1,0 +1,99 @@
+// ssn sample: label-map samples of a predicted distribution, with temperature, class and rank
+// weights, or the sweep figures of the paper.
+
+#include <cstdio>
+#include <memory>
+
+#include "commands.h"
+#include "progress.h"
+#include "ssn/evaluation/sampling.h"
+
+namespace ssn::cli {
+namespace {
+
+struct SampleFlags {
+  std::string predictions;
+  std::string out;
+  evaluation::SampleFolderOptions options;
+  std::vector<double> class_weights, rank_weights;
+  std::string sweep;
+  std::vector<double> sweep_values;
+};
+
+void run_sample(SampleFlags& flags) {
+  if (!flags.class_weights.empty()) {
+    flags.options.controls.class_weights = at::tensor(flags.class_weights, at::kFloat);
+  }
+  if (!flags.rank_weights.empty()) {
+    flags.options.controls.rank_weights = at::tensor(flags.rank_weights, at::kFloat);
+  }
+  if (!flags.sweep.empty()) {
+    flags.options.sweep = evaluation::Sweep::parse(flags.sweep, flags.sweep_values);
+  }
+  int64_t cases = 0;
+  {
+    ProgressBar bar("sample");
+    cases = evaluation::write_samples(flags.predictions, flags.out, flags.options,
+                                      [&bar](int64_t done, int64_t total) { bar.update(done, total); });
+  }
+  if (flags.options.sweep) {
+    std::printf("wrote the %s sweep of %lld cases to %s (<id>_sweep_%s.png)\n",
+                flags.options.sweep->name().c_str(), static_cast<long long>(cases),
+                flags.out.c_str(), flags.options.sweep->name().c_str());
+  } else {
+    std::printf("wrote %lld samples of each of %lld cases to %s (<id>_s<i>, <id>_l<j>, "
+                "<id>_entropy, <id>_frequency)\n",
+                static_cast<long long>(flags.options.num_samples), static_cast<long long>(cases),
+                flags.out.c_str());
+  }
+}
+
+}  // namespace
+
+void add_sample_command(CLI::App& app) {
+  auto flags = std::make_shared<SampleFlags>();
+  CLI::App* command = app.add_subcommand(
+      "sample",
+      "Draw segmentations from a predictions folder (ssn predict): per case --num-samples label\n"
+      "maps (PNG in 2-D, NIfTI in 3-D), copies of the annotations (so --out is a samples folder\n"
+      "for ssn evaluate --samples), the pixel-wise entropy and class frequency maps. The noise can\n"
+      "be steered: --temperature scales it, --class-weights scales it per class, --rank-weights\n"
+      "per rank. --sweep renders one figure per case instead: a row per setting, the same noise\n"
+      "in every row.");
+  command
+      ->add_option("--predictions", flags->predictions,
+                   "Predictions folder (prediction.csv + mean / cov_diag / cov_factor maps)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  command
+      ->add_option("--num-samples", flags->options.num_samples,
+                   "Samples per case (with --sweep: columns of the figure)")
+      ->required()
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  command->add_option("--out", flags->out, "Output folder (must not exist or be empty)")
+      ->required();
+  command
+      ->add_option("--temperature", flags->options.controls.temperature,
+                   "Multiplies the noise; 0 gives the argmax of the mean")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  command
+      ->add_option("--class-weights", flags->class_weights,
+                   "w0,w1,...: one factor per class on the noise of that class's logits")
+      ->delimiter(',');
+  command
+      ->add_option("--rank-weights", flags->rank_weights,
+                   "one factor per rank on the low-rank noise (R values)")
+      ->delimiter(',');
+  command->add_option("--seed", flags->options.seed, "Case i uses seed + i")->capture_default_str();
+  command->add_option("--sweep", flags->sweep,
+                      "temperature or class:<c>: write <id>_sweep_<name>.png, one row per value");
+  command
+      ->add_option("--sweep-values", flags->sweep_values,
+                   "Values of the sweep (default: temperature 0,0.5,1,1.5,2; class weight "
+                   "-3,-2,-1,0,1,2,3)")
+      ->delimiter(',');
+  command->callback([flags]() { run_sample(*flags); });
+}
+
+}  // namespace ssn::cli

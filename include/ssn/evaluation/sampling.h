@@ -1,0 +1,88 @@
+#pragma once
+
+// Sampling a predicted distribution to files, with the paper's post-hoc controls: temperature,
+// per-class and per-rank weights on the noise, and sweeps over one control from the same noise.
+
+#include <ATen/ATen.h>
+#include <ATen/core/Generator.h>
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ssn/distributions/low_rank_normal.h"
+#include "ssn/evaluation/evaluate.h"
+
+namespace ssn::evaluation {
+
+/// Called with (sample index, labels [*spatial] uint8) for each sample as it is drawn.
+using SampleSink = std::function<void(int64_t, const at::Tensor&)>;
+
+/// Pixel-wise summaries of the samples of one case.
+struct SampleStatistics {
+  at::Tensor frequency;  ///< [C, *spatial] float32: fraction of samples with class c
+  at::Tensor entropy;    ///< [*spatial] float32: entropy of `frequency` over classes, in nats
+};
+
+/// Draws num_samples label maps argmax(eta), eta ~ N(mean, P P^T + D) with `controls` applied to
+/// the noise, in chunks so that only a few samples' logits exist at once; hands each to `sink`
+/// and returns their frequency and entropy maps. Controls are checked against the maps: C class
+/// weights, R rank weights, temperature >= 0.
+SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
+                              const SamplingControls& controls, at::Generator generator,
+                              const SampleSink& sink = {});
+
+/// The same num_samples noise draws pushed through each setting: labels [settings, num_samples,
+/// *spatial] uint8, so that a row shows what one control does to the same samples.
+at::Tensor sweep_samples(const PredictionMaps& maps, const std::vector<SamplingControls>& settings,
+                         int64_t num_samples, at::Generator generator);
+
+/// A sweep over one control: `temperature`, or the weight of class `swept_class`.
+struct Sweep {
+  enum class Kind { kTemperature, kClassWeight };
+  Kind kind = Kind::kTemperature;
+  int64_t swept_class = 1;
+  std::vector<double> values;
+
+  /// "temperature" or "class:<c>" with values (default: temperature 0, 0.5, 1, 1.5, 2; class
+  /// weight -3 ... 3). Throws naming --sweep otherwise.
+  static Sweep parse(const std::string& text, std::vector<double> values = {});
+  /// "temperature" or "class<c>", for file names.
+  std::string name() const;
+  /// The row label of value i in figures: "T=0.5", "w1=-3".
+  std::string label(size_t i) const;
+  /// `base` with the swept control set to value i.
+  SamplingControls apply(const SamplingControls& base, size_t i, int64_t num_classes) const;
+};
+
+struct SampleFolderOptions {
+  /// Samples per case; with a sweep, samples per row of the figure.
+  int64_t num_samples = 10;
+  SamplingControls controls;
+  /// Case i draws from a generator seeded with seed + i, so files do not depend on threading.
+  uint64_t seed = 0;
+  /// When set, writes the sweep figures instead of label maps.
+  std::optional<Sweep> sweep;
+};
+
+/// For every case of a predictions folder (docs/file-formats.md), writes to `out`:
+/// <id>_s<i>.<ext> (samples; 0/255 for two classes, class indices otherwise), copies of the
+/// annotations as <id>_l<j>.<ext> (so `out` is a samples folder for `ssn evaluate --samples`),
+/// <id>_frequency.nii.gz [C, *spatial] and <id>_entropy.nii.gz (nats), and for 2-D cases
+/// <id>_entropy.png (viridis, 0 .. log C). ext is png for 2-D cases, nii.gz for 3-D ones. With a
+/// sweep: <id>_sweep_<name>.png, one row per setting over the case's image. Everything is written
+/// to a staging folder that becomes `out` only when complete; `out` must not exist or be empty.
+/// Returns the number of cases.
+int64_t write_samples(const std::filesystem::path& predictions, const std::filesystem::path& out,
+                      const SampleFolderOptions& options, const Progress& progress = {});
+
+/// The RGB figure of a sweep for one case: row per setting, the case's picture (or black) first,
+/// then the samples overlaid on it. image [*spatial] or undefined; for 3-D cases the slice with
+/// the most foreground in the mean's argmax is shown.
+at::Tensor render_sweep(const PredictionMaps& maps, const at::Tensor& image, const Sweep& sweep,
+                        const SamplingControls& base, int64_t num_samples,
+                        at::Generator generator);
+
+}  // namespace ssn::evaluation

@@ -1,0 +1,262 @@
+#include "ssn/evaluation/sampling.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "ssn/io/atomic_file.h"
+#include "ssn/io/image.h"
+#include "ssn/io/png.h"
+#include "ssn/report/render.h"
+
+namespace ssn::evaluation {
+namespace fs = std::filesystem;
+namespace {
+
+// Keeps the logits of one sampling chunk near 2^25 values (128 MiB in float32).
+constexpr int64_t kChunkValues = int64_t{1} << 25;
+
+LowRankNormal distribution_of(const PredictionMaps& maps) {
+  return distribution_from_maps(maps.mean.unsqueeze(0).to(at::kFloat),
+                                maps.cov_diag.unsqueeze(0).to(at::kFloat),
+                                maps.cov_factor.unsqueeze(0).to(at::kFloat));
+}
+
+std::string format_value(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+// The two-class convention of the predictions folder: masks are 0/255.
+at::Tensor stored_labels(const at::Tensor& labels, int64_t num_classes) {
+  return num_classes == 2 ? labels * 255 : labels;
+}
+
+}  // namespace
+
+SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
+                              const SamplingControls& controls, at::Generator generator,
+                              const SampleSink& sink) {
+  TORCH_CHECK(num_samples >= 1, "the number of samples must be >= 1, got ", num_samples);
+  const LowRankNormal distribution = distribution_of(maps);
+  const int64_t classes = maps.mean.size(0);
+  const int64_t pixels = maps.mean.numel() / classes;
+  const std::vector<int64_t> spatial(maps.mean.sizes().begin() + 1, maps.mean.sizes().end());
+  const int64_t chunk = std::max<int64_t>(1, kChunkValues / std::max<int64_t>(1, maps.mean.numel()));
+  at::Tensor counts = at::zeros({classes, pixels}, at::kInt);
+  for (int64_t start = 0; start < num_samples; start += chunk) {
+    const int64_t m = std::min(chunk, num_samples - start);
+    const at::Tensor labels = distribution.rsample(m, generator, controls)
+                                  .reshape({m, classes, pixels})
+                                  .argmax(/*dim=*/1)
+                                  .to(at::kByte);  // [m, S]
+    for (int64_t c = 0; c < classes; ++c) counts[c] += labels.eq(c).sum(/*dim=*/0, false, at::kInt);
+    if (sink) {
+      for (int64_t i = 0; i < m; ++i) sink(start + i, labels[i].reshape(spatial));
+    }
+  }
+  const at::Tensor frequency = counts.to(at::kFloat) / static_cast<float>(num_samples);
+  // 0 log 0 = 0: where a class never occurs it contributes nothing.
+  const at::Tensor entropy =
+      -at::where(frequency > 0, frequency * frequency.log(), at::zeros_like(frequency)).sum(0);
+  std::vector<int64_t> map_shape(maps.mean.sizes().begin(), maps.mean.sizes().end());
+  return {frequency.reshape(map_shape), entropy.reshape(spatial)};
+}
+
+at::Tensor sweep_samples(const PredictionMaps& maps, const std::vector<SamplingControls>& settings,
+                         int64_t num_samples, at::Generator generator) {
+  TORCH_CHECK(num_samples >= 1, "the number of samples must be >= 1, got ", num_samples);
+  TORCH_CHECK(!settings.empty(), "a sweep needs at least one setting");
+  const LowRankNormal distribution = distribution_of(maps);
+  const int64_t classes = maps.mean.size(0);
+  const std::vector<int64_t> spatial(maps.mean.sizes().begin() + 1, maps.mean.sizes().end());
+  std::vector<int64_t> shape = {static_cast<int64_t>(settings.size()), num_samples};
+  shape.insert(shape.end(), spatial.begin(), spatial.end());
+  at::Tensor labels = at::empty(shape, at::kByte);
+  // One sample's noise at a time: a sweep over full volumes never holds more than one logit map
+  // per setting.
+  for (int64_t n = 0; n < num_samples; ++n) {
+    const at::Tensor eps_W =
+        at::randn({1, 1, distribution.rank()}, generator, at::TensorOptions(at::kFloat));
+    const at::Tensor eps_D =
+        at::randn({1, 1, distribution.event_size()}, generator, at::TensorOptions(at::kFloat));
+    for (size_t s = 0; s < settings.size(); ++s) {
+      labels[static_cast<int64_t>(s)][n].copy_(
+          distribution.rsample_from_noise(eps_W, eps_D, settings[s])
+              .reshape({classes, -1})
+              .argmax(/*dim=*/0)
+              .reshape(spatial));
+    }
+  }
+  return labels;
+}
+
+Sweep Sweep::parse(const std::string& text, std::vector<double> values) {
+  Sweep sweep;
+  if (text == "temperature") {
+    sweep.kind = Kind::kTemperature;
+    if (values.empty()) values = {0.0, 0.5, 1.0, 1.5, 2.0};
+  } else if (text.rfind("class:", 0) == 0) {
+    sweep.kind = Kind::kClassWeight;
+    const std::string index = text.substr(6);
+    TORCH_CHECK(!index.empty() && index.find_first_not_of("0123456789") == std::string::npos,
+                "--sweep ", text, ": expected class:<c> with a class index c, e.g. class:1");
+    sweep.swept_class = std::stoll(index);
+    if (values.empty()) values = {-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0};
+  } else {
+    TORCH_CHECK(false, "--sweep ", text, ": expected 'temperature' or 'class:<c>'");
+  }
+  for (double v : values) {
+    TORCH_CHECK(std::isfinite(v), "--sweep-values: expected finite numbers, got ", v);
+    TORCH_CHECK(sweep.kind != Kind::kTemperature || v >= 0,
+                "--sweep-values: temperatures must be >= 0, got ", v);
+  }
+  sweep.values = std::move(values);
+  return sweep;
+}
+
+std::string Sweep::name() const {
+  return kind == Kind::kTemperature ? "temperature" : "class" + std::to_string(swept_class);
+}
+
+std::string Sweep::label(size_t i) const {
+  return (kind == Kind::kTemperature ? "T=" : "w" + std::to_string(swept_class) + "=") +
+         format_value(values.at(i));
+}
+
+SamplingControls Sweep::apply(const SamplingControls& base, size_t i, int64_t num_classes) const {
+  SamplingControls controls = base;
+  if (kind == Kind::kTemperature) {
+    controls.temperature = values.at(i);
+  } else {
+    TORCH_CHECK(swept_class < num_classes, "--sweep class:", swept_class,
+                ": the predictions have classes 0 .. ", num_classes - 1);
+    at::Tensor weights = base.class_weights.defined() ? base.class_weights.clone()
+                                                      : at::ones({num_classes}, at::kFloat);
+    weights[swept_class] = values.at(i);
+    controls.class_weights = weights;
+  }
+  return controls;
+}
+
+at::Tensor render_sweep(const PredictionMaps& maps, const at::Tensor& image, const Sweep& sweep,
+                        const SamplingControls& base, int64_t num_samples,
+                        at::Generator generator) {
+  const int64_t classes = maps.mean.size(0);
+  std::vector<SamplingControls> settings;
+  std::vector<std::string> labels;
+  for (size_t i = 0; i < sweep.values.size(); ++i) {
+    settings.push_back(sweep.apply(base, i, classes));
+    labels.push_back(sweep.label(i));
+  }
+  at::Tensor samples = sweep_samples(maps, settings, num_samples, generator);
+  at::Tensor picture_source = image;
+  if (samples.dim() == 5) {  // [settings, N, D, H, W]: show one slice
+    const int64_t slice = report::representative_slice(maps.mean.argmax(/*dim=*/0));
+    samples = samples.select(2, slice);
+    if (picture_source.defined()) picture_source = picture_source.select(0, slice);
+  }
+  const at::Tensor background =
+      picture_source.defined() ? report::grey_picture(picture_source)
+                               : report::black_picture(samples.size(2), samples.size(3));
+  // Small maps are enlarged so that a figure is readable; label maps stay crisp.
+  const int64_t factor = std::max<int64_t>(1, 128 / std::max(samples.size(2), samples.size(3)));
+  std::vector<std::vector<at::Tensor>> rows;
+  for (int64_t s = 0; s < samples.size(0); ++s) {
+    std::vector<at::Tensor> row = {report::upscale(background, factor)};
+    for (int64_t n = 0; n < num_samples; ++n) {
+      row.push_back(
+          report::upscale(report::label_overlay(background, samples[s][n], classes), factor));
+    }
+    rows.push_back(std::move(row));
+  }
+  return report::tile_grid(rows, labels);
+}
+
+int64_t write_samples(const fs::path& predictions, const fs::path& out,
+                      const SampleFolderOptions& options, const Progress& progress) {
+  TORCH_CHECK(options.num_samples >= 1, "--num-samples must be >= 1, got ", options.num_samples);
+  TORCH_CHECK(std::isfinite(options.controls.temperature) && options.controls.temperature >= 0,
+              "--temperature must be finite and >= 0, got ", options.controls.temperature);
+  const std::vector<PredictionCase> cases = read_prediction_csv(predictions);
+  TORCH_CHECK(!fs::exists(out) || (fs::is_directory(out) && fs::is_empty(out)), "--out ",
+              out.string(), " already exists and is not an empty folder");
+  const fs::path staging = out.string() + ".partial-" + std::to_string(::getpid());
+  fs::remove_all(staging);
+  fs::create_directories(staging);
+  std::mutex progress_mutex;
+  int64_t done = 0;
+  try {
+    at::parallel_for(0, static_cast<int64_t>(cases.size()), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const PredictionCase& c = cases[i];
+        const PredictionMaps maps = read_prediction_maps(c);
+        const int64_t classes = maps.mean.size(0);
+        const int64_t rank = maps.cov_factor.size(0) / classes;
+        const at::Tensor& class_weights = options.controls.class_weights;
+        TORCH_CHECK(!class_weights.defined() || class_weights.numel() == classes,
+                    "--class-weights has ", class_weights.defined() ? class_weights.numel() : 0,
+                    " values, but ", c.logit_mean.string(), " has C = ", classes,
+                    " classes: expected one weight per class");
+        const at::Tensor& rank_weights = options.controls.rank_weights;
+        TORCH_CHECK(!rank_weights.defined() || rank_weights.numel() == rank, "--rank-weights has ",
+                    rank_weights.defined() ? rank_weights.numel() : 0, " values, but ",
+                    c.cov_factor.string(), " has rank R = ", rank,
+                    ": expected one weight per rank");
+        const bool planar = maps.mean.dim() == 3;
+        const std::string ext = planar ? ".png" : ".nii.gz";
+        at::Generator generator =
+            at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(i));
+        if (options.sweep) {
+          const at::Tensor image = c.image.empty() ? at::Tensor() : io::read_image(c.image);
+          TORCH_CHECK(!image.defined() || image.sizes() == maps.mean.sizes().slice(1),
+                      c.image.string(), " has shape ", image.sizes(), ", but the maps of case ",
+                      c.id, " have ", maps.mean.sizes().slice(1));
+          io::write_rgb_png(
+              staging / (c.id + "_sweep_" + options.sweep->name() + ".png"),
+              render_sweep(maps, image, *options.sweep, options.controls, options.num_samples,
+                           generator));
+        } else {
+          const SampleStatistics statistics = draw_samples(
+              maps, options.num_samples, options.controls, generator,
+              [&](int64_t n, const at::Tensor& labels) {
+                io::write_label_image(staging / (c.id + "_s" + std::to_string(n) + ext),
+                                      stored_labels(labels, classes));
+              });
+          const at::Tensor annotations =
+              read_annotations(c, classes, maps.mean.sizes().slice(1));
+          for (int64_t j = 0; j < annotations.size(0); ++j) {
+            io::write_label_image(staging / (c.id + "_l" + std::to_string(j + 1) + ext),
+                                  stored_labels(annotations[j], classes));
+          }
+          io::write_float_image(staging / (c.id + "_frequency.nii.gz"), statistics.frequency);
+          io::write_float_image(staging / (c.id + "_entropy.nii.gz"), statistics.entropy);
+          if (planar) {
+            io::write_rgb_png(staging / (c.id + "_entropy.png"),
+                              report::heat_picture(statistics.entropy,
+                                                   std::log(static_cast<double>(classes))));
+          }
+        }
+        std::lock_guard<std::mutex> lock(progress_mutex);
+        ++done;
+        if (progress) progress(done, static_cast<int64_t>(cases.size()));
+      }
+    });
+    if (fs::exists(out)) fs::remove(out);
+    fs::rename(staging, out);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
+    throw;
+  }
+  return static_cast<int64_t>(cases.size());
+}
+
+}  // namespace ssn::evaluation

@@ -1,0 +1,390 @@
+#include "ssn/report/report.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <fstream>
+#include <iomanip>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "ssn/evaluation/evaluate.h"
+#include "ssn/evaluation/sampling.h"
+#include "ssn/io/atomic_file.h"
+#include "ssn/io/image.h"
+#include "ssn/io/png.h"
+#include "ssn/report/render.h"
+#include "ssn/train/trainer.h"
+
+namespace ssn::report {
+namespace fs = std::filesystem;
+namespace {
+
+std::string escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  TORCH_CHECK(in, "cannot read ", path.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string number(double value, int precision = 4) {
+  if (!std::isfinite(value)) return "&mdash;";
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(precision) << value;
+  return out.str();
+}
+
+std::string short_number(double value) {
+  std::ostringstream out;
+  out << std::setprecision(3) << value;
+  return out.str();
+}
+
+std::string img(const at::Tensor& picture, const std::string& alt) {
+  return "<img alt=\"" + escape(alt) + "\" src=\"data:image/png;base64," +
+         io::rgb_png_base64(picture) + "\">";
+}
+
+struct Series {
+  std::string name;
+  std::string colour;
+  std::vector<double> x, y;
+};
+
+// A line chart as inline SVG: NaN points are left out (validation runs every few epochs), every
+// point gets a marker.
+std::string svg_chart(const std::string& title, const std::vector<Series>& series) {
+  constexpr double kWidth = 440, kHeight = 260, kLeft = 64, kRight = 12, kTop = 28, kBottom = 40;
+  double x_low = INFINITY, x_high = -INFINITY, y_low = INFINITY, y_high = -INFINITY;
+  for (const auto& s : series) {
+    for (size_t i = 0; i < s.x.size(); ++i) {
+      if (!std::isfinite(s.y[i])) continue;
+      x_low = std::min(x_low, s.x[i]);
+      x_high = std::max(x_high, s.x[i]);
+      y_low = std::min(y_low, s.y[i]);
+      y_high = std::max(y_high, s.y[i]);
+    }
+  }
+  std::ostringstream svg;
+  svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kWidth << "\" height=\"" << kHeight
+      << "\" viewBox=\"0 0 " << kWidth << " " << kHeight << "\" class=\"chart\">"
+      << "<text x=\"" << kWidth / 2 << "\" y=\"18\" text-anchor=\"middle\" class=\"title\">"
+      << escape(title) << "</text>";
+  if (!std::isfinite(x_low)) {
+    svg << "<text x=\"" << kWidth / 2 << "\" y=\"" << kHeight / 2
+        << "\" text-anchor=\"middle\">no finite values</text></svg>";
+    return svg.str();
+  }
+  if (x_high == x_low) x_high = x_low + 1;
+  if (y_high == y_low) {
+    y_high += 0.5 * std::max(1e-12, std::abs(y_high));
+    y_low -= 0.5 * std::max(1e-12, std::abs(y_low));
+  }
+  const double pad = 0.05 * (y_high - y_low);
+  y_low -= pad;
+  y_high += pad;
+  const auto px = [&](double x) {
+    return kLeft + (x - x_low) / (x_high - x_low) * (kWidth - kLeft - kRight);
+  };
+  const auto py = [&](double y) {
+    return kTop + (y_high - y) / (y_high - y_low) * (kHeight - kTop - kBottom);
+  };
+  svg << "<rect x=\"" << kLeft << "\" y=\"" << kTop << "\" width=\"" << kWidth - kLeft - kRight
+      << "\" height=\"" << kHeight - kTop - kBottom << "\" fill=\"none\" stroke=\"#999\"/>";
+  for (int k = 0; k <= 4; ++k) {
+    const double y = y_low + (y_high - y_low) * k / 4;
+    svg << "<line x1=\"" << kLeft << "\" x2=\"" << kWidth - kRight << "\" y1=\"" << py(y)
+        << "\" y2=\"" << py(y) << "\" stroke=\"#eee\"/><text x=\"" << kLeft - 4 << "\" y=\""
+        << py(y) + 4 << "\" text-anchor=\"end\">" << short_number(y) << "</text>";
+  }
+  // Epochs are whole numbers: ticks at every `step`-th epoch, at most 8 of them.
+  const double step = std::max(1.0, std::ceil((x_high - x_low) / 7));
+  for (double x = std::ceil(x_low); x <= x_high; x += step) {
+    svg << "<text x=\"" << px(x) << "\" y=\"" << kHeight - kBottom + 16
+        << "\" text-anchor=\"middle\">" << short_number(x) << "</text>";
+  }
+  svg << "<text x=\"" << (kLeft + kWidth - kRight) / 2 << "\" y=\"" << kHeight - 6
+      << "\" text-anchor=\"middle\">epoch</text>";
+  double legend_x = kLeft + 8;
+  for (const auto& s : series) {
+    std::ostringstream points;
+    for (size_t i = 0; i < s.x.size(); ++i) {
+      if (!std::isfinite(s.y[i])) continue;
+      points << px(s.x[i]) << "," << py(s.y[i]) << " ";
+      svg << "<circle cx=\"" << px(s.x[i]) << "\" cy=\"" << py(s.y[i]) << "\" r=\"2.5\" fill=\""
+          << s.colour << "\"/>";
+    }
+    svg << "<polyline fill=\"none\" stroke=\"" << s.colour << "\" stroke-width=\"1.8\" points=\""
+        << points.str() << "\"/>";
+    svg << "<rect x=\"" << legend_x << "\" y=\"" << kTop + 6 << "\" width=\"10\" height=\"10\" fill=\""
+        << s.colour << "\"/><text x=\"" << legend_x + 14 << "\" y=\"" << kTop + 15 << "\">"
+        << escape(s.name) << "</text>";
+    legend_x += 24 + 7.0 * static_cast<double>(s.name.size());
+  }
+  svg << "</svg>";
+  return svg.str();
+}
+
+std::string model_description(const fs::path& job) {
+  const fs::path file = job / "config.json";
+  if (!fs::is_regular_file(file)) return "no config.json";
+  const nlohmann::json config = nlohmann::json::parse(read_text(file), nullptr, false);
+  if (config.is_discarded() || !config.contains("model") || !config["model"].is_object() ||
+      config["model"].empty()) {
+    return "config.json without a model section";
+  }
+  const auto entry = config["model"].begin();
+  std::string text = entry.key();
+  if (entry.value().is_object() && entry.value().contains("rank")) {
+    const auto& rank = entry.value()["rank"];
+    text += rank.is_number_integer() && rank.get<int64_t>() == 0
+                ? " (diagonal covariance)"
+                : " (rank " + rank.dump() + " + diagonal)";
+  }
+  return text;
+}
+
+std::string curves_section(const fs::path& job) {
+  const fs::path file = job / "train_log.csv";
+  if (!fs::is_regular_file(file)) {
+    return "<p class=\"missing\">No train_log.csv in " + escape(job.string()) + ".</p>";
+  }
+  const auto records = train::parse_train_log(read_text(file), file.string());
+  if (records.empty()) return "<p class=\"missing\">" + escape(file.string()) + " has no epochs.</p>";
+  Series train_loss{"train loss", "#1f77b4", {}, {}}, val_loss{"val loss", "#ff7f0e", {}, {}},
+      ged{"val GED", "#2ca02c", {}, {}};
+  for (const auto& r : records) {
+    for (Series* s : {&train_loss, &val_loss, &ged}) s->x.push_back(static_cast<double>(r.epoch));
+    train_loss.y.push_back(r.train_loss);
+    val_loss.y.push_back(r.val_loss);
+    ged.y.push_back(r.val_ged);
+  }
+  return "<div class=\"row\">" + svg_chart("loss", {train_loss, val_loss}) +
+         svg_chart("validation GED (lower is better)", {ged}) + "</div>";
+}
+
+// The picture of one map of a case: 3-D maps show `slice`.
+at::Tensor planar(const at::Tensor& map, int64_t slice) {
+  return map.dim() == 3 ? map.select(0, slice) : map;
+}
+
+std::string montage_section(const fs::path& job, const ReportOptions& options) {
+  const fs::path predictions = job / "predictions";
+  if (!fs::is_regular_file(predictions / "prediction.csv")) {
+    return "<p class=\"missing\">No predictions/prediction.csv in " + escape(job.string()) +
+           " (write it with <code>ssn predict --out " + escape(predictions.string()) +
+           "</code>).</p>";
+  }
+  const auto cases = evaluation::read_prediction_csv(predictions);
+  std::ostringstream html;
+  const int64_t shown = std::min<int64_t>(options.num_cases, static_cast<int64_t>(cases.size()));
+  bool stochastic = false;
+  html << "<table class=\"montage\">";
+  for (int64_t i = 0; i < shown; ++i) {
+    const evaluation::PredictionCase& c = cases[i];
+    const evaluation::PredictionMaps maps = evaluation::read_prediction_maps(c);
+    const int64_t classes = maps.mean.size(0);
+    const at::Tensor annotations =
+        evaluation::read_annotations(c, classes, maps.mean.sizes().slice(1));
+    const at::Tensor mode = maps.mean.argmax(/*dim=*/0);
+    const int64_t slice = mode.dim() == 3 ? representative_slice(mode) : 0;
+    const at::Tensor image = c.image.empty() ? at::Tensor() : io::read_image(c.image);
+    const at::Tensor background =
+        image.defined() ? grey_picture(planar(image, slice))
+                        : black_picture(planar(mode, slice).size(0), planar(mode, slice).size(1));
+    const int64_t factor =
+        std::max<int64_t>(1, 128 / std::max(background.size(0), background.size(1)));
+    std::vector<at::Tensor> samples;
+    at::Generator generator = at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(i));
+    const evaluation::SampleStatistics statistics = evaluation::draw_samples(
+        maps, std::max(options.entropy_samples, options.num_samples), {}, generator,
+        [&](int64_t n, const at::Tensor& labels) {
+          if (n < options.num_samples) samples.push_back(labels);
+        });
+    stochastic = stochastic || maps.cov_factor.abs().max().item<double>() > 0 ||
+                 maps.cov_diag.max().item<double>() > 1e-9;
+    if (i == 0) {
+      html << "<tr><th>case</th><th>image</th>";
+      for (int64_t j = 0; j < annotations.size(0); ++j) html << "<th>annotation " << j + 1 << "</th>";
+      html << "<th>mean</th>";
+      for (int64_t n = 0; n < options.num_samples; ++n) html << "<th>sample " << n + 1 << "</th>";
+      html << "<th>entropy</th></tr>";
+    }
+    const auto overlay = [&](const at::Tensor& labels) {
+      return upscale(label_overlay(background, planar(labels, slice), classes), factor);
+    };
+    html << "<tr><td>" << escape(c.id) << (mode.dim() == 3 ? "<br>slice " + std::to_string(slice) : "")
+         << "</td><td>" << img(upscale(background, factor), "image") << "</td>";
+    for (int64_t j = 0; j < annotations.size(0); ++j) {
+      html << "<td>" << img(overlay(annotations[j]), "annotation " + std::to_string(j + 1)) << "</td>";
+    }
+    html << "<td>" << img(overlay(mode), "argmax of the mean") << "</td>";
+    for (size_t n = 0; n < samples.size(); ++n) {
+      html << "<td>" << img(overlay(samples[n]), "sample " + std::to_string(n + 1)) << "</td>";
+    }
+    html << "<td>"
+         << img(upscale(heat_picture(planar(statistics.entropy, slice),
+                                     std::log(static_cast<double>(classes))),
+                        factor),
+                "pixel-wise entropy")
+         << "</td></tr>";
+  }
+  html << "</table><p class=\"note\">Samples overlaid on the image (class 1 red, 2 green, 3 blue); "
+          "entropy of the class frequencies over "
+       << std::max(options.entropy_samples, options.num_samples)
+       << " samples, from 0 (violet) to log C (yellow).</p>";
+  if (stochastic && shown > 0) {
+    const evaluation::PredictionCase& c = cases.front();
+    const evaluation::PredictionMaps maps = evaluation::read_prediction_maps(c);
+    const at::Tensor image = c.image.empty() ? at::Tensor() : io::read_image(c.image);
+    html << "<h3>Post-hoc control of the samples (case " << escape(c.id) << ")</h3><div class=\"row\">";
+    for (const char* kind : {"temperature", "class:1"}) {
+      const auto sweep = evaluation::Sweep::parse(kind);
+      at::Generator generator = at::detail::createCPUGenerator(options.seed);
+      html << "<figure>"
+           << img(evaluation::render_sweep(maps, image, sweep, {}, options.num_samples, generator),
+                  "sweep " + sweep.name())
+           << "<figcaption>"
+           << (sweep.kind == evaluation::Sweep::Kind::kTemperature
+                   ? "Temperature T scales the noise: T = 0 is the mean's argmax."
+                   : "Weight w1 scales the noise of class 1's logits.")
+           << " Each column keeps its noise.</figcaption></figure>";
+    }
+    html << "</div>";
+  }
+  return html.str();
+}
+
+std::string metrics_table(const std::vector<fs::path>& jobs) {
+  std::vector<std::string> names;
+  std::vector<nlohmann::json> summaries;
+  for (const auto& job : jobs) {
+    const fs::path file = job / "evaluation" / "summary.json";
+    nlohmann::json summary;
+    if (fs::is_regular_file(file)) {
+      summary = nlohmann::json::parse(read_text(file), nullptr, false);
+      TORCH_CHECK(!summary.is_discarded() && summary.contains("metrics") &&
+                      summary["metrics"].is_object(),
+                  file.string(), ": expected the summary.json of `ssn evaluate`");
+      for (const auto& [name, value] : summary["metrics"].items()) {
+        if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+      }
+    }
+    summaries.push_back(summary);
+  }
+  if (names.empty()) {
+    return "<p class=\"missing\">No evaluation/summary.json in any job folder (write it with "
+           "<code>ssn evaluate --predictions JOB/predictions --out JOB/evaluation</code>).</p>";
+  }
+  std::ostringstream html;
+  html << "<table class=\"metrics\"><tr><th>metric</th>";
+  for (const auto& job : jobs) html << "<th>" << escape(job.filename().string()) << "</th>";
+  html << "</tr><tr><td>cases / samples</td>";
+  for (const auto& summary : summaries) {
+    html << "<td>"
+         << (summary.is_null() ? "&mdash;"
+                               : summary.value("num_cases", nlohmann::json()).dump() + " / " +
+                                     summary.value("num_samples", nlohmann::json()).dump())
+         << "</td>";
+  }
+  html << "</tr>";
+  for (const auto& name : names) {
+    html << "<tr><td>" << escape(name) << "</td>";
+    for (const auto& summary : summaries) {
+      const nlohmann::json entry =
+          summary.is_null() ? nlohmann::json() : summary["metrics"].value(name, nlohmann::json());
+      const auto get = [&](const char* key) {
+        return entry.is_object() && entry.contains(key) && entry[key].is_number()
+                   ? entry[key].get<double>()
+                   : NAN;
+      };
+      html << "<td>" << number(get("mean"));
+      if (std::isfinite(get("stderr"))) html << " &plusmn; " << number(get("stderr"));
+      html << "</td>";
+    }
+    html << "</tr>";
+  }
+  html << "</table><p class=\"note\">Mean &plusmn; standard error over the test cases. GED: lower "
+          "is better; diversity: the samples' spread, to compare with annotator_diversity.</p>";
+  return html.str();
+}
+
+std::string now_utc() {
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  std::ostringstream out;
+  out << std::put_time(&utc, "%Y-%m-%d %H:%M UTC");
+  return out.str();
+}
+
+constexpr const char* kStyle = R"(
+body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1600px; }
+h1 { margin-bottom: 0; } .sub { color: #666; margin-top: 4px; }
+table { border-collapse: collapse; margin: 8px 0; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: center; font-size: 13px; }
+table.montage td { padding: 2px; }
+table.montage img { display: block; width: 96px; height: auto; image-rendering: pixelated; }
+figure { display: inline-block; margin: 0 16px 8px 0; } figure img { image-rendering: pixelated; }
+.row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.chart text { font-size: 11px; font-family: sans-serif; } .chart .title { font-size: 13px; }
+.missing { color: #a33; } .note { color: #666; font-size: 13px; }
+)";
+
+}  // namespace
+
+fs::path write_report(const ReportOptions& options) {
+  TORCH_CHECK(!options.job_dirs.empty(), "--job-dir: expected at least one job folder");
+  TORCH_CHECK(options.num_cases >= 1, "--num-cases must be >= 1, got ", options.num_cases);
+  TORCH_CHECK(options.num_samples >= 1, "--num-samples must be >= 1, got ", options.num_samples);
+  for (const auto& job : options.job_dirs) {
+    TORCH_CHECK(fs::is_directory(job), "--job-dir ", job.string(), ": no such folder");
+    TORCH_CHECK(fs::is_regular_file(job / "train_log.csv") ||
+                    fs::is_regular_file(job / "predictions" / "prediction.csv") ||
+                    fs::is_regular_file(job / "evaluation" / "summary.json"),
+                "--job-dir ", job.string(),
+                " is not a job folder: it has none of train_log.csv, predictions/prediction.csv, "
+                "evaluation/summary.json");
+  }
+  const fs::path out =
+      options.out.empty() ? options.job_dirs.front() / "report.html" : options.out;
+  std::ostringstream html;
+  html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ssn report</title>"
+       << "<style>" << kStyle << "</style></head><body>\n<h1>Stochastic Segmentation Network report</h1>"
+       << "<p class=\"sub\">" << now_utc() << " &middot; ";
+  for (size_t i = 0; i < options.job_dirs.size(); ++i) {
+    html << (i ? ", " : "") << "<code>" << escape(options.job_dirs[i].string()) << "</code>";
+  }
+  html << "</p>\n<h2>Test metrics</h2>\n" << metrics_table(options.job_dirs) << "\n";
+  for (const auto& job : options.job_dirs) {
+    html << "<h2>" << escape(job.filename().string()) << " &mdash; " << escape(model_description(job))
+         << "</h2>\n<h3>Learning curves</h3>\n"
+         << curves_section(job) << "\n<h3>Test cases</h3>\n"
+         << montage_section(job, options) << "\n";
+  }
+  html << "</body></html>\n";
+  if (!out.parent_path().empty()) fs::create_directories(out.parent_path());
+  io::write_text_file(out, html.str());
+  return out;
+}
+
+}  // namespace ssn::report
