@@ -51,6 +51,7 @@ void add_benchmark_command(CLI::App& app) {
       "evaluate",
       "GED, diversity, HM-IoU and NCC of (a) 100 samples x 4 annotations of 128x128 binary maps\n"
       "and (b) 20 samples x 1 annotation of a 4-class 155x240x240 volume; seconds per case.");
+  evaluate->footer("Example:\n  ssn benchmark evaluate --json");
   evaluate->add_flag("--json", flags->json, "Print the results as JSON");
   evaluate->add_option("--repeats", flags->repeats, "Timed repetitions (the median is reported)")
       ->check(CLI::Range(1, 1000))

@@ -60,6 +60,7 @@ void add_sample_command(CLI::App& app) {
       "be steered: --temperature scales it, --class-weights scales it per class, --rank-weights\n"
       "per rank. --sweep renders one figure per case instead: a row per setting, the same noise\n"
       "in every row.");
+  command->footer("Example:\n  ssn sample --predictions runs/lowrank/predictions --num-samples 16 --out runs/lowrank/samples\n  ssn sample --predictions runs/lowrank/predictions --num-samples 6 --sweep class:1 --out sweeps/w");
   command
       ->add_option("--predictions", flags->predictions,
                    "Predictions folder (prediction.csv + mean / cov_diag / cov_factor maps)")

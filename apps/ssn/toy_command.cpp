@@ -60,6 +60,7 @@ void add_toy_command(CLI::App& app) {
       "toy",
       "The paper's 1-D toy problem: fit one Gaussian over 21 logits to two equally likely binary\n"
       "targets with rank-2 and with diagonal covariance; print each model's log-likelihood.");
+  command->footer("Example:\n  ssn toy --out out/toy");
   command->add_flag("--json", flags->json,
                     "Print {\"low_rank\": {\"loglikelihood\": x}, \"diagonal\": {...}} as JSON");
   command->add_option("--out", flags->out,

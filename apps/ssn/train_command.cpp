@@ -19,6 +19,7 @@ struct TrainFlags {
   std::string config_file;
   std::string job_dir;
   std::string data_dir;
+  std::string train_csv, valid_csv;
   int64_t num_epochs = -1;
   uint64_t seed = 0;
   bool resume = false;
@@ -30,6 +31,8 @@ void run_train(const TrainFlags& flags) {
   if (flags.num_epochs >= 0) config.training.num_epochs = flags.num_epochs;
   train::TrainOptions options;
   options.data_dir = flags.data_dir;
+  options.train_csv = flags.train_csv;
+  options.valid_csv = flags.valid_csv;
   options.job_dir = flags.job_dir;
   options.seed = flags.seed;
   options.resume = flags.resume;
@@ -59,7 +62,7 @@ void run_train(const TrainFlags& flags) {
 struct PredictFlags {
   std::string config_file;
   train::PredictOptions options;
-  std::string data_dir, checkpoint, out;
+  std::string data_dir, test_csv, checkpoint, out;
 };
 
 }  // namespace
@@ -68,18 +71,37 @@ void add_train_command(CLI::App& app) {
   auto flags = std::make_shared<TrainFlags>();
   CLI::App* command = app.add_subcommand(
       "train",
-      "Train a 2-D segmentation model (deterministic, diagonal SSN or low-rank SSN, chosen in the\n"
-      "config) on --data-dir in the LIDC crops layout; validation loss and GED every\n"
-      "valid.eval_every epochs; checkpoints and train_log.csv in --job-dir.");
+      "Train a segmentation model (U-Net or DeepMedic backbone; deterministic, diagonal SSN or\n"
+      "low-rank SSN; all chosen in the config) on 2-D images in the LIDC crops layout\n"
+      "(--data-dir) or on patches of CSV-indexed volumes (--train-csv-path, --valid-csv-path, as\n"
+      "the reference's BraTS set-up); validation loss and GED every valid.eval_every epochs;\n"
+      "checkpoints and train_log.csv in --job-dir.");
+  command->footer(
+      "Examples:\n  ssn train --config-file configs/lidc_small_lowrank.json --job-dir runs/lowrank "
+      "--data-dir data/lidc_like\n  ssn train --config-file configs/brats_small_lowrank.json "
+      "--job-dir runs/brats --train-csv-path data/brats_like/train.csv --valid-csv-path "
+      "data/brats_like/valid.csv");
   command->add_option("--config-file", flags->config_file, "JSON config (see configs/)")
       ->required()
       ->check(CLI::ExistingFile);
   command->add_option("--job-dir", flags->job_dir, "Output folder of the run")->required();
-  command
-      ->add_option("--data-dir", flags->data_dir,
-                   "Folder with train/ and val/ in the LIDC crops layout")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  auto* data_dir = command
+                       ->add_option("--data-dir", flags->data_dir,
+                                    "Folder with train/ and val/ in the LIDC crops layout (2-D "
+                                    "configs)")
+                       ->check(CLI::ExistingDirectory);
+  auto* train_csv = command
+                        ->add_option("--train-csv-path", flags->train_csv,
+                                     "CSV index of the training volumes (configs whose data "
+                                     "section names channels)")
+                        ->check(CLI::ExistingFile);
+  auto* valid_csv = command
+                        ->add_option("--valid-csv-path", flags->valid_csv,
+                                     "CSV index of the validation volumes")
+                        ->check(CLI::ExistingFile);
+  data_dir->excludes(train_csv)->excludes(valid_csv);
+  train_csv->needs(valid_csv);
+  valid_csv->needs(train_csv);
   command->add_option("--num-epochs", flags->num_epochs, "Override training.num_epochs")
       ->check(CLI::NonNegativeNumber);
   command->add_option("--random-seeds", flags->seed, "Seed of initialisation, batches and noise")
@@ -87,22 +109,41 @@ void add_train_command(CLI::App& app) {
   command->add_flag("--resume", flags->resume,
                     "Continue the run in --job-dir from checkpoint_last.pt");
   command->add_option("--device", flags->device, "cpu or cuda[:i]")->capture_default_str();
-  command->callback([flags]() { run_train(*flags); });
+  command->callback([flags]() {
+    if (flags->data_dir.empty() && flags->train_csv.empty()) {
+      throw CLI::RequiredError("--data-dir or --train-csv-path with --valid-csv-path");
+    }
+    run_train(*flags);
+  });
 
   auto predict_flags = std::make_shared<PredictFlags>();
   CLI::App* predict = app.add_subcommand(
       "predict",
-      "Run a trained model on one split of --data-dir and write a predictions folder (mean,\n"
-      "cov_diag and cov_factor maps, argmax PNG, annotations, prediction.csv) for ssn evaluate.");
+      "Run a trained model on one split of --data-dir, or on every volume of --test-csv-path\n"
+      "(whole volumes, tile by tile), and write a predictions folder (mean, cov_diag and\n"
+      "cov_factor maps, the argmax, the image, annotations, prediction.csv; NIfTI volumes keep\n"
+      "the input's geometry) for ssn evaluate, ssn sample and ssn report.");
+  predict->footer(
+      "Examples:\n  ssn predict --config-file runs/lowrank/config.json --checkpoint "
+      "runs/lowrank/checkpoint_best.pt --data-dir data/lidc_like --out runs/lowrank/predictions\n"
+      "  ssn predict --config-file runs/brats/config.json --checkpoint runs/brats/checkpoint_best.pt "
+      "--test-csv-path data/brats_like/test.csv --out runs/brats/predictions");
   predict->add_option("--config-file", predict_flags->config_file, "The run's JSON config")
       ->required()
       ->check(CLI::ExistingFile);
   predict->add_option("--checkpoint", predict_flags->checkpoint, "checkpoint_best.pt or _last.pt")
       ->required()
       ->check(CLI::ExistingFile);
-  predict->add_option("--data-dir", predict_flags->data_dir, "Folder in the LIDC crops layout")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  auto* predict_data = predict
+                          ->add_option("--data-dir", predict_flags->data_dir,
+                                       "Folder in the LIDC crops layout (2-D configs)")
+                          ->check(CLI::ExistingDirectory);
+  auto* predict_csv = predict
+                          ->add_option("--test-csv-path", predict_flags->test_csv,
+                                       "CSV index of the volumes to predict whole (tiles of "
+                                       "test.input_patch_size)")
+                          ->check(CLI::ExistingFile);
+  predict_data->excludes(predict_csv);
   predict->add_option("--split", predict_flags->options.split, "Split to predict")
       ->capture_default_str();
   predict
@@ -113,7 +154,11 @@ void add_train_command(CLI::App& app) {
   predict->callback([predict_flags]() {
     const config::Config config = config::load_config(predict_flags->config_file);
     train::PredictOptions options = predict_flags->options;
+    if (predict_flags->data_dir.empty() && predict_flags->test_csv.empty()) {
+      throw CLI::RequiredError("--data-dir or --test-csv-path");
+    }
     options.data_dir = predict_flags->data_dir;
+    options.test_csv = predict_flags->test_csv;
     options.checkpoint = predict_flags->checkpoint;
     options.out = predict_flags->out;
     const int64_t cases = train::predict(config, options);

@@ -86,18 +86,38 @@ Config parse_config(const json& root, const std::string& origin) {
 
   {
     Section model(section("model"), "model", origin);
-    const auto [name, options] = model.named({"StochasticUNet", "UNet"});
+    const auto [name, options] =
+        model.named({"StochasticUNet", "UNet", "StochasticDeepMedic", "DeepMedic"});
     ModelConfig& m = config.model;
     m.name = name;
+    const bool deepmedic = name.find("DeepMedic") != std::string::npos;
+    const bool stochastic = name.rfind("Stochastic", 0) == 0;
+    m.backbone = deepmedic ? Backbone::kDeepMedic : Backbone::kUNet;
+    m.dimensions = deepmedic ? 3 : 2;
     Section o(options, "model." + name, origin);
     o.read_integer("input_channels", m.input_channels, 1);
     o.read_integer("num_classes", m.num_classes, 2);
-    o.read<std::vector<int64_t>>("filters", m.filters);
-    o.read_integer("convs_per_level", m.convs_per_level, 1);
-    std::string normalisation = "batch";
-    o.read("normalisation", normalisation);
-    m.normalisation = nn::parse_normalisation(normalisation);
-    if (name == "UNet") {
+    o.read_integer("dimensions", m.dimensions, 2);
+    TORCH_CHECK(m.dimensions <= 3, origin, ": model.", name, ".dimensions must be 2 or 3, got ",
+                m.dimensions);
+    if (deepmedic) {
+      o.read<std::vector<int64_t>>("feature_maps", m.feature_maps);
+      o.read<std::vector<int64_t>>("fully_connected", m.fully_connected);
+      o.read<std::vector<int64_t>>("scale_factors", m.scale_factors);
+      o.read<std::vector<double>>("dropout", m.dropout);
+      TORCH_CHECK(!m.feature_maps.empty() && !m.scale_factors.empty(), origin, ": model.", name,
+                  ": feature_maps and scale_factors must not be empty");
+      TORCH_CHECK(m.dropout.size() == m.fully_connected.size() + 1, origin, ": model.", name,
+                  ".dropout needs one value per 1x1 block (fully_connected + 1 = ",
+                  m.fully_connected.size() + 1, "), got ", m.dropout.size());
+    } else {
+      o.read<std::vector<int64_t>>("filters", m.filters);
+      o.read_integer("convs_per_level", m.convs_per_level, 1);
+      std::string normalisation = "batch";
+      o.read("normalisation", normalisation);
+      m.normalisation = nn::parse_normalisation(normalisation);
+    }
+    if (!stochastic) {
       m.kind = nn::ModelKind::kDeterministic;
       m.rank = 0;
     } else {
@@ -109,29 +129,155 @@ Config parse_config(const json& root, const std::string& origin) {
     }
   }
   {
-    Section data(section("data"), "data", origin);
-    data.read("dataset", config.data.dataset);
-    TORCH_CHECK(config.data.dataset == "lidc", origin, ": data.dataset must be \"lidc\", got \"",
-                config.data.dataset, "\"");
-    data.read_integer("crop", config.data.crop, 1);
-    data.read_integer("size", config.data.size, 1);
-    data.read_integer("annotators", config.data.annotators, 1);
-    TORCH_CHECK(config.data.crop % config.data.size == 0, origin, ": data.crop (", config.data.crop,
-                ") must be a multiple of data.size (", config.data.size, ")");
+    const json& data_json = section("data");
+    Section data(data_json, "data", origin);
+    DataConfig& d = config.data;
+    if (data_json.contains("channels")) d.dataset = "csv";
+    data.read("dataset", d.dataset);
+    TORCH_CHECK(d.dataset == "lidc" || d.dataset == "csv", origin,
+                ": data.dataset must be \"lidc\" or \"csv\", got \"", d.dataset, "\"");
+    if (d.dataset == "lidc") {
+      data.read_integer("crop", d.crop, 1);
+      data.read_integer("size", d.size, 1);
+      data.read_integer("annotators", d.annotators, 1);
+      TORCH_CHECK(d.crop % d.size == 0, origin, ": data.crop (", d.crop,
+                  ") must be a multiple of data.size (", d.size, ")");
+    } else {
+      std::string task = "segmentation";
+      data.read("task", task);
+      TORCH_CHECK(task == "segmentation", origin, ": data.task must be \"segmentation\", got \"",
+                  task, "\"");
+      data.read("channels", d.channels);
+      data.read("target", d.target);
+      data.read("sampling_mask", d.sampling_mask);
+      data.read("class_names", d.class_names);
+      json transformation = json::object();
+      data.read("transformation", transformation);
+      TORCH_CHECK(transformation.is_object() && transformation.empty(), origin,
+                  ": data.transformation: ssn applies no input transformations, expected {}, got ",
+                  transformation.dump());
+      TORCH_CHECK(!d.channels.empty(), origin, ": data.channels must name at least one column");
+      TORCH_CHECK(d.class_names.empty() ||
+                      static_cast<int64_t>(d.class_names.size()) == config.model.num_classes,
+                  origin, ": data.class_names has ", d.class_names.size(),
+                  " names, but the model has ", config.model.num_classes, " classes");
+      TORCH_CHECK(static_cast<int64_t>(d.channels.size()) == config.model.input_channels, origin,
+                  ": data.channels has ", d.channels.size(), " columns, but the model has ",
+                  config.model.input_channels, " input_channels");
+    }
   }
   {
-    Section training(section("training"), "training", origin);
-    training.read_integer("batch_size", config.training.batch_size, 1);
-    training.read_integer("num_epochs", config.training.num_epochs, 0);
-    training.read_integer("mean_only_epochs", config.training.mean_only_epochs, 0);
-    training.read("augment", config.training.augment);
-    training.read_integer("max_bad_steps", config.training.max_bad_steps, 0);
+    const json& training_json = section("training");
+    Section training(training_json, "training", origin);
+    TrainingConfig& t = config.training;
+    training.read_integer("batch_size", t.batch_size, 1);
+    training.read_integer("num_epochs", t.num_epochs, 0);
+    training.read_integer("mean_only_epochs", t.mean_only_epochs, 0);
+    training.read("augment", t.augment);
+    training.read_integer("max_bad_steps", t.max_bad_steps, 0);
+    training.read_integer("patches_per_image", t.patches_per_image, 1);
+    training.read_integer("images_per_epoch", t.images_per_epoch, 1);
+    training.read<std::vector<int64_t>>("input_patch_size", t.input_patch_size);
+    training.read_integer("max_cases_in_memory", t.max_cases_in_memory, 1);
+    training.read_integer("num_workers", t.num_workers, 0);
+    json extra_metrics = json::object();  // the reference's logging of extra outputs
+    training.read("extra_metrics", extra_metrics);
+    if (training_json.contains("sampler")) {
+      training.mark("sampler");
+      Section sampler(training_json.at("sampler"), "training.sampler", origin);
+      const auto [name, options] = sampler.named({"ForegroundBackgroundPatchSampler"});
+      Section o(options, "training.sampler." + name, origin);
+      o.read_number("foreground_probability", t.foreground_probability);
+      o.read_integer("n_tries", t.n_tries, 1);
+      TORCH_CHECK(t.foreground_probability >= 0 && t.foreground_probability <= 1, origin,
+                  ": training.sampler.", name, ".foreground_probability must be in [0, 1], got ",
+                  t.foreground_probability);
+    }
+    if (training_json.contains("augmentation")) {
+      training.mark("augmentation");
+      Section augmentation(training_json.at("augmentation"), "training.augmentation", origin);
+      if (!training_json.at("augmentation").empty()) {
+        const auto [name, options] =
+            augmentation.named({"RandomElasticDeformationCoarsePerlinNoise"});
+        Section o(options, "training.augmentation." + name, origin);
+        std::vector<int64_t> period, noise_shape;
+        double probability = 0, alpha = 0;
+        int64_t num_maps = 0;
+        o.read("period", period);
+        o.read_number("prob", probability);
+        o.read_number("alpha", alpha);
+        o.read("noise_shape", noise_shape);
+        o.read_integer("num_maps", num_maps, 0);
+        t.elastic_requested = probability > 0;
+      }
+    }
+    if (training_json.contains("patch_augmentation")) {
+      training.mark("patch_augmentation");
+      const json& pa = training_json.at("patch_augmentation");
+      Section patch(pa, "training.patch_augmentation", origin);
+      const std::string path = "training.patch_augmentation.";
+      if (pa.contains("RandomHistogramDeformation")) {
+        patch.mark("RandomHistogramDeformation");
+        Section o(pa.at("RandomHistogramDeformation"), path + "RandomHistogramDeformation", origin);
+        o.read_number("prob", t.histogram_probability);
+      }
+      if (pa.contains("RandomPatchRotation")) {
+        patch.mark("RandomPatchRotation");
+        Section o(pa.at("RandomPatchRotation"), path + "RandomPatchRotation", origin);
+        o.read_number("prob", t.rotation_probability);
+        o.read("allowed_planes", t.rotation_planes);
+        for (const auto& plane : t.rotation_planes) {
+          TORCH_CHECK(plane.size() == 2 && plane[0] != plane[1] && plane[0] >= 1 &&
+                          plane[1] >= 1 && plane[0] <= config.model.dimensions &&
+                          plane[1] <= config.model.dimensions,
+                      origin, ": ", path,
+                      "RandomPatchRotation.allowed_planes: expected pairs of different spatial "
+                      "axes in 1..",
+                      config.model.dimensions);
+        }
+      }
+      if (pa.contains("RandomPatchFlip")) {
+        patch.mark("RandomPatchFlip");
+        Section o(pa.at("RandomPatchFlip"), path + "RandomPatchFlip", origin);
+        o.read_number("prob", t.flip_probability);
+        o.read("allowed_axis", t.flip_axes);
+        for (int64_t axis : t.flip_axes) {
+          TORCH_CHECK(axis >= 1 && axis <= config.model.dimensions, origin, ": ", path,
+                      "RandomPatchFlip.allowed_axis: expected spatial axes in 1..",
+                      config.model.dimensions, ", got ", axis);
+        }
+      }
+    }
   }
   {
     Section valid(section("valid"), "valid", origin);
-    valid.read_integer("eval_every", config.valid.eval_every, 1);
-    valid.read_integer("num_cases", config.valid.num_cases, 1);
-    valid.read_integer("num_samples", config.valid.num_samples, 1);
+    ValidConfig& v = config.valid;
+    valid.read_integer("eval_every", v.eval_every, 1);
+    valid.read_integer("num_cases", v.num_cases, 1);
+    valid.read_integer("num_samples", v.num_samples, 1);
+    valid.read_integer("batch_size", v.batch_size, 1);
+    valid.read<std::vector<int64_t>>("input_patch_size", v.input_patch_size);
+    valid.read_integer("patches_per_image", v.patches_per_image, 1);
+    valid.read_integer("images_per_epoch", v.images_per_epoch, 1);
+    valid.read_integer("max_cases_in_memory", v.max_cases_in_memory, 1);
+    valid.read_integer("num_workers", v.num_workers, 0);
+    valid.read_integer("keep_model_every", v.keep_model_every, 0);
+  }
+  {
+    Section test(section("test"), "test", origin);
+    TestConfig& t = config.test;
+    test.read_integer("batch_size", t.batch_size, 1);
+    test.read<std::vector<int64_t>>("input_patch_size", t.input_patch_size);
+    test.read_integer("num_workers", t.num_workers, 0);
+    int64_t eval_every = 1;  // the reference's test schedule during training: not used
+    test.read_integer("eval_every", eval_every, 1);
+    std::vector<std::string> outputs;
+    test.read("extra_output_names", outputs);
+    for (const auto& output : outputs) {
+      TORCH_CHECK(output == "logit_mean" || output == "cov_diag" || output == "cov_factor", origin,
+                  ": test.extra_output_names: unknown output \"", output,
+                  "\" (expected logit_mean, cov_diag, cov_factor)");
+    }
   }
   {
     const json& loss_json = section("loss");
@@ -164,6 +310,7 @@ Config parse_config(const json& root, const std::string& origin) {
       o.read_number("lr", config.optimizer.lr);
       o.read_number("weight_decay", config.optimizer.weight_decay);
       if (name != "Adam") o.read_number("momentum", config.optimizer.momentum);
+      if (name == "RMSprop") o.read_number("alpha", config.optimizer.alpha);
       TORCH_CHECK(config.optimizer.lr > 0, origin, ": optimizer.", name, ".lr must be > 0, got ",
                   config.optimizer.lr);
     }

@@ -2,6 +2,10 @@
 
 #include "ssn/io/atomic_file.h"
 
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
 #ifdef SSN_WITH_ITK
 #include <itkImage.h>
 #include <itkImageFileWriter.h>
@@ -140,7 +144,8 @@ at::Tensor read_pixels(const std::filesystem::path& path, itk::ImageIOBase* io) 
 }
 
 template <typename Pixel, unsigned int D>
-void write_pixels(const std::filesystem::path& path, const at::Tensor& values) {
+void write_pixels(const std::filesystem::path& path, const at::Tensor& values,
+                  const Geometry& geometry) {
   using Image = itk::Image<Pixel, D>;
   const at::Tensor bytes = values.contiguous().cpu();
   typename Image::RegionType region;
@@ -152,6 +157,23 @@ void write_pixels(const std::filesystem::path& path, const at::Tensor& values) {
   image->SetRegions(region);
   image->Allocate();
   std::memcpy(image->GetBufferPointer(), bytes.data_ptr(), bytes.numel() * sizeof(Pixel));
+  if (!geometry.empty()) {
+    const size_t g = geometry.spacing.size();
+    TORCH_CHECK(g <= D && geometry.origin.size() == g && geometry.direction.size() == g * g,
+                "cannot write ", path.string(), ": a geometry of ", g, " axes for an image of ", D);
+    typename Image::SpacingType spacing;
+    typename Image::PointType origin;
+    typename Image::DirectionType direction;
+    direction.SetIdentity();
+    for (unsigned int i = 0; i < D; ++i) {
+      spacing[i] = i < g ? geometry.spacing[i] : 1.0;
+      origin[i] = i < g ? geometry.origin[i] : 0.0;
+      for (unsigned int j = 0; j < g && i < g; ++j) direction[i][j] = geometry.direction[i * g + j];
+    }
+    image->SetSpacing(spacing);
+    image->SetOrigin(origin);
+    image->SetDirection(direction);
+  }
   write_atomically(path, [&](const std::filesystem::path& temporary) {
     auto writer = itk::ImageFileWriter<Image>::New();
     writer->SetFileName(temporary.string());
@@ -167,6 +189,63 @@ void write_pixels(const std::filesystem::path& path, const at::Tensor& values) {
 
 }  // namespace
 #endif
+
+bool Geometry::matches(const Geometry& other) const {
+  const auto close = [](const std::vector<double>& a, const std::vector<double>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (std::abs(a[i] - b[i]) > 1e-6 * std::max(1.0, std::abs(a[i]) + std::abs(b[i]))) {
+        return false;
+      }
+    }
+    return true;
+  };
+  return close(spacing, other.spacing) && close(origin, other.origin) &&
+         close(direction, other.direction);
+}
+
+std::string Geometry::describe() const {
+  const auto list = [](const std::vector<double>& values) {
+    std::ostringstream out;
+    out << "(";
+    for (size_t i = 0; i < values.size(); ++i) out << (i ? ", " : "") << values[i];
+    return out.str() + ")";
+  };
+  return "spacing " + list(spacing) + ", origin " + list(origin) + ", direction " +
+         list(direction);
+}
+
+Image read_image_with_geometry(const std::filesystem::path& path) {
+#ifdef SSN_WITH_ITK
+  register_image_formats();
+  TORCH_CHECK(std::filesystem::is_regular_file(path), "cannot read ", path.string(),
+              ": no such file");
+  Image image;
+  image.pixels = read_image(path);
+  itk::ImageIOBase::Pointer io = image_io_for(path);
+  io->SetFileName(path.string());
+  try {
+    io->ReadImageInformation();
+  } catch (const itk::ExceptionObject& error) {
+    TORCH_CHECK(false, "cannot read ", path.string(), ": ", error.GetDescription());
+  }
+  const unsigned int dims = io->GetNumberOfDimensions();
+  for (unsigned int i = 0; i < dims; ++i) {
+    image.geometry.spacing.push_back(io->GetSpacing(i));
+    image.geometry.origin.push_back(io->GetOrigin(i));
+  }
+  // GetDirection(j) is column j (the direction of axis j); stored row-major.
+  image.geometry.direction.assign(dims * dims, 0.0);
+  for (unsigned int j = 0; j < dims; ++j) {
+    const std::vector<double> column = io->GetDirection(j);
+    for (unsigned int i = 0; i < dims; ++i) image.geometry.direction[i * dims + j] = column[i];
+  }
+  return image;
+#else
+  TORCH_CHECK(false, "cannot read ", path.string(),
+              ": ssn was built without ITK (SSN_WITH_ITK=OFF), which provides the image codecs");
+#endif
+}
 
 at::Tensor read_image(const std::filesystem::path& path) {
 #ifdef SSN_WITH_ITK
@@ -204,7 +283,8 @@ at::Tensor read_label_image(const std::filesystem::path& path) {
   return pixels.to(at::kLong);
 }
 
-void write_label_image(const std::filesystem::path& path, const at::Tensor& labels) {
+void write_label_image(const std::filesystem::path& path, const at::Tensor& labels,
+                       const Geometry& geometry) {
   TORCH_CHECK(labels.dim() == 2 || labels.dim() == 3, "cannot write ", path.string(),
               ": expected labels [H, W] or [D, H, W], got ", labels.sizes());
   TORCH_CHECK(labels.numel() == 0 ||
@@ -213,9 +293,9 @@ void write_label_image(const std::filesystem::path& path, const at::Tensor& labe
 #ifdef SSN_WITH_ITK
   register_image_formats();
   if (labels.dim() == 2) {
-    write_pixels<uint8_t, 2>(path, labels.to(at::kByte));
+    write_pixels<uint8_t, 2>(path, labels.to(at::kByte), geometry);
   } else {
-    write_pixels<uint8_t, 3>(path, labels.to(at::kByte));
+    write_pixels<uint8_t, 3>(path, labels.to(at::kByte), geometry);
   }
 #else
   TORCH_CHECK(false, "cannot write ", path.string(),
@@ -223,7 +303,8 @@ void write_label_image(const std::filesystem::path& path, const at::Tensor& labe
 #endif
 }
 
-void write_float_image(const std::filesystem::path& path, const at::Tensor& values) {
+void write_float_image(const std::filesystem::path& path, const at::Tensor& values,
+                       const Geometry& geometry) {
   TORCH_CHECK(values.dim() >= 2 && values.dim() <= 4 && at::isFloatingType(values.scalar_type()),
               "cannot write ", path.string(),
               ": expected a floating-point tensor of 2 to 4 dimensions, got ", values.sizes(), " ",
@@ -233,13 +314,13 @@ void write_float_image(const std::filesystem::path& path, const at::Tensor& valu
   const at::Tensor floats = values.to(at::kFloat);
   switch (values.dim()) {
     case 2:
-      write_pixels<float, 2>(path, floats);
+      write_pixels<float, 2>(path, floats, geometry);
       break;
     case 3:
-      write_pixels<float, 3>(path, floats);
+      write_pixels<float, 3>(path, floats, geometry);
       break;
     default:
-      write_pixels<float, 4>(path, floats);
+      write_pixels<float, 4>(path, floats, geometry);
   }
 #else
   TORCH_CHECK(false, "cannot write ", path.string(),

@@ -14,8 +14,14 @@
 #include <sstream>
 
 #include "ssn/data/lidc.h"
+#include "ssn/data/volumes.h"
+#include "ssn/io/csv.h"
+#include "ssn/train/inference.h"
+#include <ATen/Parallel.h>
 #include "ssn/io/atomic_file.h"
 #include "ssn/io/image.h"
+#include "ssn/nn/deepmedic.h"
+#include "ssn/nn/unet.h"
 #include "ssn/loss/segmentation_loss.h"
 #include "ssn/metrics/metrics.h"
 
@@ -42,7 +48,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerC
   if (c.name == "RMSprop") {
     return std::make_unique<torch::optim::RMSprop>(
         params,
-        torch::optim::RMSpropOptions(c.lr).weight_decay(c.weight_decay).momentum(c.momentum));
+        torch::optim::RMSpropOptions(c.lr).weight_decay(c.weight_decay).momentum(c.momentum).alpha(c.alpha));
   }
   return std::make_unique<torch::optim::SGD>(
       params, torch::optim::SGDOptions(c.lr).weight_decay(c.weight_decay).momentum(c.momentum));
@@ -106,41 +112,261 @@ struct Validation {
   double ged = 0.0;
 };
 
-Validation validate(nn::SegmentationModel& model, const data::LidcDataset& dataset,
-                    const config::Config& config, const loss::SegmentationLoss& loss_fn,
-                    torch::Device device) {
-  torch::NoGradGuard no_grad;
-  model->eval();
-  at::Generator generator = at::detail::createCPUGenerator(12345);  // the same noise every time
-  const int64_t cases = std::min(config.valid.num_cases, dataset.size());
-  Validation result;
-  for (int64_t i = 0; i < cases; ++i) {
-    const auto& example = dataset[i];
-    const nn::ModelOutput out = model->forward(example.image.unsqueeze(0).to(device));
-    const auto target = example.annotations[0].unsqueeze(0).to(device);
-    const LowRankNormal* distribution = out.stochastic ? &out.stochastic->distribution : nullptr;
-    at::Tensor samples;
-    if (distribution != nullptr) {
-      const at::Tensor cpu_mean = distribution->loc().cpu();
-      const LowRankNormal on_cpu(cpu_mean, distribution->cov_factor().cpu(),
-                                 distribution->cov_diag().cpu(), distribution->event_shape());
-      result.loss +=
-          loss_fn(out.mean_logits.cpu(), &on_cpu, target.cpu(), generator).item<double>();
-      samples = on_cpu.to_event_shape(on_cpu.rsample(config.valid.num_samples, generator))
-                    .squeeze(1)
-                    .argmax(1);
-    } else {
-      result.loss += loss_fn(out.mean_logits.cpu(), nullptr, target.cpu()).item<double>();
-      samples = out.mean_logits.cpu().argmax(1);
-    }
-    result.ged +=
-        metrics::distribution_metrics(samples, example.annotations, config.model.num_classes).ged;
+data::CsvColumns csv_columns(const config::DataConfig& d) {
+  return {d.channels, d.target, d.sampling_mask};
+}
+
+// Patch geometry and augmentation from the config; axes in the config count from 1 = the first
+// spatial axis (the reference's patch tensors carry the channel at 0).
+data::PatchOptions patch_options(const config::Config& config, std::vector<int64_t> input,
+                                 const nn::BackboneImpl& backbone) {
+  const auto dims = static_cast<size_t>(config.model.dimensions);
+  if (input.empty()) input.assign(dims, backbone.input_size_for(1));
+  TORCH_CHECK(input.size() == dims, "input_patch_size must have ", dims, " sizes (one per spatial "
+              "axis), got ", input.size());
+  data::PatchOptions o;
+  o.input_size = input;
+  for (int64_t size : input) o.output_size.push_back(backbone.output_size(size));
+  const auto& t = config.training;
+  o.foreground_probability = t.foreground_probability;
+  o.n_tries = t.n_tries;
+  if (t.augment) {
+    o.flip_probability = t.flip_probability;
+    for (int64_t axis : t.flip_axes) o.flip_axes.push_back(axis - 1);
+    o.rotation_probability = t.rotation_probability;
+    for (const auto& plane : t.rotation_planes) o.rotation_planes.emplace_back(plane[0] - 1, plane[1] - 1);
+    o.histogram_probability = t.histogram_probability;
   }
-  model->train();
-  result.loss /= static_cast<double>(cases);
-  result.ged /= static_cast<double>(cases);
+  return o;
+}
+
+// What the training loop needs from a data set: the batches of an epoch and a validation pass.
+class TrainingData {
+ public:
+  virtual ~TrainingData() = default;
+  /// Plans one epoch, drawing from `generator`; returns its number of steps.
+  virtual int64_t begin_epoch(at::Generator& generator) = 0;
+  virtual data::TrainingBatch next() = 0;
+  /// Called after the last step, before `generator` is saved.
+  virtual void end_epoch() = 0;
+  virtual int64_t batch_size() const = 0;
+  virtual Validation validate(nn::SegmentationModel& model, const loss::SegmentationLoss& loss_fn,
+                              torch::Device device) = 0;
+};
+
+// Mean loss and GED of the model's samples against `targets` [B, *spatial] (one annotation each)
+// for one validation batch, summed over the batch.
+Validation score_batch(nn::SegmentationModel& model, const at::Tensor& images,
+                       const at::Tensor& targets, const at::Tensor& masks,
+                       const std::vector<at::Tensor>& annotations, const config::Config& config,
+                       const loss::SegmentationLoss& loss_fn, torch::Device device,
+                       at::Generator& generator) {
+  const nn::ModelOutput out =
+      model->forward(images.to(device), masks.defined() ? masks.to(device) : masks);
+  Validation result;
+  const LowRankNormal* distribution = out.stochastic ? &out.stochastic->distribution : nullptr;
+  at::Tensor samples;  // [B, N, *spatial]
+  const int64_t batch = images.size(0);
+  if (distribution != nullptr) {
+    const LowRankNormal on_cpu(distribution->loc().cpu(), distribution->cov_factor().cpu(),
+                               distribution->cov_diag().cpu(), distribution->event_shape());
+    result.loss +=
+        loss_fn(out.mean_logits.cpu(), &on_cpu, targets.cpu(), generator).item<double>() * batch;
+    samples = on_cpu.to_event_shape(on_cpu.rsample(config.valid.num_samples, generator))
+                  .argmax(/*dim=*/2)
+                  .transpose(0, 1);
+  } else {
+    result.loss += loss_fn(out.mean_logits.cpu(), nullptr, targets.cpu()).item<double>() * batch;
+    samples = out.mean_logits.cpu().argmax(/*dim=*/1).unsqueeze(1);
+  }
+  for (int64_t b = 0; b < batch; ++b) {
+    result.ged +=
+        metrics::distribution_metrics(samples[b], annotations[b], config.model.num_classes).ged;
+  }
   return result;
 }
+
+class LidcData : public TrainingData {
+ public:
+  LidcData(const config::Config& config, const fs::path& data_dir)
+      : config_(config),
+        train_(data_dir, "train", lidc_options(config.data)),
+        valid_(data_dir, "val", lidc_options(config.data)),
+        batch_size_(std::min(config.training.batch_size, train_.size())) {}
+
+  int64_t begin_epoch(at::Generator& generator) override {
+    const int64_t n = train_.size();
+    const int64_t steps = n / batch_size_;  // the last incomplete batch is dropped
+    const at::Tensor order = at::randperm(n, generator, at::kLong);
+    std::vector<std::vector<int64_t>> batches(static_cast<size_t>(steps));
+    for (int64_t step = 0; step < steps; ++step) {
+      for (int64_t b = 0; b < batch_size_; ++b) {
+        batches[step].push_back(order[step * batch_size_ + b].item<int64_t>());
+      }
+    }
+    prefetcher_ = std::make_unique<data::BatchPrefetcher>(train_, std::move(batches), generator,
+                                                          config_.training.augment);
+    return steps;
+  }
+  data::TrainingBatch next() override { return prefetcher_->next(); }
+  void end_epoch() override { prefetcher_.reset(); }  // joined: the generator is at the epoch's end
+  int64_t batch_size() const override { return batch_size_; }
+
+  Validation validate(nn::SegmentationModel& model, const loss::SegmentationLoss& loss_fn,
+                      torch::Device device) override {
+    at::Generator generator = at::detail::createCPUGenerator(12345);  // the same noise every time
+    const int64_t cases = std::min(config_.valid.num_cases, valid_.size());
+    Validation total;
+    for (int64_t i = 0; i < cases; ++i) {
+      const auto& example = valid_[i];
+      const Validation v = score_batch(model, example.image.unsqueeze(0),
+                                       example.annotations[0].unsqueeze(0), at::Tensor(),
+                                       {example.annotations}, config_, loss_fn, device, generator);
+      total.loss += v.loss;
+      total.ged += v.ged;
+    }
+    return {total.loss / static_cast<double>(cases), total.ged / static_cast<double>(cases)};
+  }
+
+ private:
+  const config::Config& config_;
+  data::LidcDataset train_, valid_;
+  int64_t batch_size_;
+  std::unique_ptr<data::BatchPrefetcher> prefetcher_;
+};
+
+// Patches of volumes (the reference's DeepMedic training): an epoch draws patches_per_image
+// patches from each of images_per_epoch cases, loading at most max_cases_in_memory cases at once
+// (in parallel) and shuffling the patches of each group of cases.
+class VolumeData : public TrainingData {
+ public:
+  VolumeData(const config::Config& config, const fs::path& train_csv, const fs::path& valid_csv,
+             const nn::BackboneImpl& backbone)
+      : config_(config),
+        train_(data::read_case_csv(train_csv, csv_columns(config.data))),
+        valid_(data::read_case_csv(valid_csv, csv_columns(config.data))) {
+    train_patch_ = patch_options(config, config.training.input_patch_size, backbone);
+    valid_patch_ = patch_options(
+        config,
+        config.valid.input_patch_size.empty() ? train_patch_.input_size
+                                              : config.valid.input_patch_size,
+        backbone);
+    valid_patch_.flip_probability = valid_patch_.rotation_probability =
+        valid_patch_.histogram_probability = 0.0;
+  }
+
+  int64_t begin_epoch(at::Generator& generator) override {
+    const int64_t cases = config_.training.images_per_epoch;
+    const at::Tensor order =
+        at::randint(static_cast<int64_t>(train_.size()), {cases}, generator, at::kLong);
+    epoch_cases_.assign(order.data_ptr<int64_t>(), order.data_ptr<int64_t>() + cases);
+    next_case_ = 0;
+    generator_ = &generator;
+    pending_.clear();
+    const int64_t patches = cases * config_.training.patches_per_image;
+    return std::max<int64_t>(1, patches / batch_size());
+  }
+
+  data::TrainingBatch next() override {
+    if (static_cast<int64_t>(pending_.size()) < batch_size()) load_group();
+    std::vector<at::Tensor> images, targets, masks;
+    for (int64_t b = 0; b < batch_size() && !pending_.empty(); ++b) {
+      images.push_back(pending_.back().image);
+      targets.push_back(pending_.back().target);
+      masks.push_back(pending_.back().mask);
+      pending_.pop_back();
+    }
+    return {at::stack(images), at::stack(targets), at::stack(masks)};
+  }
+  void end_epoch() override { pending_.clear(); }
+  int64_t batch_size() const override { return config_.training.batch_size; }
+
+  Validation validate(nn::SegmentationModel& model, const loss::SegmentationLoss& loss_fn,
+                      torch::Device device) override {
+    // The same cases, patches and noise every time.
+    at::Generator generator = at::detail::createCPUGenerator(12345);
+    const int64_t cases =
+        std::min<int64_t>(config_.valid.images_per_epoch, static_cast<int64_t>(valid_.size()));
+    Validation total;
+    int64_t count = 0;
+    for (int64_t start = 0; start < cases; start += config_.valid.max_cases_in_memory) {
+      const int64_t end = std::min(cases, start + config_.valid.max_cases_in_memory);
+      std::vector<int64_t> indices;
+      for (int64_t i = start; i < end; ++i) indices.push_back(i);
+      std::vector<data::Patch> patches =
+          draw_patches(valid_, indices, config_.valid.patches_per_image, valid_patch_, generator);
+      for (size_t first = 0; first < patches.size();
+           first += static_cast<size_t>(config_.valid.batch_size)) {
+        const size_t last =
+            std::min(patches.size(), first + static_cast<size_t>(config_.valid.batch_size));
+        std::vector<at::Tensor> images, targets, masks, annotations;
+        for (size_t p = first; p < last; ++p) {
+          images.push_back(patches[p].image);
+          targets.push_back(patches[p].target);
+          masks.push_back(patches[p].mask);
+          annotations.push_back(patches[p].target.unsqueeze(0));
+        }
+        const Validation v = score_batch(model, at::stack(images), at::stack(targets),
+                                         at::stack(masks), annotations, config_, loss_fn, device,
+                                         generator);
+        total.loss += v.loss;
+        total.ged += v.ged;
+        count += static_cast<int64_t>(last - first);
+      }
+    }
+    return {total.loss / static_cast<double>(count), total.ged / static_cast<double>(count)};
+  }
+
+ private:
+  // Loads the next group of the epoch's cases in parallel and draws their patches, shuffled.
+  void load_group() {
+    std::vector<int64_t> indices;
+    while (next_case_ < static_cast<int64_t>(epoch_cases_.size()) &&
+           static_cast<int64_t>(indices.size()) < config_.training.max_cases_in_memory) {
+      indices.push_back(epoch_cases_[next_case_++]);
+    }
+    TORCH_CHECK(!indices.empty() || !pending_.empty(), "internal: the epoch ran out of patches");
+    if (indices.empty()) return;
+    std::vector<data::Patch> patches = draw_patches(train_, indices,
+                                                    config_.training.patches_per_image,
+                                                    train_patch_, *generator_);
+    const at::Tensor order =
+        at::randperm(static_cast<int64_t>(patches.size()), *generator_, at::kLong);
+    std::vector<data::Patch> shuffled;
+    for (int64_t i = 0; i < order.numel(); ++i) shuffled.push_back(patches[order[i].item<int64_t>()]);
+    shuffled.insert(shuffled.end(), pending_.begin(), pending_.end());
+    pending_ = std::move(shuffled);
+  }
+
+  // Loads the cases (in parallel: decoding NIfTI dominates) then draws their patches in order,
+  // so the patches do not depend on the thread count.
+  std::vector<data::Patch> draw_patches(const std::vector<data::VolumeCase>& cases,
+                                        const std::vector<int64_t>& indices, int64_t per_case,
+                                        const data::PatchOptions& options,
+                                        at::Generator& generator) {
+    std::vector<data::Volume> volumes(indices.size());
+    at::parallel_for(0, static_cast<int64_t>(indices.size()), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        volumes[i] = data::load_volume(cases[indices[i]], config_.model.num_classes);
+      }
+    });
+    std::vector<data::Patch> patches;
+    for (const auto& volume : volumes) {
+      for (int64_t p = 0; p < per_case; ++p) {
+        patches.push_back(data::sample_patch(volume, options, generator));
+      }
+    }
+    return patches;
+  }
+
+  const config::Config& config_;
+  std::vector<data::VolumeCase> train_, valid_;
+  data::PatchOptions train_patch_, valid_patch_;
+  std::vector<int64_t> epoch_cases_;
+  int64_t next_case_ = 0;
+  std::vector<data::Patch> pending_;
+  at::Generator* generator_ = nullptr;  // the epoch's data generator (begin_epoch)
+};
 
 torch::Device checked_device(const std::string& name) {
   const torch::Device device(name);
@@ -160,9 +386,28 @@ std::string file_stem(const std::string& id) {
 }  // namespace
 
 nn::SegmentationModel build_model(const config::ModelConfig& c) {
-  auto backbone = std::make_shared<nn::UNet2dImpl>(nn::UNetOptions(c.input_channels, c.filters)
-                                                       .convs_per_level(c.convs_per_level)
-                                                       .normalisation(c.normalisation));
+  std::shared_ptr<nn::BackboneImpl> backbone;
+  if (c.backbone == config::Backbone::kDeepMedic) {
+    const auto options = nn::DeepMedicOptions(c.input_channels)
+                             .feature_maps(c.feature_maps)
+                             .fully_connected(c.fully_connected)
+                             .scale_factors(c.scale_factors)
+                             .dropout(c.dropout);
+    if (c.dimensions == 2) {
+      backbone = std::make_shared<nn::DeepMedic2dImpl>(options);
+    } else {
+      backbone = std::make_shared<nn::DeepMedic3dImpl>(options);
+    }
+  } else {
+    const auto options = nn::UNetOptions(c.input_channels, c.filters)
+                             .convs_per_level(c.convs_per_level)
+                             .normalisation(c.normalisation);
+    if (c.dimensions == 2) {
+      backbone = std::make_shared<nn::UNet2dImpl>(options);
+    } else {
+      backbone = std::make_shared<nn::UNet3dImpl>(options);
+    }
+  }
   nn::SegmentationModel model(backbone, c.kind, c.num_classes, c.rank, c.epsilon);
   torch::NoGradGuard no_grad;
   for (auto& item : model->named_parameters()) {
@@ -190,12 +435,29 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
               options.job_dir.string());
   io::write_text_file(options.job_dir / "config.json", config.source.dump(2) + "\n");
 
-  const data::LidcDataset train_set(options.data_dir, "train", lidc_options(config.data));
-  const data::LidcDataset valid_set(options.data_dir, "val", lidc_options(config.data));
-
   torch::manual_seed(options.seed);
   nn::SegmentationModel model = build_model(config.model);
   model->to(device);
+  std::unique_ptr<TrainingData> data;
+  if (config.data.dataset == "csv") {
+    TORCH_CHECK(!options.train_csv.empty() && !options.valid_csv.empty(),
+                "the config's data section describes CSV-indexed volumes: give --train-csv-path "
+                "and --valid-csv-path");
+    if (config.training.elastic_requested) {
+      std::fprintf(stderr,
+                   "ssn: warning: training.augmentation.RandomElasticDeformationCoarsePerlinNoise "
+                   "is not implemented by ssn; training without it\n");
+    }
+    data = std::make_unique<VolumeData>(config, options.train_csv, options.valid_csv,
+                                        model->backbone());
+  } else {
+    TORCH_CHECK(config.model.dimensions == 2,
+                "the LIDC crops layout (--data-dir) is 2-D, but the model has ",
+                config.model.dimensions, " spatial dimensions");
+    TORCH_CHECK(!options.data_dir.empty(), "the config's data section describes the LIDC crops "
+                "layout: give --data-dir");
+    data = std::make_unique<LidcData>(config, options.data_dir);
+  }
   auto optimizer = make_optimizer(config.optimizer, model->parameters());
   // Two streams: `generator` for the data (batch order, annotator, augmentation), used by the
   // prefetching thread during an epoch; `noise` for the Monte-Carlo samples of the loss.
@@ -232,9 +494,6 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     records = parse_train_log(log.toStringRef(), last.string() + " (log)");
   }
 
-  const int64_t n = train_set.size();
-  const int64_t batch_size = std::min(config.training.batch_size, n);
-  const int64_t steps = n / batch_size;  // the last incomplete batch is dropped
   int64_t bad_total = 0;
   for (int64_t epoch = start_epoch; epoch < config.training.num_epochs; ++epoch) {
     const auto epoch_start = Clock::now();
@@ -243,24 +502,18 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     if (config.model.kind != nn::ModelKind::kDeterministic) {
       set_covariance_trainable(*model, epoch >= config.training.mean_only_epochs);
     }
-    const at::Tensor order = at::randperm(n, generator, at::kLong);
-    std::vector<std::vector<int64_t>> batches(static_cast<size_t>(steps));
-    for (int64_t step = 0; step < steps; ++step) {
-      for (int64_t b = 0; b < batch_size; ++b) {
-        batches[step].push_back(order[step * batch_size + b].item<int64_t>());
-      }
-    }
-    auto prefetcher = std::make_unique<data::BatchPrefetcher>(train_set, std::move(batches),
-                                                              generator, config.training.augment);
+    const int64_t steps = data->begin_epoch(generator);
+    const int64_t batch_size = data->batch_size();
     double loss_sum = 0.0;
     int64_t good = 0, bad = 0;
     for (int64_t step = 0; step < steps; ++step) {
-      const data::TrainingBatch batch = prefetcher->next();
+      const data::TrainingBatch batch = data->next();
       optimizer->zero_grad();
       torch::Tensor loss;
       double value = std::numeric_limits<double>::quiet_NaN();
       try {
-        const nn::ModelOutput out = model->forward(batch.images.to(device));
+        const nn::ModelOutput out = model->forward(
+            batch.images.to(device), batch.masks.defined() ? batch.masks.to(device) : batch.masks);
         const LowRankNormal* distribution =
             out.stochastic ? &out.stochastic->distribution : nullptr;
         loss = loss_fn(out.mean_logits, distribution, batch.targets.to(device), noise);
@@ -291,7 +544,7 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
         options.on_step({epoch, step, steps, value, rate, left_steps * batch_size / rate});
       }
     }
-    prefetcher.reset();  // joined: the data generator is at the end of this epoch
+    data->end_epoch();
     EpochRecord record;
     record.epoch = epoch + 1;
     record.train_loss = good ? loss_sum / static_cast<double>(good) : NAN;
@@ -302,7 +555,10 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     const bool evaluate =
         (epoch + 1) % config.valid.eval_every == 0 || epoch + 1 == config.training.num_epochs;
     if (evaluate) {
-      const Validation v = validate(model, valid_set, config, loss_fn, device);
+      torch::NoGradGuard no_grad;
+      model->eval();
+      const Validation v = data->validate(model, loss_fn, device);
+      model->train();
       record.val_loss = v.loss;
       record.val_ged = v.ged;
     }
@@ -357,6 +613,66 @@ std::vector<EpochRecord> parse_train_log(const std::string& csv, const std::stri
   return records;
 }
 
+namespace {
+
+// The predictions folder of CSV-indexed volumes: each case predicted whole by tiling, every map
+// written with the geometry of the case's first channel.
+int64_t predict_volumes(const config::Config& config, const PredictOptions& options,
+                        nn::SegmentationModel& model, torch::Device device) {
+  TORCH_CHECK(!options.test_csv.empty(), "the config's data section describes CSV-indexed "
+              "volumes: give --test-csv-path");
+  data::CsvColumns columns = csv_columns(config.data);
+  if (!io::read_csv(options.test_csv).column.count(columns.target)) columns.target.clear();
+  const std::vector<data::VolumeCase> cases = data::read_case_csv(options.test_csv, columns);
+  TilingOptions tiling;
+  tiling.tile_input = config.test.input_patch_size.empty() ? config.training.input_patch_size
+                                                           : config.test.input_patch_size;
+  if (tiling.tile_input.empty()) {
+    tiling.tile_input.assign(static_cast<size_t>(config.model.dimensions),
+                             model->backbone().input_size_for(1));
+  }
+  tiling.batch_size = config.test.batch_size;
+  tiling.device = device;
+  const fs::path staging = options.out.string() + ".partial-" + std::to_string(::getpid());
+  fs::remove_all(staging);
+  fs::create_directories(staging);
+  std::ostringstream csv;
+  csv << "id,image,prediction,logit_mean,cov_diag,cov_factor,annotations\n";
+  try {
+    for (const auto& c : cases) {
+      const data::Volume volume = data::load_volume(c, config.model.num_classes);
+      const ImagePrediction prediction = predict_image(model, volume.image, volume.mask, tiling);
+      const std::string stem = file_stem(c.id);
+      const auto& geometry = volume.geometry;
+      io::write_float_image(staging / (stem + "_logit_mean.nii.gz"), prediction.mean, geometry);
+      io::write_float_image(staging / (stem + "_cov_diag.nii.gz"), prediction.cov_diag, geometry);
+      io::write_float_image(staging / (stem + "_cov_factor.nii.gz"), prediction.cov_factor,
+                            geometry);
+      io::write_label_image(staging / (stem + "_prediction.nii.gz"), prediction.mean.argmax(0),
+                            geometry);
+      io::write_float_image(staging / (stem + "_image.nii.gz"), volume.image[0], geometry);
+      std::string annotations;
+      if (volume.target.defined()) {
+        annotations = stem + "_l1.nii.gz";
+        io::write_label_image(staging / annotations, volume.target, geometry);
+      }
+      csv << stem << "," << stem << "_image.nii.gz," << stem << "_prediction.nii.gz," << stem
+          << "_logit_mean.nii.gz," << stem << "_cov_diag.nii.gz," << stem << "_cov_factor.nii.gz,"
+          << annotations << "\n";
+    }
+    io::write_text_file(staging / "prediction.csv", csv.str());
+    if (fs::exists(options.out)) fs::remove(options.out);
+    fs::rename(staging, options.out);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
+    throw;
+  }
+  return static_cast<int64_t>(cases.size());
+}
+
+}  // namespace
+
 int64_t predict(const config::Config& config, const PredictOptions& options) {
   const torch::Device device = checked_device(options.device);
   TORCH_CHECK(fs::is_regular_file(options.checkpoint), "--checkpoint ", options.checkpoint.string(),
@@ -372,6 +688,9 @@ int64_t predict(const config::Config& config, const PredictOptions& options) {
   }
   model->to(device);
   model->eval();
+  if (config.data.dataset == "csv") return predict_volumes(config, options, model, device);
+  TORCH_CHECK(!options.data_dir.empty(), "the config's data section describes the LIDC crops "
+              "layout: give --data-dir");
   const data::LidcDataset dataset(options.data_dir, options.split, lidc_options(config.data));
   const fs::path staging = options.out.string() + ".partial-" + std::to_string(::getpid());
   fs::remove_all(staging);

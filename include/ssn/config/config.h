@@ -14,9 +14,15 @@
 
 namespace ssn::config {
 
+enum class Backbone { kUNet, kDeepMedic };
+
 struct ModelConfig {
-  /// "UNet" (deterministic) or "StochasticUNet" (rank 0 = diagonal).
+  /// "UNet" / "DeepMedic" (deterministic) or "StochasticUNet" / "StochasticDeepMedic" (rank 0 =
+  /// diagonal).
   std::string name = "StochasticUNet";
+  Backbone backbone = Backbone::kUNet;
+  /// 2 or 3 spatial axes ("dimensions"; default 2 for U-Nets, 3 for DeepMedic).
+  int64_t dimensions = 2;
   nn::ModelKind kind = nn::ModelKind::kLowRank;
   int64_t input_channels = 1;
   int64_t num_classes = 2;
@@ -29,13 +35,29 @@ struct ModelConfig {
   double log_diag_bias = 0.0;
   /// Multiplies the default initial weights of the covariance-factor conv.
   double factor_init_scale = 1.0;
+  /// DeepMedic: channels of the 8 convolutional blocks of every pathway.
+  std::vector<int64_t> feature_maps = {30, 30, 40, 40, 40, 40, 50, 50};
+  /// DeepMedic: channels of the hidden 1x1 blocks after the pathways are joined.
+  std::vector<int64_t> fully_connected = {250, 250};
+  /// DeepMedic: one pathway per factor (isotropic), the last 1 (full resolution).
+  std::vector<int64_t> scale_factors = {5, 3, 1};
+  /// DeepMedic: dropout of the 1x1 blocks (first, ..., last).
+  std::vector<double> dropout = {0.0, 0.5, 0.5};
 };
 
 struct DataConfig {
-  std::string dataset = "lidc";  ///< the LIDC crops layout
+  /// "lidc" (the LIDC crops layout, --data-dir) or "csv" (the reference's NIfTI CSV index,
+  /// --train-csv-path ...; chosen when `channels` is given).
+  std::string dataset = "lidc";
   int64_t crop = 128;
   int64_t size = 128;
   int64_t annotators = 4;
+  /// csv: the CSV columns holding the input channels, the target and the sampling mask (empty:
+  /// all ones), and the class names (background first).
+  std::vector<std::string> channels;
+  std::string target = "seg";
+  std::string sampling_mask;
+  std::vector<std::string> class_names;
 };
 
 struct TrainingConfig {
@@ -46,12 +68,52 @@ struct TrainingConfig {
   bool augment = true;
   /// Training stops after this many steps whose loss was NaN or infinite (each is skipped).
   int64_t max_bad_steps = 20;
+  /// Patch training (csv data): an epoch draws patches_per_image patches from each of
+  /// images_per_epoch cases.
+  int64_t patches_per_image = 20;
+  int64_t images_per_epoch = 50;
+  /// Input patch size per spatial axis (empty: the model's smallest valid size).
+  std::vector<int64_t> input_patch_size;
+  /// ForegroundBackgroundPatchSampler: a patch is centred on the target's foreground with this
+  /// probability, trying n_tries centres inside the sampling mask.
+  double foreground_probability = 0.5;
+  int64_t n_tries = 5;
+  /// Cases kept decoded in memory at once; loader threads.
+  int64_t max_cases_in_memory = 50;
+  int64_t num_workers = 3;
+  /// patch_augmentation: RandomPatchFlip, RandomPatchRotation (90 degrees in a plane of two
+  /// spatial axes, counted from 1 = the first spatial axis as the reference), RandomHistogramDeformation.
+  double flip_probability = 0.0;
+  std::vector<int64_t> flip_axes;
+  double rotation_probability = 0.0;
+  std::vector<std::vector<int64_t>> rotation_planes;
+  double histogram_probability = 0.0;
+  /// augmentation.RandomElasticDeformationCoarsePerlinNoise was requested (not implemented: skipped
+  /// with a warning).
+  bool elastic_requested = false;
 };
 
 struct ValidConfig {
   int64_t eval_every = 1;    ///< epochs
   int64_t num_cases = 20;    ///< validation cases scored per evaluation
   int64_t num_samples = 16;  ///< samples per case for the validation GED
+  /// Patch validation (csv data): patches_per_image patches of images_per_epoch cases.
+  int64_t batch_size = 10;
+  std::vector<int64_t> input_patch_size;
+  int64_t patches_per_image = 40;
+  int64_t images_per_epoch = 20;
+  int64_t max_cases_in_memory = 20;
+  int64_t num_workers = 2;
+  /// Keep a copy of the checkpoint every this many epochs (0: never).
+  int64_t keep_model_every = 0;
+};
+
+struct TestConfig {
+  /// Full-volume inference: tiles of input_patch_size (empty: the training patch size), batch_size
+  /// tiles per forward pass.
+  int64_t batch_size = 10;
+  std::vector<int64_t> input_patch_size;
+  int64_t num_workers = 1;
 };
 
 struct LossConfig {
@@ -64,6 +126,7 @@ struct OptimizerConfig {
   double lr = 1e-3;
   double weight_decay = 0.0;
   double momentum = 0.0;  ///< SGD, RMSprop
+  double alpha = 0.99;    ///< RMSprop smoothing constant
 };
 
 struct SchedulerConfig {
@@ -76,6 +139,7 @@ struct Config {
   DataConfig data;
   TrainingConfig training;
   ValidConfig valid;
+  TestConfig test;
   LossConfig loss;
   OptimizerConfig optimizer;
   SchedulerConfig scheduler;

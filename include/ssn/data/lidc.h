@@ -63,6 +63,7 @@ class LidcDataset {
 struct TrainingBatch {
   at::Tensor images;   ///< [B, 1, H, W]
   at::Tensor targets;  ///< [B, H, W] int64: one annotator's mask per example
+  at::Tensor masks;    ///< [B, *spatial] bool: the sampling mask (undefined: everywhere)
 };
 
 /// One training batch: for each index, one annotator drawn at random (as the paper trains), then

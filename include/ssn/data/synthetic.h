@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <vector>
 
 namespace ssn::data {
 
@@ -26,5 +27,26 @@ struct SplitCounts {
   int64_t train = 0, val = 0, test = 0;
 };
 SplitCounts write_lidc_like(const std::filesystem::path& out, const LidcLikeOptions& options);
+
+}  // namespace ssn::data
+
+namespace ssn::data {
+
+struct BratsLikeOptions {
+  /// Cases in all (60 % train, 20 % valid, 20 % test).
+  int64_t cases = 30;
+  uint64_t seed = 0;
+  /// Volume size in voxels, [D, H, W] (tensor order; ITK's z, y, x).
+  std::vector<int64_t> shape = {48, 64, 56};
+};
+
+/// Writes <out>/<case>/<case>_{flair,t1,t1ce,t2}.nii.gz (float32, z-scored inside the brain, 0
+/// outside), <case>_seg.nii.gz (0 background, 1 necrotic / non-enhancing core, 2 oedema,
+/// 3 enhancing tumour: nested, irregular regions) and <case>_mask.nii.gz (the brain), all with
+/// the same non-trivial geometry (anisotropic spacing, an origin away from 0 and a flipped
+/// direction), plus train.csv, valid.csv and test.csv with the columns
+/// id,flair,t1,t1ce,t2,seg,sampling_mask (paths relative to `out`). Staged and renamed like
+/// write_lidc_like. Returns the cases per split.
+SplitCounts write_brats_like(const std::filesystem::path& out, const BratsLikeOptions& options);
 
 }  // namespace ssn::data

@@ -6,8 +6,35 @@
 #include <ATen/ATen.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 namespace ssn::io {
+
+/// Where an image's voxels sit in the world, per ITK axis (x first, the tensor's last index):
+/// spacing and origin in mm and the direction cosines (row-major, dims x dims). Empty vectors mean
+/// the default (spacing 1, origin 0, identity).
+struct Geometry {
+  std::vector<double> spacing;
+  std::vector<double> origin;
+  std::vector<double> direction;
+
+  bool empty() const { return spacing.empty(); }
+  /// Equal within 1e-6 relative (NIfTI stores float32).
+  bool matches(const Geometry& other) const;
+  /// "spacing (1, 1, 2), origin (...), direction (...)" for error messages.
+  std::string describe() const;
+};
+
+/// An image and its geometry.
+struct Image {
+  at::Tensor pixels;
+  Geometry geometry;
+};
+
+/// read_image plus the geometry of the file.
+Image read_image_with_geometry(const std::filesystem::path& path);
+
 
 /// Reads a single-channel image of integer labels -> int64 [H, W] or [D, H, W]. Throws a
 /// c10::Error naming the path when the file is missing, unreadable, multi-channel or of another
@@ -16,7 +43,8 @@ at::Tensor read_label_image(const std::filesystem::path& path);
 
 /// Writes labels [H, W] or [D, H, W] (values in [0, 255]) as uint8, atomically; the format follows
 /// the extension (.png for 2-D only).
-void write_label_image(const std::filesystem::path& path, const at::Tensor& labels);
+void write_label_image(const std::filesystem::path& path, const at::Tensor& labels,
+                       const Geometry& geometry = {});
 
 /// Reads any single-channel image of 2 to 4 dimensions in its stored pixel type (unsigned 16/32-bit
 /// widened to int32/int64) -> [*reversed ITK size], e.g. [C, H, W] for a 3-D file.
@@ -24,7 +52,9 @@ at::Tensor read_image(const std::filesystem::path& path);
 
 /// Writes a floating-point tensor of 2 to 4 dimensions as float32, atomically (NIfTI, NRRD or
 /// MetaImage by extension). The first tensor dimension becomes the last (slowest) image axis, so
-/// maps [C, H, W] round-trip exactly through read_image.
-void write_float_image(const std::filesystem::path& path, const at::Tensor& values);
+/// maps [C, H, W] round-trip exactly through read_image. A geometry of fewer axes than the image
+/// (a case's geometry for its [C, *spatial] maps) is extended by spacing 1, origin 0 and identity.
+void write_float_image(const std::filesystem::path& path, const at::Tensor& values,
+                       const Geometry& geometry = {});
 
 }  // namespace ssn::io

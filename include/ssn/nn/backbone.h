@@ -15,6 +15,11 @@ class BackboneImpl : public torch::nn::Module {
   virtual int64_t out_channels() const = 0;
   /// 2 or 3.
   virtual int64_t dimension() const = 0;
+  /// Output length along one spatial axis for an input of `input` voxels (valid convolutions
+  /// shrink it); the output sits centred in the input, starting at input / 2 - output / 2.
+  virtual int64_t output_size(int64_t input) const { return input; }
+  /// The smallest input length that gives at least `output` voxels and that the network accepts.
+  virtual int64_t input_size_for(int64_t output) const { return output; }
 };
 
 }  // namespace ssn::nn

@@ -48,6 +48,11 @@ class UNetImpl : public BackboneImpl {
   torch::Tensor forward(const torch::Tensor& image) override;
   int64_t out_channels() const override { return options_.filters().front(); }
   int64_t dimension() const override { return static_cast<int64_t>(D); }
+  /// Rounded up to a multiple of 2^(levels - 1), the sizes the pooling accepts.
+  int64_t input_size_for(int64_t output) const override {
+    const int64_t multiple = int64_t{1} << (options_.filters().size() - 1);
+    return (output + multiple - 1) / multiple * multiple;
+  }
   const UNetOptions& options() const { return options_; }
 
  private:

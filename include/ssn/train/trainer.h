@@ -23,7 +23,10 @@ struct StepReport {
 };
 
 struct TrainOptions {
+  /// The LIDC crops layout (2-D configs) ...
   std::filesystem::path data_dir;
+  /// ... or the reference's CSV index files (configs whose data section names channels).
+  std::filesystem::path train_csv, valid_csv;
   std::filesystem::path job_dir;
   uint64_t seed = 0;
   bool resume = false;
@@ -53,6 +56,8 @@ std::vector<EpochRecord> parse_train_log(const std::string& csv, const std::stri
 
 struct PredictOptions {
   std::filesystem::path data_dir;
+  /// CSV-indexed volumes: predicted whole, tile by tile (see inference.h).
+  std::filesystem::path test_csv;
   std::string split = "test";
   std::filesystem::path checkpoint;
   std::filesystem::path out;

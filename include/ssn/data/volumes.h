@@ -1,0 +1,86 @@
+#pragma once
+
+// Volumes in the reference's CSV index (BraTS): one row per case, one column per input channel,
+// the target and an optional sampling mask, paths relative to the CSV's folder; and the patches
+// that DeepMedic-style training draws from them.
+// Shapes: I input channels, *spatial = D, H, W (or H, W).
+
+#include <ATen/ATen.h>
+#include <ATen/core/Generator.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "ssn/io/image.h"
+
+namespace ssn::data {
+
+/// Which CSV columns hold what (the config's data section).
+struct CsvColumns {
+  std::vector<std::string> channels;  ///< e.g. flair, t1, t1ce, t2
+  std::string target = "seg";         ///< empty: no target (inference only)
+  std::string sampling_mask;          ///< empty or a column name; a missing column means all ones
+};
+
+struct VolumeCase {
+  std::string id;
+  std::vector<std::filesystem::path> channels;
+  std::filesystem::path target;  ///< empty when there is none
+  std::filesystem::path mask;    ///< empty: all ones
+};
+
+/// Reads a case index CSV (header with `id` and the named columns). Errors name the file, line and
+/// column: missing columns, empty fields, duplicate ids, files that do not exist.
+std::vector<VolumeCase> read_case_csv(const std::filesystem::path& csv, const CsvColumns& columns);
+
+struct Volume {
+  std::string id;
+  at::Tensor image;   ///< [I, *spatial] float32
+  at::Tensor target;  ///< [*spatial] int64 class indices, or undefined
+  at::Tensor mask;    ///< [*spatial] bool
+  io::Geometry geometry;  ///< of the first channel
+};
+
+/// Loads a case and checks it: every channel, the target and the mask of the same shape and
+/// geometry, no NaN or infinite voxel, target labels in [0, num_classes). Errors name the file.
+Volume load_volume(const VolumeCase& c, int64_t num_classes);
+
+struct PatchOptions {
+  /// Input patch size per spatial axis and the model's output size for it.
+  std::vector<int64_t> input_size;
+  std::vector<int64_t> output_size;
+  /// A patch is centred on a foreground voxel (target > 0 inside the mask) with this
+  /// probability, else on any voxel of the mask (the reference's ForegroundBackgroundPatchSampler).
+  double foreground_probability = 0.5;
+  /// Centres drawn before giving up on the wanted kind (foreground) and using the mask.
+  int64_t n_tries = 5;
+  /// Augmentation: flips along spatial axes (0-based), 90-degree rotations in planes of two
+  /// spatial axes of equal patch size, per-channel intensity jitter.
+  double flip_probability = 0.0;
+  std::vector<int64_t> flip_axes;
+  double rotation_probability = 0.0;
+  std::vector<std::pair<int64_t, int64_t>> rotation_planes;
+  double histogram_probability = 0.0;
+};
+
+struct Patch {
+  at::Tensor image;   ///< [I, *input_size], zero outside the volume
+  at::Tensor target;  ///< [*output_size], 0 outside the volume
+  at::Tensor mask;    ///< [*output_size], false outside the volume
+};
+
+/// The region of a patch: input [centre - input / 2, ...) and output [centre - output / 2, ...),
+/// which is where a valid-convolution network (DeepMedic) puts its output inside its input.
+Patch extract_patch(const Volume& volume, const std::vector<int64_t>& centre,
+                    const std::vector<int64_t>& input_size,
+                    const std::vector<int64_t>& output_size);
+
+/// Draws one patch as the options say (centre, then augmentation).
+Patch sample_patch(const Volume& volume, const PatchOptions& options, at::Generator& generator);
+
+/// Cuts region [start, start + size) out of x's trailing axes (spatial), zero outside x.
+at::Tensor crop_padded(const at::Tensor& x, const std::vector<int64_t>& start,
+                       const std::vector<int64_t>& size);
+
+}  // namespace ssn::data

@@ -1,0 +1,38 @@
+#pragma once
+
+// Whole-image inference by tiling: the model sees tiles of a fixed input size and its outputs are
+// assembled into maps of the whole image, never holding more than one batch of tiles' logits.
+// Shapes: I input channels, C classes, R rank, *spatial = D, H, W (or H, W).
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "ssn/nn/segmentation_model.h"
+
+namespace ssn::train {
+
+struct TilingOptions {
+  /// Input size of a tile per spatial axis (the model's output for it is its output size).
+  std::vector<int64_t> tile_input;
+  /// Tiles per forward pass.
+  int64_t batch_size = 1;
+  torch::Device device = torch::kCPU;
+};
+
+/// The predicted distribution of a whole image, in the predictions folder's map layout.
+struct ImagePrediction {
+  at::Tensor mean;        ///< [C, *spatial]
+  at::Tensor cov_diag;    ///< [C, *spatial] (1e-12 for a deterministic model)
+  at::Tensor cov_factor;  ///< [C*R, *spatial] (zeros [C, *spatial] for deterministic / diagonal)
+};
+
+/// Runs `model` (in eval mode) over image [I, *spatial] with the sampling mask [*spatial] (bool).
+/// Models whose output is smaller than their input (DeepMedic) tile the output exactly, as the
+/// reference: consecutive output tiles, the last shifted back inside the image, each with its
+/// input context cut from the zero-padded image. Models whose output equals their input (U-Net)
+/// use tiles overlapping by a quarter and average the overlaps.
+ImagePrediction predict_image(nn::SegmentationModel& model, const at::Tensor& image,
+                              const at::Tensor& mask, const TilingOptions& options);
+
+}  // namespace ssn::train

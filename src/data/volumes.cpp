@@ -1,0 +1,212 @@
+#include "ssn/data/volumes.h"
+
+#include <c10/util/Exception.h>
+
+#include <set>
+
+#include "ssn/io/csv.h"
+
+namespace ssn::data {
+namespace fs = std::filesystem;
+
+std::vector<VolumeCase> read_case_csv(const fs::path& csv, const CsvColumns& columns) {
+  const io::CsvTable table = io::read_csv(csv);
+  std::vector<std::string> required = {"id"};
+  required.insert(required.end(), columns.channels.begin(), columns.channels.end());
+  if (!columns.target.empty()) required.push_back(columns.target);
+  for (const auto& name : required) {
+    TORCH_CHECK(table.column.count(name), csv.string(), ": the header has no column '", name,
+                "' (the config's data section names the columns id, channels ",
+                "and target)");
+  }
+  const bool has_mask = !columns.sampling_mask.empty() && table.column.count(columns.sampling_mask);
+  const fs::path folder = csv.parent_path();
+  const auto resolve = [&](size_t row, const std::string& column) {
+    const std::string& field = table.field(row, column);
+    TORCH_CHECK(!field.empty(), csv.string(), " line ", table.line_numbers[row], ": column '",
+                column, "' is empty");
+    const fs::path path = fs::path(field).is_absolute() ? fs::path(field) : folder / field;
+    TORCH_CHECK(fs::is_regular_file(path), csv.string(), " line ", table.line_numbers[row],
+                ": column '", column, "' names ", path.string(), ", which does not exist");
+    return path;
+  };
+  std::vector<VolumeCase> cases;
+  std::set<std::string> ids;
+  for (size_t row = 0; row < table.rows.size(); ++row) {
+    VolumeCase c;
+    c.id = table.field(row, "id");
+    TORCH_CHECK(!c.id.empty(), csv.string(), " line ", table.line_numbers[row], ": empty id");
+    TORCH_CHECK(ids.insert(c.id).second, csv.string(), " line ", table.line_numbers[row],
+                ": duplicate id '", c.id, "'");
+    for (const auto& channel : columns.channels) c.channels.push_back(resolve(row, channel));
+    if (!columns.target.empty()) c.target = resolve(row, columns.target);
+    if (has_mask) c.mask = resolve(row, columns.sampling_mask);
+    cases.push_back(std::move(c));
+  }
+  TORCH_CHECK(!cases.empty(), csv.string(), " lists no cases");
+  return cases;
+}
+
+Volume load_volume(const VolumeCase& c, int64_t num_classes) {
+  Volume volume;
+  volume.id = c.id;
+  std::vector<at::Tensor> channels;
+  for (const auto& path : c.channels) {
+    io::Image image = io::read_image_with_geometry(path);
+    if (channels.empty()) {
+      volume.geometry = image.geometry;
+    } else {
+      TORCH_CHECK(image.pixels.sizes() == channels.front().sizes(), "case ", c.id, ": ",
+                  path.string(), " has shape ", image.pixels.sizes(), ", but ",
+                  c.channels.front().string(), " has ", channels.front().sizes());
+      TORCH_CHECK(image.geometry.matches(volume.geometry), "case ", c.id, ": ", path.string(),
+                  " has another geometry than ", c.channels.front().string(), " (",
+                  image.geometry.describe(), " vs ", volume.geometry.describe(), ")");
+    }
+    at::Tensor values = image.pixels.to(at::kFloat);
+    TORCH_CHECK(values.isfinite().all().item<bool>(), "case ", c.id, ": ", path.string(),
+                " holds NaN or infinite voxels");
+    channels.push_back(values);
+  }
+  volume.image = at::stack(channels);
+  const auto spatial = channels.front().sizes();
+  const auto check_aligned = [&](const fs::path& path, const io::Image& image) {
+    TORCH_CHECK(image.pixels.sizes() == spatial, "case ", c.id, ": ", path.string(),
+                " has shape ", image.pixels.sizes(), ", but the channels have ", spatial);
+    TORCH_CHECK(image.geometry.matches(volume.geometry), "case ", c.id, ": ", path.string(),
+                " has another geometry than the channels (", image.geometry.describe(), " vs ",
+                volume.geometry.describe(), ")");
+  };
+  if (!c.target.empty()) {
+    const io::Image target = io::read_image_with_geometry(c.target);
+    check_aligned(c.target, target);
+    at::Tensor labels = target.pixels;
+    if (labels.is_floating_point()) {
+      TORCH_CHECK(labels.eq(labels.round()).all().item<bool>(), "case ", c.id, ": ",
+                  c.target.string(), " holds non-integer labels");
+    }
+    labels = labels.to(at::kLong);
+    const int64_t low = labels.min().item<int64_t>(), high = labels.max().item<int64_t>();
+    TORCH_CHECK(low >= 0 && high < num_classes, "case ", c.id, ": ", c.target.string(),
+                " holds labels in [", low, ", ", high, "], expected class indices in [0, ",
+                num_classes, ")");
+    volume.target = labels;
+  }
+  if (!c.mask.empty()) {
+    const io::Image mask = io::read_image_with_geometry(c.mask);
+    check_aligned(c.mask, mask);
+    volume.mask = mask.pixels.ne(0);
+  } else {
+    volume.mask = at::ones(spatial, at::kBool);
+  }
+  return volume;
+}
+
+at::Tensor crop_padded(const at::Tensor& x, const std::vector<int64_t>& start,
+                       const std::vector<int64_t>& size) {
+  const int64_t dims = static_cast<int64_t>(size.size());
+  const int64_t lead = x.dim() - dims;
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().begin() + lead);
+  shape.insert(shape.end(), size.begin(), size.end());
+  at::Tensor out = at::zeros(shape, x.options());
+  at::Tensor source = x, target = out;
+  for (int64_t d = 0; d < dims; ++d) {
+    const int64_t axis = lead + d;
+    const int64_t low = std::max<int64_t>(0, start[d]);
+    const int64_t high = std::min<int64_t>(x.size(axis), start[d] + size[d]);
+    if (high <= low) return out;  // no overlap
+    source = source.narrow(axis, low, high - low);
+    target = target.narrow(axis, low - start[d], high - low);
+  }
+  target.copy_(source);
+  return out;
+}
+
+Patch extract_patch(const Volume& volume, const std::vector<int64_t>& centre,
+                    const std::vector<int64_t>& input_size,
+                    const std::vector<int64_t>& output_size) {
+  std::vector<int64_t> in_start, out_start;
+  for (size_t d = 0; d < centre.size(); ++d) {
+    in_start.push_back(centre[d] - input_size[d] / 2);
+    out_start.push_back(centre[d] - output_size[d] / 2);
+  }
+  Patch patch;
+  patch.image = crop_padded(volume.image, in_start, input_size);
+  patch.target = volume.target.defined() ? crop_padded(volume.target, out_start, output_size)
+                                         : at::zeros(output_size, at::kLong);
+  patch.mask = crop_padded(volume.mask, out_start, output_size);
+  return patch;
+}
+
+namespace {
+
+// A uniformly drawn voxel index of a non-empty boolean map, as coordinates.
+std::vector<int64_t> random_voxel(const at::Tensor& where, at::Generator& generator) {
+  const at::Tensor flat = where.reshape({-1}).nonzero().reshape({-1});
+  const int64_t pick =
+      at::randint(flat.numel(), {1}, generator, at::TensorOptions(at::kLong)).item<int64_t>();
+  int64_t index = flat[pick].item<int64_t>();
+  std::vector<int64_t> voxel(where.dim());
+  for (int64_t d = where.dim() - 1; d >= 0; --d) {
+    voxel[d] = index % where.size(d);
+    index /= where.size(d);
+  }
+  return voxel;
+}
+
+double uniform(at::Generator& generator) {
+  return at::rand({1}, generator, at::TensorOptions(at::kDouble)).item<double>();
+}
+
+}  // namespace
+
+Patch sample_patch(const Volume& volume, const PatchOptions& options, at::Generator& generator) {
+  TORCH_CHECK(volume.mask.any().item<bool>(), "case ", volume.id,
+              ": the sampling mask is empty, no patch centre to draw");
+  std::vector<int64_t> centre;
+  if (volume.target.defined() && uniform(generator) < options.foreground_probability) {
+    const at::Tensor foreground = volume.target.gt(0).logical_and(volume.mask);
+    if (foreground.any().item<bool>()) centre = random_voxel(foreground, generator);
+  }
+  if (centre.empty()) centre = random_voxel(volume.mask, generator);
+  Patch patch = extract_patch(volume, centre, options.input_size, options.output_size);
+  // Augmentation: the same flip / rotation for image, target and mask (spatial axes are the
+  // trailing ones; the image has a leading channel axis).
+  const int64_t dims = static_cast<int64_t>(options.input_size.size());
+  for (int64_t axis : options.flip_axes) {
+    if (uniform(generator) < options.flip_probability) {
+      patch.image = patch.image.flip({1 + axis});
+      patch.target = patch.target.flip({axis});
+      patch.mask = patch.mask.flip({axis});
+    }
+  }
+  for (const auto& [a, b] : options.rotation_planes) {
+    if (options.input_size[a] != options.input_size[b] ||
+        options.output_size[a] != options.output_size[b] ||
+        uniform(generator) >= options.rotation_probability) {
+      continue;
+    }
+    const int64_t turns = 1 + static_cast<int64_t>(uniform(generator) * 3);  // 90, 180 or 270
+    patch.image = patch.image.rot90(turns, {1 + a, 1 + b});
+    patch.target = patch.target.rot90(turns, {a, b});
+    patch.mask = patch.mask.rot90(turns, {a, b});
+  }
+  if (uniform(generator) < options.histogram_probability) {
+    // Per channel, a random affine change of intensities (scale 0.9 .. 1.1, shift -0.1 .. 0.1 in
+    // z-score units): scanners differ in contrast and offset.
+    const int64_t channels = patch.image.size(0);
+    std::vector<int64_t> shape(static_cast<size_t>(dims) + 1, 1);
+    shape[0] = channels;
+    const at::Tensor scale =
+        (at::rand({channels}, generator, at::TensorOptions(at::kFloat)) * 0.2 + 0.9).reshape(shape);
+    const at::Tensor shift =
+        (at::rand({channels}, generator, at::TensorOptions(at::kFloat)) * 0.2 - 0.1).reshape(shape);
+    patch.image = patch.image * scale + shift;
+  }
+  patch.image = patch.image.contiguous();
+  patch.target = patch.target.contiguous();
+  patch.mask = patch.mask.contiguous();
+  return patch;
+}
+
+}  // namespace ssn::data

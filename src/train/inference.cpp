@@ -1,0 +1,135 @@
+#include "ssn/train/inference.h"
+
+#include <c10/util/Exception.h>
+#include <torch/torch.h>
+
+#include "ssn/data/volumes.h"
+
+namespace ssn::train {
+namespace {
+
+// Starts of output tiles of length `tile` along an axis of `length`, stepping by `step`; the last
+// tile ends at the axis' end (or starts at 0 when the tile is longer than the axis).
+std::vector<int64_t> tile_starts(int64_t length, int64_t tile, int64_t step) {
+  std::vector<int64_t> starts;
+  if (tile >= length) return {0};
+  for (int64_t start = 0;; start += step) {
+    if (start + tile >= length) {
+      starts.push_back(length - tile);
+      break;
+    }
+    starts.push_back(start);
+  }
+  return starts;
+}
+
+}  // namespace
+
+ImagePrediction predict_image(nn::SegmentationModel& model, const at::Tensor& image,
+                              const at::Tensor& mask, const TilingOptions& options) {
+  const nn::BackboneImpl& backbone = model->backbone();
+  const int64_t dims = backbone.dimension();
+  TORCH_CHECK(image.dim() == dims + 1, "predict: expected an image [I, *spatial] with ", dims,
+              " spatial axes, got ", image.sizes());
+  TORCH_CHECK(static_cast<int64_t>(options.tile_input.size()) == dims,
+              "predict: the tile size needs ", dims, " values, got ", options.tile_input.size());
+  const std::vector<int64_t> spatial(image.sizes().begin() + 1, image.sizes().end());
+  std::vector<int64_t> tile_output, offset;
+  bool same_size = true;
+  for (int64_t d = 0; d < dims; ++d) {
+    tile_output.push_back(backbone.output_size(options.tile_input[d]));
+    offset.push_back(options.tile_input[d] / 2 - tile_output[d] / 2);
+    same_size = same_size && tile_output[d] == options.tile_input[d];
+  }
+  // Tile grid: every combination of per-axis starts.
+  std::vector<std::vector<int64_t>> axis_starts;
+  for (int64_t d = 0; d < dims; ++d) {
+    const int64_t step = same_size ? std::max<int64_t>(1, tile_output[d] * 3 / 4) : tile_output[d];
+    axis_starts.push_back(tile_starts(spatial[d], tile_output[d], step));
+  }
+  std::vector<std::vector<int64_t>> tiles = {{}};
+  for (const auto& starts : axis_starts) {
+    std::vector<std::vector<int64_t>> extended;
+    for (const auto& prefix : tiles) {
+      for (int64_t start : starts) {
+        auto tile = prefix;
+        tile.push_back(start);
+        extended.push_back(tile);
+      }
+    }
+    tiles = std::move(extended);
+  }
+
+  const int64_t classes = model->num_classes();
+  const bool stochastic = model->kind() != nn::ModelKind::kDeterministic;
+  std::vector<int64_t> map_shape = {classes};
+  map_shape.insert(map_shape.end(), spatial.begin(), spatial.end());
+  ImagePrediction result;
+  result.mean = at::zeros(map_shape, at::kFloat);
+  result.cov_diag = at::zeros(map_shape, at::kFloat);
+  at::Tensor weight = same_size ? at::zeros(spatial, at::kFloat) : at::Tensor();
+  const at::Tensor float_mask = mask.to(at::kFloat);
+  torch::NoGradGuard no_grad;
+  model->eval();
+  for (size_t first = 0; first < tiles.size(); first += static_cast<size_t>(options.batch_size)) {
+    const size_t last = std::min(tiles.size(), first + static_cast<size_t>(options.batch_size));
+    std::vector<at::Tensor> inputs, masks;
+    for (size_t t = first; t < last; ++t) {
+      std::vector<int64_t> input_start;
+      for (int64_t d = 0; d < dims; ++d) input_start.push_back(tiles[t][d] - offset[d]);
+      inputs.push_back(data::crop_padded(image, input_start, options.tile_input));
+      masks.push_back(data::crop_padded(float_mask, tiles[t], tile_output).gt(0.5));
+    }
+    const nn::ModelOutput out =
+        model->forward(at::stack(inputs).to(options.device), at::stack(masks).to(options.device));
+    const at::Tensor mean = out.mean_logits.cpu();
+    at::Tensor cov_diag, cov_factor;
+    if (out.stochastic) {
+      cov_diag = out.stochastic->cov_diag.cpu();
+      cov_factor = out.stochastic->cov_factor.cpu();
+    }
+    if (!result.cov_factor.defined()) {
+      std::vector<int64_t> factor_shape = map_shape;
+      if (stochastic && cov_factor.size(1) > 0) factor_shape[0] = cov_factor.size(1);
+      result.cov_factor = at::zeros(factor_shape, at::kFloat);
+    }
+    for (size_t t = first; t < last; ++t) {
+      const int64_t b = static_cast<int64_t>(t - first);
+      // The part of the tile inside the image (tiles may stick out of images smaller than them).
+      at::Tensor mean_tile = mean[b], diag_tile = stochastic ? cov_diag[b] : at::Tensor(),
+                 factor_tile = stochastic && cov_factor.size(1) > 0 ? cov_factor[b] : at::Tensor();
+      at::Tensor mean_target = result.mean, diag_target = result.cov_diag,
+                 factor_target = result.cov_factor, weight_target = weight;
+      for (int64_t d = 0; d < dims; ++d) {
+        const int64_t length = std::min(tile_output[d], spatial[d] - tiles[t][d]);
+        mean_tile = mean_tile.narrow(1 + d, 0, length);
+        if (diag_tile.defined()) diag_tile = diag_tile.narrow(1 + d, 0, length);
+        if (factor_tile.defined()) factor_tile = factor_tile.narrow(1 + d, 0, length);
+        mean_target = mean_target.narrow(1 + d, tiles[t][d], length);
+        diag_target = diag_target.narrow(1 + d, tiles[t][d], length);
+        factor_target = factor_target.narrow(1 + d, tiles[t][d], length);
+        if (weight.defined()) weight_target = weight_target.narrow(d, tiles[t][d], length);
+      }
+      if (same_size) {
+        mean_target.add_(mean_tile);
+        if (diag_tile.defined()) diag_target.add_(diag_tile);
+        if (factor_tile.defined()) factor_target.add_(factor_tile);
+        weight_target.add_(1.0);
+      } else {
+        mean_target.copy_(mean_tile);
+        if (diag_tile.defined()) diag_target.copy_(diag_tile);
+        if (factor_tile.defined()) factor_target.copy_(factor_tile);
+      }
+    }
+  }
+  if (same_size) {
+    const at::Tensor inverse = weight.reciprocal().unsqueeze(0);
+    result.mean.mul_(inverse);
+    result.cov_diag.mul_(inverse);
+    result.cov_factor.mul_(inverse);
+  }
+  if (!stochastic) result.cov_diag.fill_(1e-12);  // samples of a deterministic model = its argmax
+  return result;
+}
+
+}  // namespace ssn::train
