@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 namespace ssn::config {
 namespace {
 
@@ -61,6 +63,63 @@ TEST(Config, UnknownKeysAndWrongTypesNameTheirPath) {
   c["loss"]["StochasticSegmentationNetworkLossMCIntegral"]["num_mc_samples"] = 5;
   EXPECT_THAT(error_of(c), HasSubstr("num_mc_samples must be even"));
   EXPECT_THAT(error_of(json::object()), HasSubstr("model must hold exactly one named entry"));
+}
+
+}  // namespace
+}  // namespace ssn::config
+
+namespace ssn::config {
+namespace {
+
+// The reference's own BraTS configs, unchanged (../shared/reference next to the repository).
+TEST(Config, AcceptsTheReferenceBratsConfigsUnchanged) {
+  const std::string reference = std::string(SSN_SOURCE_DIR) + "/../shared/reference/";
+  if (!std::filesystem::exists(reference)) GTEST_SKIP() << "no " << reference;
+  const Config ssn = load_config(reference + "rank_10_mc_20_patch_110.json");
+  EXPECT_EQ(ssn.model.name, "StochasticDeepMedic");
+  EXPECT_EQ(ssn.model.backbone, Backbone::kDeepMedic);
+  EXPECT_EQ(ssn.model.dimensions, 3);
+  EXPECT_EQ(ssn.model.kind, nn::ModelKind::kLowRank);
+  EXPECT_EQ(ssn.model.rank, 10);
+  EXPECT_EQ(ssn.model.feature_maps, (std::vector<int64_t>{30, 30, 40, 40, 40, 40, 50, 50}));
+  EXPECT_EQ(ssn.model.fully_connected, (std::vector<int64_t>{250, 250}));
+  EXPECT_EQ(ssn.data.dataset, "csv");
+  EXPECT_EQ(ssn.data.channels, (std::vector<std::string>{"flair", "t1", "t1ce", "t2"}));
+  EXPECT_EQ(ssn.data.target, "seg");
+  EXPECT_EQ(ssn.data.sampling_mask, "sampling_mask");
+  EXPECT_EQ(ssn.training.input_patch_size, (std::vector<int64_t>{110, 110, 110}));
+  EXPECT_EQ(ssn.training.patches_per_image, 20);
+  EXPECT_EQ(ssn.training.images_per_epoch, 50);
+  EXPECT_DOUBLE_EQ(ssn.training.foreground_probability, 0.5);
+  EXPECT_EQ(ssn.training.flip_axes, (std::vector<int64_t>{2, 1}));
+  EXPECT_TRUE(ssn.training.elastic_requested);
+  EXPECT_EQ(ssn.loss.num_mc_samples, 20);
+  EXPECT_EQ(ssn.optimizer.name, "RMSprop");
+  EXPECT_DOUBLE_EQ(ssn.optimizer.alpha, 0.9);
+  EXPECT_DOUBLE_EQ(ssn.optimizer.momentum, 0.6);
+  EXPECT_EQ(ssn.scheduler.milestones, (std::vector<int64_t>{440, 640, 800, 900, 980, 1050}));
+  const Config benchmark = load_config(reference + "benchmark.json");
+  EXPECT_EQ(benchmark.model.kind, nn::ModelKind::kDeterministic);
+  EXPECT_EQ(benchmark.loss.name, "CrossEntropyLoss");
+  EXPECT_EQ(benchmark.test.input_patch_size, (std::vector<int64_t>{110, 110, 110}));
+}
+
+TEST(Config, CsvDataSectionIsChecked) {
+  json c = json::parse(R"({"model": {"DeepMedic": {"input_channels": 2, "num_classes": 3}},
+                           "data": {"channels": ["t1", "t2"], "target": "seg",
+                                    "transformation": {"Clip": {}}},
+                           "loss": {"CrossEntropyLoss": {}}})");
+  EXPECT_THAT(error_of(c), HasSubstr("data.transformation: ssn applies no input transformations"));
+  c["data"]["transformation"] = json::object();
+  c["data"]["channels"] = {"t1"};
+  EXPECT_THAT(error_of(c), HasSubstr("data.channels has 1 columns, but the model has 2"));
+  c["data"]["channels"] = {"t1", "t2"};
+  c["training"] = {{"patch_augmentation", {{"RandomPatchFlip", {{"allowed_axis", {4}}}}}}};
+  EXPECT_THAT(error_of(c), HasSubstr("RandomPatchFlip.allowed_axis: expected spatial axes in 1..3"));
+  c["training"] = {{"sampler", {{"UniformSampler", json::object()}}}};
+  EXPECT_THAT(error_of(c), HasSubstr("unknown training.sampler \"UniformSampler\""));
+  c.erase("training");
+  EXPECT_EQ(error_of(c), "<no error>");
 }
 
 }  // namespace

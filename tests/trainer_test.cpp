@@ -3,8 +3,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cmath>
 #include <filesystem>
 
+#include "ssn/data/synthetic.h"
 #include "ssn/evaluation/evaluate.h"
 #include "ssn/io/image.h"
 #include "ssn/io/png.h"
@@ -114,6 +118,67 @@ TEST(Trainer, RefusesToOverwriteARunAndNeedsOneToResume) {
     EXPECT_THAT(error.what_without_backtrace(),
                 ::testing::HasSubstr("already holds a training run (checkpoint_last.pt)"));
   }
+  fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace ssn::train
+
+namespace ssn::train {
+namespace {
+
+// Volumes with a non-trivial geometry go through train -> predict, and every map of the
+// predictions folder carries the geometry of its input (maps with a channel axis: the case's
+// geometry extended by a fourth axis).
+TEST(Trainer, PredictedVolumesKeepTheGeometryOfTheirInput) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root = fs::temp_directory_path() / ("ssn_volume_job_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  data::BratsLikeOptions synth;
+  synth.cases = 3;
+  synth.shape = {24, 28, 26};
+  data::write_brats_like(root / "data", synth);
+  const config::Config config =
+      config::load_config(std::string(SSN_SOURCE_DIR) + "/tests/data/tiny_brats.json");
+  TrainOptions options;
+  options.train_csv = root / "data" / "train.csv";
+  options.valid_csv = root / "data" / "valid.csv";
+  options.job_dir = root / "job";
+  const auto log = train(config, options);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_TRUE(std::isfinite(log[0].train_loss));
+  EXPECT_TRUE(std::isfinite(log[0].val_ged));
+
+  PredictOptions predict_options;
+  predict_options.test_csv = root / "data" / "test.csv";
+  predict_options.checkpoint = options.job_dir / "checkpoint_last.pt";
+  predict_options.out = root / "predictions";
+  EXPECT_EQ(predict(config, predict_options), 1);
+  const io::Geometry input =
+      io::read_image_with_geometry(root / "data" / "SYN3D-0002" / "SYN3D-0002_flair.nii.gz")
+          .geometry;
+  EXPECT_FALSE(input.direction == std::vector<double>({1, 0, 0, 0, 1, 0, 0, 0, 1}));
+  for (const char* name : {"prediction", "image", "l1"}) {
+    const io::Image out = io::read_image_with_geometry(predict_options.out /
+                                                       (std::string("SYN3D-0002_") + name + ".nii.gz"));
+    EXPECT_EQ(out.pixels.sizes(), (std::vector<int64_t>{24, 28, 26})) << name;
+    EXPECT_TRUE(out.geometry.matches(input)) << name << ": " << out.geometry.describe();
+  }
+  for (const char* name : {"logit_mean", "cov_diag", "cov_factor"}) {
+    const io::Image out = io::read_image_with_geometry(predict_options.out /
+                                                       (std::string("SYN3D-0002_") + name + ".nii.gz"));
+    EXPECT_EQ(out.pixels.size(0), std::string(name) == "cov_factor" ? 8 : 4) << name;
+    io::Geometry spatial;
+    for (int i = 0; i < 3; ++i) {
+      spatial.spacing.push_back(out.geometry.spacing[i]);
+      spatial.origin.push_back(out.geometry.origin[i]);
+      for (int j = 0; j < 3; ++j) spatial.direction.push_back(out.geometry.direction[i * 4 + j]);
+    }
+    EXPECT_TRUE(spatial.matches(input)) << name << ": " << out.geometry.describe();
+  }
+  const auto results = evaluation::evaluate_prediction_folder(
+      predict_options.out, evaluation::EvaluationOptions{4, true}, evaluation::SamplingOptions{4, 0});
+  ASSERT_EQ(results.size(), 1u);
   fs::remove_all(root);
 }
 

@@ -7,7 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "ssn/config/config.h"
 #include "ssn/evaluation/benchmark.h"
+#include "ssn/train/inference.h"
 
 namespace ssn::cli {
 namespace {
@@ -17,7 +19,26 @@ struct BenchmarkFlags {
   int64_t repeats = 5;
   uint64_t seed = 0;
   std::string data_out;
+  std::string config_file;
+  std::vector<int64_t> shape = {155, 240, 240};
 };
+
+void run_predict_benchmark(const BenchmarkFlags& flags) {
+  const config::Config config = config::load_config(flags.config_file);
+  const nlohmann::json report = train::benchmark_predict(config, flags.shape, flags.seed);
+  if (flags.json) {
+    std::cout << report.dump(2) << "\n";
+    return;
+  }
+  std::cout << "ssn benchmark predict (" << report["threads"] << " threads): "
+            << report["model"].get<std::string>() << " on " << report["shape"].dump() << ", "
+            << report["tiles"] << " tiles of " << report["tile_input"].dump() << " -> "
+            << report["tile_output"].dump() << ": " << report["seconds"].get<double>()
+            << " s, peak RSS " << report["peak_rss_bytes"].get<double>() / (1 << 20)
+            << " MiB (tensors at once " << report["peak_tensor_bytes"].get<double>() / (1 << 20)
+            << " MiB, of which the output maps " << report["output_bytes"].get<double>() / (1 << 20)
+            << " MiB)\n";
+}
 
 void run_evaluate_benchmark(const BenchmarkFlags& flags) {
   nlohmann::json report = {{"threads", at::get_num_threads()},
@@ -63,6 +84,23 @@ void add_benchmark_command(CLI::App& app) {
                    "an external baseline (bench/run_evaluate.sh)")
       ->check(CLI::ExistingDirectory);
   evaluate->callback([flags]() { run_evaluate_benchmark(*flags); });
+
+  CLI::App* predict = command->add_subcommand(
+      "predict",
+      "Whole-volume inference by tiling with the model of --config-file (random weights) on a\n"
+      "random image of --shape with an ellipsoid sampling mask: seconds and peak memory.");
+  predict->footer(
+      "Example:\n  ssn benchmark predict --config-file "
+      "../shared/reference/rank_10_mc_20_patch_110.json --shape 155,240,240");
+  predict->add_option("--config-file", flags->config_file, "JSON config of the model")
+      ->required()
+      ->check(CLI::ExistingFile);
+  predict->add_option("--shape", flags->shape, "Spatial size, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
+  predict->add_option("--seed", flags->seed, "Seed of weights and image")->capture_default_str();
+  predict->add_flag("--json", flags->json, "Print the results as JSON");
+  predict->callback([flags]() { run_predict_benchmark(*flags); });
 }
 
 }  // namespace ssn::cli

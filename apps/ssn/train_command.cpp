@@ -55,6 +55,11 @@ void run_train(const TrainFlags& flags) {
                 static_cast<long long>(r.epoch), r.train_loss, r.val_loss, r.val_ged, r.lr,
                 r.seconds);
   }
+  if (records.empty()) {
+    std::printf("config accepted, no epochs to train: wrote %s/config.json\n",
+                flags.job_dir.c_str());
+    return;
+  }
   std::printf("job folder: %s (train_log.csv, checkpoint_last.pt, checkpoint_best.pt)\n",
               flags.job_dir.c_str());
 }

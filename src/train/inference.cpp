@@ -4,6 +4,13 @@
 #include <torch/torch.h>
 
 #include "ssn/data/volumes.h"
+#include "ssn/runtime/memory_tracker.h"
+#include "ssn/train/trainer.h"
+
+#include <ATen/Parallel.h>
+#include <sys/resource.h>
+
+#include <chrono>
 
 namespace ssn::train {
 namespace {
@@ -130,6 +137,66 @@ ImagePrediction predict_image(nn::SegmentationModel& model, const at::Tensor& im
   }
   if (!stochastic) result.cov_diag.fill_(1e-12);  // samples of a deterministic model = its argmax
   return result;
+}
+
+}  // namespace ssn::train
+
+namespace ssn::train {
+
+nlohmann::json benchmark_predict(const config::Config& config, const std::vector<int64_t>& shape,
+                                 uint64_t seed) {
+  TORCH_CHECK(static_cast<int64_t>(shape.size()) == config.model.dimensions, "--shape needs ",
+              config.model.dimensions, " sizes for this model, got ", shape.size());
+  torch::manual_seed(seed);
+  nn::SegmentationModel model = build_model(config.model);
+  TilingOptions options;
+  options.tile_input = config.test.input_patch_size.empty() ? config.training.input_patch_size
+                                                            : config.test.input_patch_size;
+  if (options.tile_input.empty()) {
+    options.tile_input.assign(shape.size(), model->backbone().input_size_for(1));
+  }
+  options.batch_size = config.test.batch_size;
+  std::vector<int64_t> image_shape = {config.model.input_channels};
+  image_shape.insert(image_shape.end(), shape.begin(), shape.end());
+  const at::Tensor image = at::randn(image_shape);
+  // An ellipsoid filling most of the volume, like a brain mask.
+  at::Tensor distance = at::zeros(shape);
+  for (size_t d = 0; d < shape.size(); ++d) {
+    std::vector<int64_t> view(shape.size(), 1);
+    view[d] = shape[d];
+    const double half = shape[d] / 2.0;
+    distance = distance +
+               ((at::arange(shape[d], at::kFloat) - half) / (0.45 * shape[d])).square().reshape(view);
+  }
+  const at::Tensor mask = distance < 1.0;
+  runtime::CpuMemoryTracker tracker;
+  const auto start = std::chrono::steady_clock::now();
+  const ImagePrediction prediction = predict_image(model, image, mask, options);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  int64_t tiles = 1;
+  std::vector<int64_t> tile_output;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    tile_output.push_back(model->backbone().output_size(options.tile_input[d]));
+  }
+  for (size_t d = 0; d < shape.size(); ++d) {
+    tiles *= static_cast<int64_t>(
+        std::max<int64_t>(1, (shape[d] + tile_output[d] - 1) / tile_output[d]));
+  }
+  return {{"model", config.model.name},
+          {"shape", image_shape},
+          {"tile_input", options.tile_input},
+          {"tile_output", tile_output},
+          {"tiles", tiles},
+          {"batch_size", options.batch_size},
+          {"seconds", seconds},
+          {"peak_rss_bytes", static_cast<int64_t>(usage.ru_maxrss) * 1024},
+          {"peak_tensor_bytes", tracker.peak_bytes()},
+          {"output_bytes", (prediction.mean.numel() + prediction.cov_diag.numel() +
+                            prediction.cov_factor.numel()) * 4},
+          {"threads", at::get_num_threads()}};
 }
 
 }  // namespace ssn::train

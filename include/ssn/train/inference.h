@@ -36,3 +36,19 @@ ImagePrediction predict_image(nn::SegmentationModel& model, const at::Tensor& im
                               const at::Tensor& mask, const TilingOptions& options);
 
 }  // namespace ssn::train
+
+#include <nlohmann/json.hpp>
+
+#include "ssn/config/config.h"
+
+namespace ssn::train {
+
+/// Times predict_image for the model of `config` (random weights) on a random image
+/// [input_channels, *shape] with an ellipsoid sampling mask, tiles of test.input_patch_size (else
+/// training.input_patch_size): {"seconds", "tiles", "tile_input", "tile_output", "shape",
+/// "peak_rss_bytes" (the process' high-water mark, getrusage), "peak_tensor_bytes" (CPU tensors
+/// allocated at once during inference), "threads"}.
+nlohmann::json benchmark_predict(const config::Config& config, const std::vector<int64_t>& shape,
+                                 uint64_t seed);
+
+}  // namespace ssn::train

@@ -1,0 +1,159 @@
+#include "ssn/data/volumes.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include "golden.h"
+#include "ssn/data/synthetic.h"
+#include "ssn/io/atomic_file.h"
+#include "ssn/io/png.h"
+
+namespace ssn::data {
+namespace {
+
+namespace fs = std::filesystem;
+using ssn::testing::error_of;
+using ::testing::HasSubstr;
+
+const CsvColumns kBrats{{"flair", "t1", "t1ce", "t2"}, "seg", "sampling_mask"};
+
+class Volumes : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+    root_ = fs::temp_directory_path() / ("ssn_volumes_" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+    BratsLikeOptions options;
+    options.cases = 3;
+    options.shape = {24, 28, 26};
+    write_brats_like(root_ / "data", options);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+  fs::path data(const std::string& name) const { return root_ / "data" / name; }
+  // train.csv with `edit` applied to its text.
+  fs::path edited_csv(const std::function<std::string(std::string)>& edit) {
+    std::ifstream in(data("train.csv"));
+    std::stringstream text;
+    text << in.rdbuf();
+    io::write_text_file(data("edited.csv"), edit(text.str()));
+    return data("edited.csv");
+  }
+  fs::path root_;
+};
+
+TEST_F(Volumes, SynthBratsLikeLoadsWithItsGeometryAndNestedLabels) {
+  const auto cases = read_case_csv(data("train.csv"), kBrats);
+  ASSERT_EQ(cases.size(), 1u);
+  const Volume volume = load_volume(cases[0], 4);
+  EXPECT_EQ(volume.image.sizes(), (std::vector<int64_t>{4, 24, 28, 26}));
+  io::Geometry expected;
+  expected.spacing = {1.0, 1.2, 1.5};
+  expected.origin = {-40.5, 62.25, -18.0};
+  expected.direction = {-1, 0, 0, 0, -1, 0, 0, 0, 1};
+  EXPECT_TRUE(volume.geometry.matches(expected)) << volume.geometry.describe();
+  for (int64_t label = 1; label < 4; ++label) {
+    EXPECT_TRUE(volume.target.eq(label).any().item<bool>()) << "label " << label;
+  }
+  EXPECT_FALSE(volume.target.gt(0).logical_and(volume.mask.logical_not()).any().item<bool>());
+}
+
+TEST_F(Volumes, BadIndexFilesAreErrorsNamingTheFile) {
+  const fs::path missing_column = edited_csv([](std::string s) {
+    return s.replace(s.find(",t1ce"), 5, ",t1c");
+  });
+  EXPECT_THAT(error_of([&] { read_case_csv(missing_column, kBrats); }),
+              HasSubstr("edited.csv: the header has no column 't1ce'"));
+  const fs::path missing_file = edited_csv([](std::string s) {
+    return s.replace(s.rfind("_seg.nii.gz"), 11, "_sex.nii.gz");
+  });
+  EXPECT_THAT(error_of([&] { read_case_csv(missing_file, kBrats); }),
+              HasSubstr("edited.csv line 2: column 'seg' names "));
+  const fs::path duplicate = edited_csv([](std::string s) {
+    return s + s.substr(s.find('\n') + 1);
+  });
+  EXPECT_THAT(error_of([&] { read_case_csv(duplicate, kBrats); }),
+              HasSubstr("edited.csv line 3: duplicate id 'SYN3D-0000'"));
+  // Without a sampling mask column the mask is all ones.
+  const fs::path no_mask = edited_csv([](std::string s) {
+    std::string out;
+    std::istringstream in(s);
+    for (std::string line; std::getline(in, line);) out += line.substr(0, line.rfind(',')) + "\n";
+    return out;
+  });
+  const auto cases = read_case_csv(no_mask, kBrats);
+  EXPECT_TRUE(load_volume(cases[0], 4).mask.all().item<bool>());
+}
+
+TEST_F(Volumes, BadVolumesAreErrorsNamingTheFile) {
+  VolumeCase c = read_case_csv(data("train.csv"), kBrats)[0];
+  io::Geometry geometry = io::read_image_with_geometry(c.channels[0]).geometry;
+  // Another shape.
+  io::write_float_image(data("small.nii.gz"), at::zeros({24, 28, 25}), geometry);
+  VolumeCase bad = c;
+  bad.channels[2] = data("small.nii.gz");
+  EXPECT_THAT(error_of([&] { load_volume(bad, 4); }),
+              HasSubstr("small.nii.gz has shape [24, 28, 25], but "));
+  // Another geometry.
+  io::Geometry moved = geometry;
+  moved.origin[0] += 3.0;
+  io::write_float_image(data("moved.nii.gz"), at::zeros({24, 28, 26}), moved);
+  bad = c;
+  bad.channels[1] = data("moved.nii.gz");
+  EXPECT_THAT(error_of([&] { load_volume(bad, 4); }),
+              HasSubstr("moved.nii.gz has another geometry than "));
+  // NaN voxels.
+  at::Tensor nan = at::zeros({24, 28, 26});
+  nan[3][4][5] = NAN;
+  // NRRD: ITK's NIfTI reader (nifticlib) turns non-finite floats into 0 before ssn sees them.
+  io::write_float_image(data("nan.nrrd"), nan, geometry);
+  bad = c;
+  bad.channels[3] = data("nan.nrrd");
+  EXPECT_THAT(error_of([&] { load_volume(bad, 4); }),
+              HasSubstr("nan.nrrd holds NaN or infinite voxels"));
+  // Labels outside the classes.
+  io::write_label_image(data("seg5.nii.gz"), at::full({24, 28, 26}, 5, at::kLong), geometry);
+  bad = c;
+  bad.target = data("seg5.nii.gz");
+  EXPECT_THAT(error_of([&] { load_volume(bad, 4); }),
+              HasSubstr("seg5.nii.gz holds labels in [5, 5], expected class indices in [0, 4)"));
+}
+
+TEST(Patches, ExtractionAlignsOutputInsideInputAndPadsWithZeros) {
+  Volume volume;
+  volume.image = at::arange(1, 1 + 10 * 12, at::kFloat).reshape({1, 10, 12});
+  volume.target = at::arange(10 * 12, at::kLong).reshape({10, 12});
+  volume.mask = at::ones({10, 12}, at::kBool);
+  const Patch patch = extract_patch(volume, {0, 5}, {6, 6}, {2, 2});
+  EXPECT_EQ(patch.image.sizes(), (std::vector<int64_t>{1, 6, 6}));
+  EXPECT_EQ(patch.image[0][0][0].item<float>(), 0.0f);  // row -3: outside
+  EXPECT_EQ(patch.image[0][3][0].item<float>(), volume.image[0][0][2].item<float>());
+  // The output [centre - 1, centre + 1) sits at input offset 6 / 2 - 2 / 2 = 2.
+  EXPECT_EQ(patch.target[1][0].item<int64_t>(), volume.target[0][4].item<int64_t>());
+  EXPECT_FALSE(patch.mask[0][0].item<bool>());  // row -1: outside the volume
+}
+
+TEST(Patches, ForegroundProbabilityOneCentresOnForeground) {
+  Volume volume;
+  volume.image = at::randn({2, 20, 20, 20});
+  volume.target = at::zeros({20, 20, 20}, at::kLong);
+  volume.target[15][4][9] = 3;
+  volume.mask = at::ones({20, 20, 20}, at::kBool);
+  PatchOptions options;
+  options.input_size = {9, 9, 9};
+  options.output_size = {1, 1, 1};
+  options.foreground_probability = 1.0;
+  at::Generator generator = at::detail::createCPUGenerator(0);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(sample_patch(volume, options, generator).target.item<int64_t>(), 3);
+  }
+}
+
+}  // namespace
+}  // namespace ssn::data
