@@ -104,6 +104,18 @@ TEST(Config, AcceptsTheReferenceBratsConfigsUnchanged) {
   EXPECT_EQ(benchmark.test.input_patch_size, (std::vector<int64_t>{110, 110, 110}));
 }
 
+TEST(Config, ShippedBratsConfigs) {
+  const std::string configs = std::string(SSN_SOURCE_DIR) + "/configs/";
+  const Config paper = load_config(configs + "brats_deepmedic_rank10.json");
+  EXPECT_EQ(paper.model.feature_maps, (std::vector<int64_t>{30, 30, 40, 40, 40, 40, 50, 50}));
+  EXPECT_EQ(paper.training.input_patch_size, (std::vector<int64_t>{110, 110, 110}));
+  EXPECT_EQ(paper.loss.num_mc_samples, 20);
+  EXPECT_EQ(load_config(configs + "brats_small_lowrank.json").model.scale_factors,
+            (std::vector<int64_t>{3, 1}));
+  EXPECT_EQ(load_config(configs + "brats_small_deterministic.json").model.kind,
+            nn::ModelKind::kDeterministic);
+}
+
 TEST(Config, CsvDataSectionIsChecked) {
   json c = json::parse(R"({"model": {"DeepMedic": {"input_channels": 2, "num_classes": 3}},
                            "data": {"channels": ["t1", "t2"], "target": "seg",

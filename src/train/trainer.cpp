@@ -570,6 +570,10 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     if (best)
       fs::copy_file(last, options.job_dir / "checkpoint_best.pt",
                     fs::copy_options::overwrite_existing);
+    if (config.valid.keep_model_every > 0 && (epoch + 1) % config.valid.keep_model_every == 0) {
+      fs::copy_file(last, options.job_dir / ("checkpoint_epoch" + std::to_string(epoch + 1) + ".pt"),
+                    fs::copy_options::overwrite_existing);
+    }
     io::write_text_file(options.job_dir / "train_log.csv", log_csv(records));
   }
   return records;

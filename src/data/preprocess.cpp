@@ -1,0 +1,130 @@
+#include "ssn/data/preprocess.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/Exception.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <numeric>
+#include <sstream>
+
+#include "ssn/io/atomic_file.h"
+#include "ssn/io/image.h"
+
+namespace ssn::data {
+namespace fs = std::filesystem;
+
+at::Tensor z_score_normalise(const at::Tensor& channel, const at::Tensor& brain) {
+  TORCH_CHECK(channel.sizes() == brain.sizes(), "z-score: channel ", channel.sizes(),
+              " and brain mask ", brain.sizes(), " differ in shape");
+  const at::Tensor values = channel.to(at::kDouble);
+  const at::Tensor inside = values.masked_select(brain);
+  TORCH_CHECK(inside.numel() > 0, "z-score: the brain mask is empty");
+  const at::Tensor sorted = std::get<0>(inside.sort());
+  const auto percentile = [&](double p) {
+    const double position = p / 100.0 * static_cast<double>(sorted.numel() - 1);
+    const auto low = static_cast<int64_t>(std::floor(position));
+    const int64_t high = std::min<int64_t>(low + 1, sorted.numel() - 1);
+    const double a = sorted[low].item<double>(), b = sorted[high].item<double>();
+    return a + (b - a) * (position - static_cast<double>(low));
+  };
+  const double low = percentile(5.0), high = percentile(95.0);
+  const at::Tensor selected =
+      brain.logical_and(values > low).logical_and(values < high).logical_and(values > values.mean());
+  const at::Tensor kept = values.masked_select(selected);
+  TORCH_CHECK(kept.numel() > 0, "z-score: no brain voxel lies strictly between the 5th and 95th "
+              "percentiles and above the mean");
+  const double mean = kept.mean().item<double>();
+  const double deviation = kept.std(/*unbiased=*/false).item<double>();
+  TORCH_CHECK(deviation > 0, "z-score: the selected voxels are constant");
+  return ((values - mean) / deviation).to(at::kFloat);
+}
+
+PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& output_dir,
+                                  const PreprocessOptions& options) {
+  TORCH_CHECK(fs::is_directory(input_dir), "--input-dir ", input_dir.string(), ": no such folder");
+  TORCH_CHECK(options.fractions.size() == 3 &&
+                  std::all_of(options.fractions.begin(), options.fractions.end(),
+                              [](double f) { return f >= 0; }) &&
+                  std::abs(options.fractions[0] + options.fractions[1] + options.fractions[2] - 1.0) <
+                      1e-6,
+              "--fractions: expected three non-negative numbers adding up to 1");
+  TORCH_CHECK(!fs::exists(output_dir) || (fs::is_directory(output_dir) && fs::is_empty(output_dir)),
+              "--output-dir ", output_dir.string(), " already exists and is not an empty folder");
+  // Case folders: every <dir>/<name>/<name>_flair.nii.gz.
+  std::vector<fs::path> cases;
+  for (const auto& entry : fs::recursive_directory_iterator(input_dir)) {
+    const std::string name = entry.path().filename().string();
+    const std::string suffix = "_flair.nii.gz";
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      cases.push_back(fs::relative(entry.path(), input_dir).parent_path() /
+                      name.substr(0, name.size() - suffix.size()));
+    }
+  }
+  std::sort(cases.begin(), cases.end());
+  TORCH_CHECK(!cases.empty(), "--input-dir ", input_dir.string(),
+              " holds no case (<case>_flair.nii.gz with t1, t1ce, t2 and seg next to it)");
+  const fs::path staging = output_dir.string() + ".partial-" + std::to_string(::getpid());
+  fs::remove_all(staging);
+  const char* channels[4] = {"flair", "t1", "t1ce", "t2"};
+  std::vector<std::string> rows;
+  try {
+    for (const auto& id : cases) {
+      const auto source = [&](const std::string& suffix) {
+        const fs::path path = input_dir / (id.string() + "_" + suffix + ".nii.gz");
+        TORCH_CHECK(fs::is_regular_file(path), "case ", id.string(), ": ", path.string(),
+                    " is missing");
+        return path;
+      };
+      const auto target = [&](const std::string& suffix) {
+        return staging / (id.string() + "_" + suffix + ".nii.gz");
+      };
+      fs::create_directories(target("x").parent_path());
+      const io::Image seg = io::read_image_with_geometry(source("seg"));
+      at::Tensor labels = seg.pixels.to(at::kLong);
+      labels.masked_fill_(labels.eq(4), 3);  // BraTS' enhancing tumour label 4 becomes class 3
+      io::write_label_image(target("seg"), labels, seg.geometry);
+      const io::Image t1 = io::read_image_with_geometry(source("t1"));
+      const at::Tensor brain = t1.pixels > 0;
+      io::write_label_image(target("brain_mask"), brain.to(at::kLong), t1.geometry);
+      std::ostringstream row;
+      row << id.string();
+      for (const char* channel : channels) {
+        const io::Image image = io::read_image_with_geometry(source(channel));
+        TORCH_CHECK(image.pixels.sizes() == brain.sizes(), "case ", id.string(), ": ",
+                    source(channel).string(), " has shape ", image.pixels.sizes(),
+                    ", but the t1 has ", brain.sizes());
+        io::write_float_image(target(channel), z_score_normalise(image.pixels, brain),
+                              image.geometry);
+        row << "," << id.string() << "_" << channel << ".nii.gz";
+      }
+      row << "," << id.string() << "_seg.nii.gz," << id.string() << "_brain_mask.nii.gz";
+      rows.push_back(row.str());
+    }
+    at::Generator generator = at::detail::createCPUGenerator(options.seed);
+    const at::Tensor order = at::randperm(static_cast<int64_t>(rows.size()), generator, at::kLong);
+    const auto n = static_cast<double>(rows.size());
+    const auto train = static_cast<int64_t>(std::round(options.fractions[0] * n));
+    const auto valid = static_cast<int64_t>(std::round(options.fractions[1] * n));
+    PreprocessCounts counts{train, valid, static_cast<int64_t>(rows.size()) - train - valid};
+    std::ostringstream csv[3];
+    for (auto& file : csv) file << "id,flair,t1,t1ce,t2,seg,sampling_mask\n";
+    for (int64_t i = 0; i < order.numel(); ++i) {
+      const int split = i < train ? 0 : (i < train + valid ? 1 : 2);
+      csv[split] << rows[order[i].item<int64_t>()] << "\n";
+    }
+    io::write_text_file(staging / "data_index_train.csv", csv[0].str());
+    io::write_text_file(staging / "data_index_valid.csv", csv[1].str());
+    io::write_text_file(staging / "data_index_test.csv", csv[2].str());
+    if (fs::exists(output_dir)) fs::remove(output_dir);
+    fs::rename(staging, output_dir);
+    return counts;
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
+    throw;
+  }
+}
+
+}  // namespace ssn::data
