@@ -127,7 +127,8 @@ TEST(Config, CsvDataSectionIsChecked) {
   EXPECT_THAT(error_of(c), HasSubstr("data.channels has 1 columns, but the model has 2"));
   c["data"]["channels"] = {"t1", "t2"};
   c["training"] = {{"patch_augmentation", {{"RandomPatchFlip", {{"allowed_axis", {4}}}}}}};
-  EXPECT_THAT(error_of(c), HasSubstr("RandomPatchFlip.allowed_axis: expected spatial axes in 1..3"));
+  EXPECT_THAT(error_of(c),
+              HasSubstr("RandomPatchFlip.allowed_axis: expected spatial axes in 1..3"));
   c["training"] = {{"sampler", {{"UniformSampler", json::object()}}}};
   EXPECT_THAT(error_of(c), HasSubstr("unknown training.sampler \"UniformSampler\""));
   c.erase("training");

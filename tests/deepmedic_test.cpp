@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
-
 #include <unistd.h>
 
 #include <cstdlib>
@@ -49,9 +48,10 @@ std::string reference_key(const std::string& ours) {
 std::map<std::string, torch::Tensor> load_reference_state_dict(const std::filesystem::path& path) {
   const auto plain = std::filesystem::temp_directory_path() /
                      ("ssn_state_dict_" + std::to_string(::getpid()) + ".pt");
-  const std::string command = "/usr/bin/python3 -c \"import sys, torch; "
-                              "torch.save(dict(torch.load(sys.argv[1])), sys.argv[2])\" '" +
-                              path.string() + "' '" + plain.string() + "'";
+  const std::string command =
+      "/usr/bin/python3 -c \"import sys, torch; "
+      "torch.save(dict(torch.load(sys.argv[1])), sys.argv[2])\" '" +
+      path.string() + "' '" + plain.string() + "'";
   if (std::system(command.c_str()) != 0) return {};
   auto tensors = load_tensor_dict(plain);
   std::filesystem::remove(plain);

@@ -53,16 +53,16 @@ TEST(PredictImage, SameSizeModelsAverageOverlappingTiles) {
   const at::Tensor image = at::randn({1, 8, 20, 12});
   TilingOptions options;
   options.tile_input = {8, 8, 8};
-  const ImagePrediction tiled = predict_image(model, image, at::ones({8, 20, 12}, at::kBool),
-                                              options);
+  const ImagePrediction tiled =
+      predict_image(model, image, at::ones({8, 20, 12}, at::kBool), options);
   EXPECT_EQ(tiled.mean.sizes(), (std::vector<int64_t>{2, 8, 20, 12}));
   EXPECT_TRUE(tiled.mean.isfinite().all().item<bool>());
   EXPECT_EQ(tiled.cov_diag.max().item<float>(), 1e-12f);  // deterministic
   // Voxels that only the first tile covers (H and W below 4; tiles start at 0, 6, 12 and 0, 4)
   // are that tile's output unchanged.
   torch::NoGradGuard no_grad;
-  const at::Tensor corner = model->forward(image.slice(2, 0, 8).slice(3, 0, 8).unsqueeze(0))
-                                .mean_logits[0];
+  const at::Tensor corner =
+      model->forward(image.slice(2, 0, 8).slice(3, 0, 8).unsqueeze(0)).mean_logits[0];
   EXPECT_LT((tiled.mean.slice(2, 0, 4).slice(3, 0, 4) - corner.slice(2, 0, 4).slice(3, 0, 4))
                 .abs()
                 .max()

@@ -65,15 +65,19 @@ TEST(ZScore, MatchesTheReferenceStatistics) {
   std::vector<bool> inside;
   for (int64_t i = 0; i < flat_brain.numel(); ++i) inside.push_back(flat_brain[i].item<bool>());
   const auto [mean, deviation] = expected_statistics(values, inside);
-  EXPECT_LT((z.to(at::kDouble) - (channel.to(at::kDouble) - mean) / deviation).abs().max().item<double>(),
-            1e-5);
-  EXPECT_THAT(error_of([&] { z_score_normalise(channel, at::zeros({6, 7, 8}, at::kBool)); }),
+  EXPECT_LT(
+      (z.to(at::kDouble) - (channel.to(at::kDouble) - mean) / deviation).abs().max().item<double>(),
+      1e-5);
+  EXPECT_THAT(error_of([&] {
+                z_score_normalise(channel, at::zeros({6, 7, 8}, at::kBool));
+              }),
               HasSubstr("the brain mask is empty"));
 }
 
 TEST(PreprocessBrats, WritesTheIndexAndFixesLabelsKeepingGeometry) {
   if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
-  const fs::path root = fs::temp_directory_path() / ("ssn_preprocess_" + std::to_string(::getpid()));
+  const fs::path root =
+      fs::temp_directory_path() / ("ssn_preprocess_" + std::to_string(::getpid()));
   fs::remove_all(root);
   io::Geometry geometry;
   geometry.spacing = {1.0, 1.0, 1.0};
@@ -104,7 +108,7 @@ TEST(PreprocessBrats, WritesTheIndexAndFixesLabelsKeepingGeometry) {
   EXPECT_EQ(counts.valid, 1);
   EXPECT_EQ(counts.test, 2);
   const auto cases = read_case_csv(root / "out" / "data_index_train.csv",
-                                    {{"flair", "t1", "t1ce", "t2"}, "seg", "sampling_mask"});
+                                   {{"flair", "t1", "t1ce", "t2"}, "seg", "sampling_mask"});
   ASSERT_EQ(cases.size(), 3u);
   const Volume volume = load_volume(cases[0], 4);
   EXPECT_EQ(volume.target.max().item<int64_t>(), 3);  // 4 -> 3

@@ -32,7 +32,9 @@ TEST(Render, OverlayTintsForegroundOnly) {
   const at::Tensor mask = at::tensor({0, 255}, at::kLong).reshape({1, 2});
   EXPECT_EQ(label_overlay(at::zeros({1, 2, 3}, at::kByte), mask, 2)[0][1][0].item<int>(),
             static_cast<int>(std::lround(0.6 * red[0])));
-  EXPECT_THAT(error_of([&] { label_overlay(background, at::zeros({2, 2}), 2); }),
+  EXPECT_THAT(error_of([&] {
+                label_overlay(background, at::zeros({2, 2}), 2);
+              }),
               HasSubstr("expected labels [H, W] of the picture's size"));
 }
 
@@ -47,14 +49,16 @@ TEST(Render, TileGridPlacesTilesAndLabels) {
   const at::Tensor tile = at::zeros({4, 6, 3}, at::kByte);
   const at::Tensor grid = tile_grid({{tile, tile}, {tile}}, {}, /*gap=*/2);
   EXPECT_EQ(grid.sizes(), (std::vector<int64_t>{2 + 2 * 6, 2 + 2 * 8, 3}));
-  EXPECT_EQ(grid[2][2][0].item<int>(), 0);      // first tile
-  EXPECT_EQ(grid[8][10][0].item<int>(), 255);   // the missing second tile of row 2 is white
+  EXPECT_EQ(grid[2][2][0].item<int>(), 0);     // first tile
+  EXPECT_EQ(grid[8][10][0].item<int>(), 255);  // the missing second tile of row 2 is white
   const at::Tensor labelled = tile_grid({{upscale(tile, 4)}}, {"T=0.5"}, 2);
   EXPECT_GT(labelled.size(1), grid.size(1));
   EXPECT_LT(labelled.slice(1, 0, 60).min().item<int>(), 255);  // the label is drawn
   EXPECT_THAT(error_of([&] { tile_grid({{tile}}, {"x"}); }),
               HasSubstr("the figure font has no character 'x'"));
-  EXPECT_THAT(error_of([&] { tile_grid({{tile, upscale(tile, 2)}}, {}); }),
+  EXPECT_THAT(error_of([&] {
+                tile_grid({{tile, upscale(tile, 2)}}, {});
+              }),
               HasSubstr("figure tiles differ in size"));
 }
 

@@ -41,12 +41,11 @@ TEST(DrawSamples, TemperatureZeroReproducesTheArgmaxOfTheMeanExactly) {
   controls.temperature = 0.0;
   const at::Tensor mode = maps.mean.argmax(/*dim=*/0).to(at::kByte);
   int64_t seen = 0;
-  const SampleStatistics statistics =
-      draw_samples(maps, 7, controls, at::detail::createCPUGenerator(0),
-                   [&](int64_t, const at::Tensor& labels) {
-                     EXPECT_TRUE(labels.equal(mode));
-                     ++seen;
-                   });
+  const SampleStatistics statistics = draw_samples(
+      maps, 7, controls, at::detail::createCPUGenerator(0), [&](int64_t, const at::Tensor& labels) {
+        EXPECT_TRUE(labels.equal(mode));
+        ++seen;
+      });
   EXPECT_EQ(seen, 7);
   EXPECT_EQ(statistics.entropy.abs().max().item<float>(), 0.0f);
 }
@@ -139,7 +138,8 @@ class SampleFolder : public ::testing::Test {
     }
     io::write_text_file(dir / "prediction.csv",
                         "id,logit_mean,cov_diag,cov_factor,annotations\nc1,c1_logit_mean.nii.gz,"
-                        "c1_cov_diag.nii.gz,c1_cov_factor.nii.gz,c1_l1" + ext + ";c1_l2" + ext + "\n");
+                        "c1_cov_diag.nii.gz,c1_cov_factor.nii.gz,c1_l1" +
+                            ext + ";c1_l2" + ext + "\n");
     return maps;
   }
 
@@ -154,7 +154,8 @@ TEST_F(SampleFolder, WritesSamplesAnnotationsAndUncertaintyMaps) {
   EXPECT_EQ(write_samples(root_ / "predictions", root_ / "out", options), 1);
   const at::Tensor mode = maps.mean.argmax(/*dim=*/0);
   for (int i = 0; i < 3; ++i) {
-    const at::Tensor sample = io::read_label_image(root_ / "out" / ("c1_s" + std::to_string(i) + ".png"));
+    const at::Tensor sample =
+        io::read_label_image(root_ / "out" / ("c1_s" + std::to_string(i) + ".png"));
     EXPECT_TRUE(sample.equal(mode * 255)) << "sample " << i;
   }
   EXPECT_TRUE(io::read_label_image(root_ / "out" / "c1_l2.png")
@@ -205,10 +206,10 @@ TEST_F(SampleFolder, BadControlsWriteNothing) {
   write_predictions();
   SampleFolderOptions options;
   options.controls.class_weights = at::ones({3});
-  EXPECT_THAT(error_of([&] { write_samples(root_ / "predictions", root_ / "out", options); }),
-              HasSubstr("--class-weights has 3 values, but " +
-                        (root_ / "predictions" / "c1_logit_mean.nii.gz").string() +
-                        " has C = 2 classes"));
+  EXPECT_THAT(
+      error_of([&] { write_samples(root_ / "predictions", root_ / "out", options); }),
+      HasSubstr("--class-weights has 3 values, but " +
+                (root_ / "predictions" / "c1_logit_mean.nii.gz").string() + " has C = 2 classes"));
   options.controls.class_weights = at::Tensor();
   options.controls.rank_weights = at::ones({5});
   EXPECT_THAT(error_of([&] { write_samples(root_ / "predictions", root_ / "out", options); }),

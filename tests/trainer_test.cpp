@@ -2,7 +2,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -132,7 +131,8 @@ namespace {
 // geometry extended by a fourth axis).
 TEST(Trainer, PredictedVolumesKeepTheGeometryOfTheirInput) {
   if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
-  const fs::path root = fs::temp_directory_path() / ("ssn_volume_job_" + std::to_string(::getpid()));
+  const fs::path root =
+      fs::temp_directory_path() / ("ssn_volume_job_" + std::to_string(::getpid()));
   fs::remove_all(root);
   data::BratsLikeOptions synth;
   synth.cases = 3;
@@ -159,14 +159,14 @@ TEST(Trainer, PredictedVolumesKeepTheGeometryOfTheirInput) {
           .geometry;
   EXPECT_FALSE(input.direction == std::vector<double>({1, 0, 0, 0, 1, 0, 0, 0, 1}));
   for (const char* name : {"prediction", "image", "l1"}) {
-    const io::Image out = io::read_image_with_geometry(predict_options.out /
-                                                       (std::string("SYN3D-0002_") + name + ".nii.gz"));
+    const io::Image out = io::read_image_with_geometry(
+        predict_options.out / (std::string("SYN3D-0002_") + name + ".nii.gz"));
     EXPECT_EQ(out.pixels.sizes(), (std::vector<int64_t>{24, 28, 26})) << name;
     EXPECT_TRUE(out.geometry.matches(input)) << name << ": " << out.geometry.describe();
   }
   for (const char* name : {"logit_mean", "cov_diag", "cov_factor"}) {
-    const io::Image out = io::read_image_with_geometry(predict_options.out /
-                                                       (std::string("SYN3D-0002_") + name + ".nii.gz"));
+    const io::Image out = io::read_image_with_geometry(
+        predict_options.out / (std::string("SYN3D-0002_") + name + ".nii.gz"));
     EXPECT_EQ(out.pixels.size(0), std::string(name) == "cov_factor" ? 8 : 4) << name;
     io::Geometry spatial;
     for (int i = 0; i < 3; ++i) {
@@ -177,7 +177,8 @@ TEST(Trainer, PredictedVolumesKeepTheGeometryOfTheirInput) {
     EXPECT_TRUE(spatial.matches(input)) << name << ": " << out.geometry.describe();
   }
   const auto results = evaluation::evaluate_prediction_folder(
-      predict_options.out, evaluation::EvaluationOptions{4, true}, evaluation::SamplingOptions{4, 0});
+      predict_options.out, evaluation::EvaluationOptions{4, true},
+      evaluation::SamplingOptions{4, 0});
   ASSERT_EQ(results.size(), 1u);
   fs::remove_all(root);
 }

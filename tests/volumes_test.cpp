@@ -65,19 +65,16 @@ TEST_F(Volumes, SynthBratsLikeLoadsWithItsGeometryAndNestedLabels) {
 }
 
 TEST_F(Volumes, BadIndexFilesAreErrorsNamingTheFile) {
-  const fs::path missing_column = edited_csv([](std::string s) {
-    return s.replace(s.find(",t1ce"), 5, ",t1c");
-  });
+  const fs::path missing_column =
+      edited_csv([](std::string s) { return s.replace(s.find(",t1ce"), 5, ",t1c"); });
   EXPECT_THAT(error_of([&] { read_case_csv(missing_column, kBrats); }),
               HasSubstr("edited.csv: the header has no column 't1ce'"));
-  const fs::path missing_file = edited_csv([](std::string s) {
-    return s.replace(s.rfind("_seg.nii.gz"), 11, "_sex.nii.gz");
-  });
+  const fs::path missing_file = edited_csv(
+      [](std::string s) { return s.replace(s.rfind("_seg.nii.gz"), 11, "_sex.nii.gz"); });
   EXPECT_THAT(error_of([&] { read_case_csv(missing_file, kBrats); }),
               HasSubstr("edited.csv line 2: column 'seg' names "));
-  const fs::path duplicate = edited_csv([](std::string s) {
-    return s + s.substr(s.find('\n') + 1);
-  });
+  const fs::path duplicate =
+      edited_csv([](std::string s) { return s + s.substr(s.find('\n') + 1); });
   EXPECT_THAT(error_of([&] { read_case_csv(duplicate, kBrats); }),
               HasSubstr("edited.csv line 3: duplicate id 'SYN3D-0000'"));
   // Without a sampling mask column the mask is all ones.

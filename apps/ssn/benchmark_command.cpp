@@ -30,12 +30,13 @@ void run_predict_benchmark(const BenchmarkFlags& flags) {
     std::cout << report.dump(2) << "\n";
     return;
   }
-  std::cout << "ssn benchmark predict (" << report["threads"] << " threads): "
-            << report["model"].get<std::string>() << " on " << report["shape"].dump() << ", "
-            << report["tiles"] << " tiles of " << report["tile_input"].dump() << " -> "
-            << report["tile_output"].dump() << ": " << report["seconds"].get<double>()
-            << " s, peak RSS " << report["peak_rss_bytes"].get<double>() / (1 << 20)
-            << " MiB (tensors at once " << report["peak_tensor_bytes"].get<double>() / (1 << 20)
+  std::cout << "ssn benchmark predict (" << report["threads"]
+            << " threads): " << report["model"].get<std::string>() << " on "
+            << report["shape"].dump() << ", " << report["tiles"] << " tiles of "
+            << report["tile_input"].dump() << " -> " << report["tile_output"].dump() << ": "
+            << report["seconds"].get<double>() << " s, peak RSS "
+            << report["peak_rss_bytes"].get<double>() / (1 << 20) << " MiB (tensors at once "
+            << report["peak_tensor_bytes"].get<double>() / (1 << 20)
             << " MiB, of which the output maps " << report["output_bytes"].get<double>() / (1 << 20)
             << " MiB)\n";
 }

@@ -59,7 +59,9 @@ void add_evaluate_command(CLI::App& app) {
       "annotator diversity, HM-IoU, Dice per class (and BraTS regions), NCC, class-wise ECE and,\n"
       "for --predictions, Dice of the mean and the log-likelihood of the annotations; per case in\n"
       "OUT/metrics.csv and as mean +- standard error in OUT/summary.json.");
-  command->footer("Example:\n  ssn evaluate --predictions runs/lowrank/predictions --out runs/lowrank/evaluation");
+  command->footer(
+      "Example:\n  ssn evaluate --predictions runs/lowrank/predictions --out "
+      "runs/lowrank/evaluation");
   auto* predictions =
       command
           ->add_option("--predictions", flags->predictions,

@@ -19,7 +19,9 @@ void add_report_command(CLI::App& app) {
       "(JOB/train_log.csv), and for the first test cases (JOB/predictions) the image, the\n"
       "annotations, the mean prediction, samples and the pixel-wise entropy, plus temperature and\n"
       "class-weight sweeps for stochastic models.");
-  command->footer("Example:\n  ssn report --job-dir runs/lowrank --job-dir runs/deterministic --out runs/report.html");
+  command->footer(
+      "Example:\n  ssn report --job-dir runs/lowrank --job-dir runs/deterministic --out "
+      "runs/report.html");
   command
       ->add_option("--job-dir", *job_dirs,
                    "Job folder of ssn train (repeat to compare models in one page)")

@@ -33,18 +33,20 @@ void run_sample(SampleFlags& flags) {
   int64_t cases = 0;
   {
     ProgressBar bar("sample");
-    cases = evaluation::write_samples(flags.predictions, flags.out, flags.options,
-                                      [&bar](int64_t done, int64_t total) { bar.update(done, total); });
+    cases =
+        evaluation::write_samples(flags.predictions, flags.out, flags.options,
+                                  [&bar](int64_t done, int64_t total) { bar.update(done, total); });
   }
   if (flags.options.sweep) {
     std::printf("wrote the %s sweep of %lld cases to %s (<id>_sweep_%s.png)\n",
                 flags.options.sweep->name().c_str(), static_cast<long long>(cases),
                 flags.out.c_str(), flags.options.sweep->name().c_str());
   } else {
-    std::printf("wrote %lld samples of each of %lld cases to %s (<id>_s<i>, <id>_l<j>, "
-                "<id>_entropy, <id>_frequency)\n",
-                static_cast<long long>(flags.options.num_samples), static_cast<long long>(cases),
-                flags.out.c_str());
+    std::printf(
+        "wrote %lld samples of each of %lld cases to %s (<id>_s<i>, <id>_l<j>, "
+        "<id>_entropy, <id>_frequency)\n",
+        static_cast<long long>(flags.options.num_samples), static_cast<long long>(cases),
+        flags.out.c_str());
   }
 }
 
@@ -56,11 +58,15 @@ void add_sample_command(CLI::App& app) {
       "sample",
       "Draw segmentations from a predictions folder (ssn predict): per case --num-samples label\n"
       "maps (PNG in 2-D, NIfTI in 3-D), copies of the annotations (so --out is a samples folder\n"
-      "for ssn evaluate --samples), the pixel-wise entropy and class frequency maps. The noise can\n"
+      "for ssn evaluate --samples), the pixel-wise entropy and class frequency maps. The noise "
+      "can\n"
       "be steered: --temperature scales it, --class-weights scales it per class, --rank-weights\n"
       "per rank. --sweep renders one figure per case instead: a row per setting, the same noise\n"
       "in every row.");
-  command->footer("Example:\n  ssn sample --predictions runs/lowrank/predictions --num-samples 16 --out runs/lowrank/samples\n  ssn sample --predictions runs/lowrank/predictions --num-samples 6 --sweep class:1 --out sweeps/w");
+  command->footer(
+      "Example:\n  ssn sample --predictions runs/lowrank/predictions --num-samples 16 --out "
+      "runs/lowrank/samples\n  ssn sample --predictions runs/lowrank/predictions --num-samples 6 "
+      "--sweep class:1 --out sweeps/w");
   command
       ->add_option("--predictions", flags->predictions,
                    "Predictions folder (prediction.csv + mean / cov_diag / cov_factor maps)")

@@ -23,9 +23,8 @@ void run_synth(const SynthFlags& flags) {
     if (flags.cases > 0) options.cases = flags.cases;
     options.seed = flags.seed;
     const data::SplitCounts counts = data::write_lidc_like(flags.out, options);
-    std::cout << "wrote a lidc-like data set to " << flags.out << ": " << counts.train
-              << " train, " << counts.val << " val, " << counts.test
-              << " test images, 4 annotator masks each\n";
+    std::cout << "wrote a lidc-like data set to " << flags.out << ": " << counts.train << " train, "
+              << counts.val << " val, " << counts.test << " test images, 4 annotator masks each\n";
   } else {
     data::BratsLikeOptions options;
     if (flags.cases > 0) options.cases = flags.cases;

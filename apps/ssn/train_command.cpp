@@ -100,10 +100,10 @@ void add_train_command(CLI::App& app) {
                                      "CSV index of the training volumes (configs whose data "
                                      "section names channels)")
                         ->check(CLI::ExistingFile);
-  auto* valid_csv = command
-                        ->add_option("--valid-csv-path", flags->valid_csv,
-                                     "CSV index of the validation volumes")
-                        ->check(CLI::ExistingFile);
+  auto* valid_csv =
+      command
+          ->add_option("--valid-csv-path", flags->valid_csv, "CSV index of the validation volumes")
+          ->check(CLI::ExistingFile);
   data_dir->excludes(train_csv)->excludes(valid_csv);
   train_csv->needs(valid_csv);
   valid_csv->needs(train_csv);
@@ -131,7 +131,8 @@ void add_train_command(CLI::App& app) {
   predict->footer(
       "Examples:\n  ssn predict --config-file runs/lowrank/config.json --checkpoint "
       "runs/lowrank/checkpoint_best.pt --data-dir data/lidc_like --out runs/lowrank/predictions\n"
-      "  ssn predict --config-file runs/brats/config.json --checkpoint runs/brats/checkpoint_best.pt "
+      "  ssn predict --config-file runs/brats/config.json --checkpoint "
+      "runs/brats/checkpoint_best.pt "
       "--test-csv-path data/brats_like/test.csv --out runs/brats/predictions");
   predict->add_option("--config-file", predict_flags->config_file, "The run's JSON config")
       ->required()
@@ -140,9 +141,9 @@ void add_train_command(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   auto* predict_data = predict
-                          ->add_option("--data-dir", predict_flags->data_dir,
-                                       "Folder in the LIDC crops layout (2-D configs)")
-                          ->check(CLI::ExistingDirectory);
+                           ->add_option("--data-dir", predict_flags->data_dir,
+                                        "Folder in the LIDC crops layout (2-D configs)")
+                           ->check(CLI::ExistingDirectory);
   auto* predict_csv = predict
                           ->add_option("--test-csv-path", predict_flags->test_csv,
                                        "CSV index of the volumes to predict whole (tiles of "

@@ -227,8 +227,8 @@ Config parse_config(const json& root, const std::string& origin) {
         o.read_number("prob", t.rotation_probability);
         o.read("allowed_planes", t.rotation_planes);
         for (const auto& plane : t.rotation_planes) {
-          TORCH_CHECK(plane.size() == 2 && plane[0] != plane[1] && plane[0] >= 1 &&
-                          plane[1] >= 1 && plane[0] <= config.model.dimensions &&
+          TORCH_CHECK(plane.size() == 2 && plane[0] != plane[1] && plane[0] >= 1 && plane[1] >= 1 &&
+                          plane[0] <= config.model.dimensions &&
                           plane[1] <= config.model.dimensions,
                       origin, ": ", path,
                       "RandomPatchRotation.allowed_planes: expected pairs of different spatial "

@@ -29,10 +29,12 @@ at::Tensor z_score_normalise(const at::Tensor& channel, const at::Tensor& brain)
     return a + (b - a) * (position - static_cast<double>(low));
   };
   const double low = percentile(5.0), high = percentile(95.0);
-  const at::Tensor selected =
-      brain.logical_and(values > low).logical_and(values < high).logical_and(values > values.mean());
+  const at::Tensor selected = brain.logical_and(values > low)
+                                  .logical_and(values < high)
+                                  .logical_and(values > values.mean());
   const at::Tensor kept = values.masked_select(selected);
-  TORCH_CHECK(kept.numel() > 0, "z-score: no brain voxel lies strictly between the 5th and 95th "
+  TORCH_CHECK(kept.numel() > 0,
+              "z-score: no brain voxel lies strictly between the 5th and 95th "
               "percentiles and above the mean");
   const double mean = kept.mean().item<double>();
   const double deviation = kept.std(/*unbiased=*/false).item<double>();
@@ -43,12 +45,12 @@ at::Tensor z_score_normalise(const at::Tensor& channel, const at::Tensor& brain)
 PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& output_dir,
                                   const PreprocessOptions& options) {
   TORCH_CHECK(fs::is_directory(input_dir), "--input-dir ", input_dir.string(), ": no such folder");
-  TORCH_CHECK(options.fractions.size() == 3 &&
-                  std::all_of(options.fractions.begin(), options.fractions.end(),
-                              [](double f) { return f >= 0; }) &&
-                  std::abs(options.fractions[0] + options.fractions[1] + options.fractions[2] - 1.0) <
-                      1e-6,
-              "--fractions: expected three non-negative numbers adding up to 1");
+  TORCH_CHECK(
+      options.fractions.size() == 3 &&
+          std::all_of(options.fractions.begin(), options.fractions.end(),
+                      [](double f) { return f >= 0; }) &&
+          std::abs(options.fractions[0] + options.fractions[1] + options.fractions[2] - 1.0) < 1e-6,
+      "--fractions: expected three non-negative numbers adding up to 1");
   TORCH_CHECK(!fs::exists(output_dir) || (fs::is_directory(output_dir) && fs::is_empty(output_dir)),
               "--output-dir ", output_dir.string(), " already exists and is not an empty folder");
   // Case folders: every <dir>/<name>/<name>_flair.nii.gz.

@@ -96,10 +96,10 @@ SplitCounts write_brats_like(const fs::path& out, const BratsLikeOptions& option
       seg.masked_fill_(tumour_core, 3);
       seg.masked_fill_(necrotic, 1);
       // Channel contrasts (tissue, oedema, enhancing, necrotic), loosely as the MR sequences.
-      const double contrast[4][4] = {{1.0, 2.2, 2.0, 1.2},    // FLAIR
-                                     {1.0, 0.7, 0.8, 0.4},    // T1
-                                     {1.0, 1.1, 2.6, 0.5},    // T1ce
-                                     {1.0, 2.0, 1.6, 2.4}};   // T2
+      const double contrast[4][4] = {{1.0, 2.2, 2.0, 1.2},   // FLAIR
+                                     {1.0, 0.7, 0.8, 0.4},   // T1
+                                     {1.0, 1.1, 2.6, 0.5},   // T1ce
+                                     {1.0, 2.0, 1.6, 2.4}};  // T2
       const char* channel_names[4] = {"flair", "t1", "t1ce", "t2"};
       const fs::path folder = staging / id;
       fs::create_directories(folder);
@@ -123,8 +123,7 @@ SplitCounts write_brats_like(const fs::path& out, const BratsLikeOptions& option
       for (const char* channel : channel_names) {
         csv[split] << "," << id << "/" << id << "_" << channel << ".nii.gz";
       }
-      csv[split] << "," << id << "/" << id << "_seg.nii.gz," << id << "/" << id
-                 << "_mask.nii.gz\n";
+      csv[split] << "," << id << "/" << id << "_seg.nii.gz," << id << "/" << id << "_mask.nii.gz\n";
     }
     io::write_text_file(staging / "train.csv", csv[0].str());
     io::write_text_file(staging / "valid.csv", csv[1].str());

@@ -16,8 +16,7 @@ std::vector<VolumeCase> read_case_csv(const fs::path& csv, const CsvColumns& col
   if (!columns.target.empty()) required.push_back(columns.target);
   for (const auto& name : required) {
     TORCH_CHECK(table.column.count(name), csv.string(), ": the header has no column '", name,
-                "' (the config's data section names the columns id, channels ",
-                "and target)");
+                "' (the config's data section names the columns id, channels ", "and target)");
   }
   const bool has_mask = !columns.sampling_mask.empty() && table.column.count(columns.sampling_mask);
   const fs::path folder = csv.parent_path();
@@ -71,8 +70,8 @@ Volume load_volume(const VolumeCase& c, int64_t num_classes) {
   volume.image = at::stack(channels);
   const auto spatial = channels.front().sizes();
   const auto check_aligned = [&](const fs::path& path, const io::Image& image) {
-    TORCH_CHECK(image.pixels.sizes() == spatial, "case ", c.id, ": ", path.string(),
-                " has shape ", image.pixels.sizes(), ", but the channels have ", spatial);
+    TORCH_CHECK(image.pixels.sizes() == spatial, "case ", c.id, ": ", path.string(), " has shape ",
+                image.pixels.sizes(), ", but the channels have ", spatial);
     TORCH_CHECK(image.geometry.matches(volume.geometry), "case ", c.id, ": ", path.string(),
                 " has another geometry than the channels (", image.geometry.describe(), " vs ",
                 volume.geometry.describe(), ")");

@@ -52,27 +52,30 @@ nlohmann::json demo_config(bool low_rank, const DemoOptions& options) {
   // The CPU-sized recipe of configs/lidc_small_*.json (docs/results.md): covariance frozen for the
   // first third of the epochs, the learning rate cut after two thirds.
   const int64_t epochs = options.epochs;
-  nlohmann::json model = {{"input_channels", 1},      {"num_classes", 2},
-                          {"filters", {16, 32, 64, 64}}, {"convs_per_level", 2},
+  nlohmann::json model = {{"input_channels", 1},
+                          {"num_classes", 2},
+                          {"filters", {16, 32, 64, 64}},
+                          {"convs_per_level", 2},
                           {"normalisation", "batch"}};
   if (low_rank) {
     model["rank"] = 10;
     model["log_diag_bias"] = -4.0;
     model["factor_init_scale"] = 0.03;
   }
-  return {
-      {"model", {{low_rank ? "StochasticUNet" : "UNet", model}}},
-      {"data", {{"dataset", "lidc"}, {"crop", 128}, {"size", options.size}, {"annotators", 4}}},
-      {"training",
-       {{"batch_size", 12}, {"num_epochs", epochs}, {"mean_only_epochs", low_rank ? epochs / 3 : 0}}},
-      {"valid", {{"eval_every", 2}, {"num_cases", 20}, {"num_samples", 16}}},
-      {"loss", low_rank ? nlohmann::json{{"StochasticSegmentationNetworkLossMCIntegral",
-                                          {{"num_mc_samples", 20}}}}
-                        : nlohmann::json{{"CrossEntropyLoss", nlohmann::json::object()}}},
-      {"optimizer", {{"Adam", {{"lr", 1e-3}, {"weight_decay", 1e-5}}}}},
-      {"scheduler",
-       {{"MultiStepLR",
-         {{"milestones", {std::max<int64_t>(1, (2 * epochs) / 3)}}, {"gamma", 0.3}}}}}};
+  return {{"model", {{low_rank ? "StochasticUNet" : "UNet", model}}},
+          {"data", {{"dataset", "lidc"}, {"crop", 128}, {"size", options.size}, {"annotators", 4}}},
+          {"training",
+           {{"batch_size", 12},
+            {"num_epochs", epochs},
+            {"mean_only_epochs", low_rank ? epochs / 3 : 0}}},
+          {"valid", {{"eval_every", 2}, {"num_cases", 20}, {"num_samples", 16}}},
+          {"loss", low_rank ? nlohmann::json{{"StochasticSegmentationNetworkLossMCIntegral",
+                                              {{"num_mc_samples", 20}}}}
+                            : nlohmann::json{{"CrossEntropyLoss", nlohmann::json::object()}}},
+          {"optimizer", {{"Adam", {{"lr", 1e-3}, {"weight_decay", 1e-5}}}}},
+          {"scheduler",
+           {{"MultiStepLR",
+             {{"milestones", {std::max<int64_t>(1, (2 * epochs) / 3)}}, {"gamma", 0.3}}}}}};
 }
 
 DemoResult run_demo(const DemoOptions& options) {
@@ -81,8 +84,7 @@ DemoResult run_demo(const DemoOptions& options) {
   TORCH_CHECK(options.epochs >= 1, "--epochs must be >= 1, got ", options.epochs);
   TORCH_CHECK(options.size >= 16 && options.size <= 128 && 128 % options.size == 0,
               "--size must divide 128 and be >= 16 (16, 32, 64 or 128), got ", options.size);
-  TORCH_CHECK(options.eval_samples >= 1, "--eval-samples must be >= 1, got ",
-              options.eval_samples);
+  TORCH_CHECK(options.eval_samples >= 1, "--eval-samples must be >= 1, got ", options.eval_samples);
   prepare_folder(options);
   const auto stage = [&](const std::string& line) {
     if (options.on_stage) options.on_stage(line);
@@ -110,7 +112,8 @@ DemoResult run_demo(const DemoOptions& options) {
         config::parse_config(demo_config(low_rank, options), "the " + name + " demo config");
     stage("[" + std::to_string(step++) + "/4] training the " +
           (low_rank ? std::string("low-rank SSN (rank 10)") : std::string("deterministic U-Net")) +
-          " for " + std::to_string(options.epochs) + (options.epochs == 1 ? " epoch in " : " epochs in ") + job.string() +
+          " for " + std::to_string(options.epochs) +
+          (options.epochs == 1 ? " epoch in " : " epochs in ") + job.string() +
           ", then predicting and evaluating the test split");
     train::TrainOptions train_options;
     train_options.data_dir = data_dir;
@@ -130,8 +133,8 @@ DemoResult run_demo(const DemoOptions& options) {
     sampling.num_samples = options.eval_samples;
     sampling.seed = options.seed;
     const nlohmann::json summary = evaluation::write_evaluation(
-        job / "evaluation", evaluation::evaluate_prediction_folder(
-                                job / "predictions", evaluation_options, sampling));
+        job / "evaluation",
+        evaluation::evaluate_prediction_folder(job / "predictions", evaluation_options, sampling));
     record["seconds"]["predict_evaluate_" + name] = watch.lap();
     const double ged = summary_mean(summary, "ged");
     if (low_rank) {

@@ -317,8 +317,7 @@ PredictionMaps read_prediction_maps(const PredictionCase& c) {
   return maps;
 }
 
-at::Tensor read_annotations(const PredictionCase& c, int64_t num_classes,
-                            at::IntArrayRef spatial) {
+at::Tensor read_annotations(const PredictionCase& c, int64_t num_classes, at::IntArrayRef spatial) {
   EvaluationOptions options;
   options.num_classes = num_classes;
   return read_maps(c.annotations, options, spatial, c.logit_mean);

@@ -49,7 +49,8 @@ SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
   const int64_t classes = maps.mean.size(0);
   const int64_t pixels = maps.mean.numel() / classes;
   const std::vector<int64_t> spatial(maps.mean.sizes().begin() + 1, maps.mean.sizes().end());
-  const int64_t chunk = std::max<int64_t>(1, kChunkValues / std::max<int64_t>(1, maps.mean.numel()));
+  const int64_t chunk =
+      std::max<int64_t>(1, kChunkValues / std::max<int64_t>(1, maps.mean.numel()));
   at::Tensor counts = at::zeros({classes, pixels}, at::kInt);
   for (int64_t start = 0; start < num_samples; start += chunk) {
     const int64_t m = std::min(chunk, num_samples - start);
@@ -163,9 +164,9 @@ at::Tensor render_sweep(const PredictionMaps& maps, const at::Tensor& image, con
     samples = samples.select(2, slice);
     if (picture_source.defined()) picture_source = picture_source.select(0, slice);
   }
-  const at::Tensor background =
-      picture_source.defined() ? report::grey_picture(picture_source)
-                               : report::black_picture(samples.size(2), samples.size(3));
+  const at::Tensor background = picture_source.defined()
+                                    ? report::grey_picture(picture_source)
+                                    : report::black_picture(samples.size(2), samples.size(3));
   // Small maps are enlarged so that a figure is readable; label maps stay crisp.
   const int64_t factor = std::max<int64_t>(1, 128 / std::max(samples.size(2), samples.size(3)));
   std::vector<std::vector<at::Tensor>> rows;
@@ -219,10 +220,9 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
           TORCH_CHECK(!image.defined() || image.sizes() == maps.mean.sizes().slice(1),
                       c.image.string(), " has shape ", image.sizes(), ", but the maps of case ",
                       c.id, " have ", maps.mean.sizes().slice(1));
-          io::write_rgb_png(
-              staging / (c.id + "_sweep_" + options.sweep->name() + ".png"),
-              render_sweep(maps, image, *options.sweep, options.controls, options.num_samples,
-                           generator));
+          io::write_rgb_png(staging / (c.id + "_sweep_" + options.sweep->name() + ".png"),
+                            render_sweep(maps, image, *options.sweep, options.controls,
+                                         options.num_samples, generator));
         } else {
           const SampleStatistics statistics = draw_samples(
               maps, options.num_samples, options.controls, generator,
@@ -230,8 +230,7 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
                 io::write_label_image(staging / (c.id + "_s" + std::to_string(n) + ext),
                                       stored_labels(labels, classes));
               });
-          const at::Tensor annotations =
-              read_annotations(c, classes, maps.mean.sizes().slice(1));
+          const at::Tensor annotations = read_annotations(c, classes, maps.mean.sizes().slice(1));
           for (int64_t j = 0; j < annotations.size(0); ++j) {
             io::write_label_image(staging / (c.id + "_l" + std::to_string(j + 1) + ext),
                                   stored_labels(annotations[j], classes));
@@ -239,9 +238,9 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
           io::write_float_image(staging / (c.id + "_frequency.nii.gz"), statistics.frequency);
           io::write_float_image(staging / (c.id + "_entropy.nii.gz"), statistics.entropy);
           if (planar) {
-            io::write_rgb_png(staging / (c.id + "_entropy.png"),
-                              report::heat_picture(statistics.entropy,
-                                                   std::log(static_cast<double>(classes))));
+            io::write_rgb_png(
+                staging / (c.id + "_entropy.png"),
+                report::heat_picture(statistics.entropy, std::log(static_cast<double>(classes))));
           }
         }
         std::lock_guard<std::mutex> lock(progress_mutex);

@@ -1,10 +1,10 @@
 #include "ssn/io/image.h"
 
-#include "ssn/io/atomic_file.h"
-
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+
+#include "ssn/io/atomic_file.h"
 
 #ifdef SSN_WITH_ITK
 #include <itkImage.h>
@@ -211,8 +211,7 @@ std::string Geometry::describe() const {
     for (size_t i = 0; i < values.size(); ++i) out << (i ? ", " : "") << values[i];
     return out.str() + ")";
   };
-  return "spacing " + list(spacing) + ", origin " + list(origin) + ", direction " +
-         list(direction);
+  return "spacing " + list(spacing) + ", origin " + list(origin) + ", direction " + list(direction);
 }
 
 Image read_image_with_geometry(const std::filesystem::path& path) {

@@ -8,7 +8,6 @@
 #include <itkImportImageFilter.h>
 #include <itkPNGImageIO.h>
 #include <itkRGBPixel.h>
-
 #include <itksys/Base64.h>
 
 #include <cstring>
@@ -75,10 +74,10 @@ std::string rgb_png_base64(const at::Tensor& rgb) {
   std::filesystem::remove(file, ignored);
   TORCH_CHECK(!bytes.empty(), "cannot read back the encoded picture ", file.string());
   std::string encoded((bytes.size() + 2) / 3 * 4 + 4, '\0');
-  const size_t length = itksysBase64_Encode(reinterpret_cast<const unsigned char*>(bytes.data()),
-                                            bytes.size(),
-                                            reinterpret_cast<unsigned char*>(encoded.data()),
-                                            /*mark_end=*/0);
+  const size_t length =
+      itksysBase64_Encode(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
+                          reinterpret_cast<unsigned char*>(encoded.data()),
+                          /*mark_end=*/0);
   encoded.resize(length);
   return encoded;
 #else

@@ -64,7 +64,8 @@ template <size_t D>
 DeepMedicImpl<D>::DeepMedicImpl(DeepMedicOptions options) : options_(std::move(options)) {
   const auto& maps = options_.feature_maps();
   const auto& factors = options_.scale_factors();
-  TORCH_CHECK(!maps.empty() && !factors.empty(), "DeepMedic: feature_maps and scale_factors must "
+  TORCH_CHECK(!maps.empty() && !factors.empty(),
+              "DeepMedic: feature_maps and scale_factors must "
               "not be empty");
   for (int64_t factor : factors) {
     TORCH_CHECK(factor >= 1, "DeepMedic: scale factors must be >= 1, got ", factor);
@@ -73,8 +74,8 @@ DeepMedicImpl<D>::DeepMedicImpl(DeepMedicOptions options) : options_(std::move(o
               "DeepMedic: dropout needs fully_connected.size() + 1 = ",
               options_.fully_connected().size() + 1, " values, got ", options_.dropout().size());
   for (size_t p = 0; p < factors.size(); ++p) {
-    auto pathway = register_module(pathway_name(factors[p], D, p),
-                                   std::make_shared<torch::nn::Module>());
+    auto pathway =
+        register_module(pathway_name(factors[p], D, p), std::make_shared<torch::nn::Module>());
     auto path = pathway->register_module("path", std::make_shared<torch::nn::Module>());
     std::vector<std::shared_ptr<PreActBlockImpl<D>>> blocks;
     int64_t in = options_.in_channels();
@@ -114,6 +115,15 @@ int64_t DeepMedicImpl<D>::input_size_for(int64_t output) const {
   const int64_t s0 = options_.scale_factors().front();
   const int64_t shrink = 2 * static_cast<int64_t>(options_.feature_maps().size());
   return (ceil_div(std::max<int64_t>(output, 1), s0) + shrink) * s0;
+}
+
+template <size_t D>
+int64_t DeepMedicImpl<D>::widest_layer() const {
+  // The pathways' blocks work near the input size; the wider 1x1 blocks only at the (much
+  // smaller) output size.
+  int64_t widest = options_.in_channels();
+  for (int64_t c : options_.feature_maps()) widest = std::max(widest, c);
+  return widest;
 }
 
 template <size_t D>

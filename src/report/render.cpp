@@ -72,8 +72,8 @@ at::Tensor grey_picture(const at::Tensor& image) {
   TORCH_CHECK(image.dim() == 2, "expected an image [H, W], got ", image.sizes());
   const at::Tensor values = image.to(at::kFloat);
   const float low = values.min().item<float>(), high = values.max().item<float>();
-  const at::Tensor grey = high > low ? ((values - low) / (high - low) * 255).round()
-                                     : at::zeros_like(values);
+  const at::Tensor grey =
+      high > low ? ((values - low) / (high - low) * 255).round() : at::zeros_like(values);
   return grey.to(at::kByte).unsqueeze(-1).expand({-1, -1, 3}).contiguous();
 }
 
@@ -83,11 +83,11 @@ at::Tensor black_picture(int64_t height, int64_t width) {
 
 std::array<uint8_t, 3> class_colour(int64_t c) {
   static const std::array<std::array<uint8_t, 3>, 6> colours = {{{230, 50, 50},
-                                                                  {40, 200, 70},
-                                                                  {60, 110, 255},
-                                                                  {250, 220, 40},
-                                                                  {220, 60, 220},
-                                                                  {40, 220, 230}}};
+                                                                 {40, 200, 70},
+                                                                 {60, 110, 255},
+                                                                 {250, 220, 40},
+                                                                 {220, 60, 220},
+                                                                 {40, 220, 230}}};
   TORCH_CHECK(c >= 1, "class ", c, " has no colour: background is not drawn");
   return colours[(c - 1) % colours.size()];
 }
@@ -127,8 +127,8 @@ at::Tensor heat_picture(const at::Tensor& values, double max_value) {
     const int low = std::min(3, static_cast<int>(in[i]));
     const float f = in[i] - static_cast<float>(low);
     for (int k = 0; k < 3; ++k) {
-      out[3 * i + k] =
-          static_cast<uint8_t>(std::lround(stops[low][k] + f * (stops[low + 1][k] - stops[low][k])));
+      out[3 * i + k] = static_cast<uint8_t>(
+          std::lround(stops[low][k] + f * (stops[low + 1][k] - stops[low][k])));
     }
   }
   return picture;
@@ -143,8 +143,8 @@ at::Tensor upscale(const at::Tensor& picture, int64_t factor) {
 at::Tensor tile_grid(const std::vector<std::vector<at::Tensor>>& rows,
                      const std::vector<std::string>& row_labels, int64_t gap) {
   TORCH_CHECK(!rows.empty() && !rows.front().empty(), "a figure needs at least one tile");
-  TORCH_CHECK(row_labels.empty() || row_labels.size() == rows.size(), "a figure with ",
-              rows.size(), " rows got ", row_labels.size(), " row labels");
+  TORCH_CHECK(row_labels.empty() || row_labels.size() == rows.size(), "a figure with ", rows.size(),
+              " rows got ", row_labels.size(), " row labels");
   const int64_t tile_h = rows.front().front().size(0), tile_w = rows.front().front().size(1);
   size_t columns = 0, label_chars = 0;
   for (const auto& row : rows) columns = std::max(columns, row.size());
@@ -152,16 +152,19 @@ at::Tensor tile_grid(const std::vector<std::vector<at::Tensor>>& rows,
   const int64_t label_w =
       label_chars ? static_cast<int64_t>(label_chars) * (kGlyphWidth + 1) * kTextScale + 2 * gap
                   : 0;
-  const int64_t n_rows = static_cast<int64_t>(rows.size()), n_columns = static_cast<int64_t>(columns);
-  at::Tensor canvas = at::full({gap + n_rows * (tile_h + gap), label_w + gap + n_columns * (tile_w + gap), 3},
-                               255, at::kByte);
+  const int64_t n_rows = static_cast<int64_t>(rows.size()),
+                n_columns = static_cast<int64_t>(columns);
+  at::Tensor canvas =
+      at::full({gap + n_rows * (tile_h + gap), label_w + gap + n_columns * (tile_w + gap), 3}, 255,
+               at::kByte);
   for (int64_t r = 0; r < n_rows; ++r) {
     const int64_t top = gap + r * (tile_h + gap);
     for (size_t c = 0; c < rows[r].size(); ++c) {
       const at::Tensor& tile = rows[r][c];
       check_picture(tile);
-      TORCH_CHECK(tile.size(0) == tile_h && tile.size(1) == tile_w, "figure tiles differ in size: ",
-                  tile.sizes(), " and ", rows.front().front().sizes());
+      TORCH_CHECK(tile.size(0) == tile_h && tile.size(1) == tile_w,
+                  "figure tiles differ in size: ", tile.sizes(), " and ",
+                  rows.front().front().sizes());
       const int64_t left = label_w + gap + static_cast<int64_t>(c) * (tile_w + gap);
       canvas.slice(0, top, top + tile_h).slice(1, left, left + tile_w).copy_(tile);
     }

@@ -28,11 +28,20 @@ std::string escape(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -135,9 +144,9 @@ std::string svg_chart(const std::string& title, const std::vector<Series>& serie
     }
     svg << "<polyline fill=\"none\" stroke=\"" << s.colour << "\" stroke-width=\"1.8\" points=\""
         << points.str() << "\"/>";
-    svg << "<rect x=\"" << legend_x << "\" y=\"" << kTop + 6 << "\" width=\"10\" height=\"10\" fill=\""
-        << s.colour << "\"/><text x=\"" << legend_x + 14 << "\" y=\"" << kTop + 15 << "\">"
-        << escape(s.name) << "</text>";
+    svg << "<rect x=\"" << legend_x << "\" y=\"" << kTop + 6
+        << "\" width=\"10\" height=\"10\" fill=\"" << s.colour << "\"/><text x=\"" << legend_x + 14
+        << "\" y=\"" << kTop + 15 << "\">" << escape(s.name) << "</text>";
     legend_x += 24 + 7.0 * static_cast<double>(s.name.size());
   }
   svg << "</svg>";
@@ -169,7 +178,8 @@ std::string curves_section(const fs::path& job) {
     return "<p class=\"missing\">No train_log.csv in " + escape(job.string()) + ".</p>";
   }
   const auto records = train::parse_train_log(read_text(file), file.string());
-  if (records.empty()) return "<p class=\"missing\">" + escape(file.string()) + " has no epochs.</p>";
+  if (records.empty())
+    return "<p class=\"missing\">" + escape(file.string()) + " has no epochs.</p>";
   Series train_loss{"train loss", "#1f77b4", {}, {}}, val_loss{"val loss", "#ff7f0e", {}, {}},
       ged{"val GED", "#2ca02c", {}, {}};
   for (const auto& r : records) {
@@ -214,17 +224,19 @@ std::string montage_section(const fs::path& job, const ReportOptions& options) {
     const int64_t factor =
         std::max<int64_t>(1, 128 / std::max(background.size(0), background.size(1)));
     std::vector<at::Tensor> samples;
-    at::Generator generator = at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(i));
-    const evaluation::SampleStatistics statistics = evaluation::draw_samples(
-        maps, std::max(options.entropy_samples, options.num_samples), {}, generator,
-        [&](int64_t n, const at::Tensor& labels) {
-          if (n < options.num_samples) samples.push_back(labels);
-        });
+    at::Generator generator =
+        at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(i));
+    const evaluation::SampleStatistics statistics =
+        evaluation::draw_samples(maps, std::max(options.entropy_samples, options.num_samples), {},
+                                 generator, [&](int64_t n, const at::Tensor& labels) {
+                                   if (n < options.num_samples) samples.push_back(labels);
+                                 });
     stochastic = stochastic || maps.cov_factor.abs().max().item<double>() > 0 ||
                  maps.cov_diag.max().item<double>() > 1e-9;
     if (i == 0) {
       html << "<tr><th>case</th><th>image</th>";
-      for (int64_t j = 0; j < annotations.size(0); ++j) html << "<th>annotation " << j + 1 << "</th>";
+      for (int64_t j = 0; j < annotations.size(0); ++j)
+        html << "<th>annotation " << j + 1 << "</th>";
       html << "<th>mean</th>";
       for (int64_t n = 0; n < options.num_samples; ++n) html << "<th>sample " << n + 1 << "</th>";
       html << "<th>entropy</th></tr>";
@@ -232,10 +244,12 @@ std::string montage_section(const fs::path& job, const ReportOptions& options) {
     const auto overlay = [&](const at::Tensor& labels) {
       return upscale(label_overlay(background, planar(labels, slice), classes), factor);
     };
-    html << "<tr><td>" << escape(c.id) << (mode.dim() == 3 ? "<br>slice " + std::to_string(slice) : "")
-         << "</td><td>" << img(upscale(background, factor), "image") << "</td>";
+    html << "<tr><td>" << escape(c.id)
+         << (mode.dim() == 3 ? "<br>slice " + std::to_string(slice) : "") << "</td><td>"
+         << img(upscale(background, factor), "image") << "</td>";
     for (int64_t j = 0; j < annotations.size(0); ++j) {
-      html << "<td>" << img(overlay(annotations[j]), "annotation " + std::to_string(j + 1)) << "</td>";
+      html << "<td>" << img(overlay(annotations[j]), "annotation " + std::to_string(j + 1))
+           << "</td>";
     }
     html << "<td>" << img(overlay(mode), "argmax of the mean") << "</td>";
     for (size_t n = 0; n < samples.size(); ++n) {
@@ -256,7 +270,8 @@ std::string montage_section(const fs::path& job, const ReportOptions& options) {
     const evaluation::PredictionCase& c = cases.front();
     const evaluation::PredictionMaps maps = evaluation::read_prediction_maps(c);
     const at::Tensor image = c.image.empty() ? at::Tensor() : io::read_image(c.image);
-    html << "<h3>Post-hoc control of the samples (case " << escape(c.id) << ")</h3><div class=\"row\">";
+    html << "<h3>Post-hoc control of the samples (case " << escape(c.id)
+         << ")</h3><div class=\"row\">";
     for (const char* kind : {"temperature", "class:1"}) {
       const auto sweep = evaluation::Sweep::parse(kind);
       at::Generator generator = at::detail::createCPUGenerator(options.seed);
@@ -282,9 +297,9 @@ std::string metrics_table(const std::vector<fs::path>& jobs) {
     nlohmann::json summary;
     if (fs::is_regular_file(file)) {
       summary = nlohmann::json::parse(read_text(file), nullptr, false);
-      TORCH_CHECK(!summary.is_discarded() && summary.contains("metrics") &&
-                      summary["metrics"].is_object(),
-                  file.string(), ": expected the summary.json of `ssn evaluate`");
+      TORCH_CHECK(
+          !summary.is_discarded() && summary.contains("metrics") && summary["metrics"].is_object(),
+          file.string(), ": expected the summary.json of `ssn evaluate`");
       for (const auto& [name, value] : summary["metrics"].items()) {
         if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
       }
@@ -365,19 +380,20 @@ fs::path write_report(const ReportOptions& options) {
                 " is not a job folder: it has none of train_log.csv, predictions/prediction.csv, "
                 "evaluation/summary.json");
   }
-  const fs::path out =
-      options.out.empty() ? options.job_dirs.front() / "report.html" : options.out;
+  const fs::path out = options.out.empty() ? options.job_dirs.front() / "report.html" : options.out;
   std::ostringstream html;
-  html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ssn report</title>"
-       << "<style>" << kStyle << "</style></head><body>\n<h1>Stochastic Segmentation Network report</h1>"
+  html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ssn "
+          "report</title>"
+       << "<style>" << kStyle
+       << "</style></head><body>\n<h1>Stochastic Segmentation Network report</h1>"
        << "<p class=\"sub\">" << now_utc() << " &middot; ";
   for (size_t i = 0; i < options.job_dirs.size(); ++i) {
     html << (i ? ", " : "") << "<code>" << escape(options.job_dirs[i].string()) << "</code>";
   }
   html << "</p>\n<h2>Test metrics</h2>\n" << metrics_table(options.job_dirs) << "\n";
   for (const auto& job : options.job_dirs) {
-    html << "<h2>" << escape(job.filename().string()) << " &mdash; " << escape(model_description(job))
-         << "</h2>\n<h3>Learning curves</h3>\n"
+    html << "<h2>" << escape(job.filename().string()) << " &mdash; "
+         << escape(model_description(job)) << "</h2>\n<h3>Learning curves</h3>\n"
          << curves_section(job) << "\n<h3>Test cases</h3>\n"
          << montage_section(job, options) << "\n";
   }

@@ -1,16 +1,15 @@
 #include "ssn/train/inference.h"
 
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
+#include <sys/resource.h>
 #include <torch/torch.h>
+
+#include <chrono>
 
 #include "ssn/data/volumes.h"
 #include "ssn/runtime/memory_tracker.h"
 #include "ssn/train/trainer.h"
-
-#include <ATen/Parallel.h>
-#include <sys/resource.h>
-
-#include <chrono>
 
 namespace ssn::train {
 namespace {
@@ -78,8 +77,13 @@ ImagePrediction predict_image(nn::SegmentationModel& model, const at::Tensor& im
   const at::Tensor float_mask = mask.to(at::kFloat);
   torch::NoGradGuard no_grad;
   model->eval();
-  for (size_t first = 0; first < tiles.size(); first += static_cast<size_t>(options.batch_size)) {
-    const size_t last = std::min(tiles.size(), first + static_cast<size_t>(options.batch_size));
+  int64_t tile_voxels = 1;
+  for (int64_t size : options.tile_input) tile_voxels *= size;
+  const int64_t per_tile = tile_voxels * backbone.widest_layer() * 4 * 2;
+  const auto batch = static_cast<size_t>(
+      std::max<int64_t>(1, std::min(options.batch_size, options.memory_budget_bytes / per_tile)));
+  for (size_t first = 0; first < tiles.size(); first += batch) {
+    const size_t last = std::min(tiles.size(), first + batch);
     std::vector<at::Tensor> inputs, masks;
     for (size_t t = first; t < last; ++t) {
       std::vector<int64_t> input_start;
@@ -165,8 +169,9 @@ nlohmann::json benchmark_predict(const config::Config& config, const std::vector
     std::vector<int64_t> view(shape.size(), 1);
     view[d] = shape[d];
     const double half = shape[d] / 2.0;
-    distance = distance +
-               ((at::arange(shape[d], at::kFloat) - half) / (0.45 * shape[d])).square().reshape(view);
+    distance =
+        distance +
+        ((at::arange(shape[d], at::kFloat) - half) / (0.45 * shape[d])).square().reshape(view);
   }
   const at::Tensor mask = distance < 1.0;
   runtime::CpuMemoryTracker tracker;
@@ -185,18 +190,19 @@ nlohmann::json benchmark_predict(const config::Config& config, const std::vector
     tiles *= static_cast<int64_t>(
         std::max<int64_t>(1, (shape[d] + tile_output[d] - 1) / tile_output[d]));
   }
-  return {{"model", config.model.name},
-          {"shape", image_shape},
-          {"tile_input", options.tile_input},
-          {"tile_output", tile_output},
-          {"tiles", tiles},
-          {"batch_size", options.batch_size},
-          {"seconds", seconds},
-          {"peak_rss_bytes", static_cast<int64_t>(usage.ru_maxrss) * 1024},
-          {"peak_tensor_bytes", tracker.peak_bytes()},
-          {"output_bytes", (prediction.mean.numel() + prediction.cov_diag.numel() +
-                            prediction.cov_factor.numel()) * 4},
-          {"threads", at::get_num_threads()}};
+  return {
+      {"model", config.model.name},
+      {"shape", image_shape},
+      {"tile_input", options.tile_input},
+      {"tile_output", tile_output},
+      {"tiles", tiles},
+      {"batch_size", options.batch_size},
+      {"seconds", seconds},
+      {"peak_rss_bytes", static_cast<int64_t>(usage.ru_maxrss) * 1024},
+      {"peak_tensor_bytes", tracker.peak_bytes()},
+      {"output_bytes",
+       (prediction.mean.numel() + prediction.cov_diag.numel() + prediction.cov_factor.numel()) * 4},
+      {"threads", at::get_num_threads()}};
 }
 
 }  // namespace ssn::train

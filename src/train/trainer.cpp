@@ -1,6 +1,7 @@
 #include "ssn/train/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <torch/optim.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
@@ -15,15 +16,14 @@
 
 #include "ssn/data/lidc.h"
 #include "ssn/data/volumes.h"
-#include "ssn/io/csv.h"
-#include "ssn/train/inference.h"
-#include <ATen/Parallel.h>
 #include "ssn/io/atomic_file.h"
+#include "ssn/io/csv.h"
 #include "ssn/io/image.h"
-#include "ssn/nn/deepmedic.h"
-#include "ssn/nn/unet.h"
 #include "ssn/loss/segmentation_loss.h"
 #include "ssn/metrics/metrics.h"
+#include "ssn/nn/deepmedic.h"
+#include "ssn/nn/unet.h"
+#include "ssn/train/inference.h"
 
 namespace ssn::train {
 namespace {
@@ -46,9 +46,10 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerC
         params, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
   }
   if (c.name == "RMSprop") {
-    return std::make_unique<torch::optim::RMSprop>(
-        params,
-        torch::optim::RMSpropOptions(c.lr).weight_decay(c.weight_decay).momentum(c.momentum).alpha(c.alpha));
+    return std::make_unique<torch::optim::RMSprop>(params, torch::optim::RMSpropOptions(c.lr)
+                                                               .weight_decay(c.weight_decay)
+                                                               .momentum(c.momentum)
+                                                               .alpha(c.alpha));
   }
   return std::make_unique<torch::optim::SGD>(
       params, torch::optim::SGDOptions(c.lr).weight_decay(c.weight_decay).momentum(c.momentum));
@@ -122,8 +123,10 @@ data::PatchOptions patch_options(const config::Config& config, std::vector<int64
                                  const nn::BackboneImpl& backbone) {
   const auto dims = static_cast<size_t>(config.model.dimensions);
   if (input.empty()) input.assign(dims, backbone.input_size_for(1));
-  TORCH_CHECK(input.size() == dims, "input_patch_size must have ", dims, " sizes (one per spatial "
-              "axis), got ", input.size());
+  TORCH_CHECK(input.size() == dims, "input_patch_size must have ", dims,
+              " sizes (one per spatial "
+              "axis), got ",
+              input.size());
   data::PatchOptions o;
   o.input_size = input;
   for (int64_t size : input) o.output_size.push_back(backbone.output_size(size));
@@ -134,7 +137,8 @@ data::PatchOptions patch_options(const config::Config& config, std::vector<int64
     o.flip_probability = t.flip_probability;
     for (int64_t axis : t.flip_axes) o.flip_axes.push_back(axis - 1);
     o.rotation_probability = t.rotation_probability;
-    for (const auto& plane : t.rotation_planes) o.rotation_planes.emplace_back(plane[0] - 1, plane[1] - 1);
+    for (const auto& plane : t.rotation_planes)
+      o.rotation_planes.emplace_back(plane[0] - 1, plane[1] - 1);
     o.histogram_probability = t.histogram_probability;
   }
   return o;
@@ -219,9 +223,9 @@ class LidcData : public TrainingData {
     Validation total;
     for (int64_t i = 0; i < cases; ++i) {
       const auto& example = valid_[i];
-      const Validation v = score_batch(model, example.image.unsqueeze(0),
-                                       example.annotations[0].unsqueeze(0), at::Tensor(),
-                                       {example.annotations}, config_, loss_fn, device, generator);
+      const Validation v =
+          score_batch(model, example.image.unsqueeze(0), example.annotations[0].unsqueeze(0),
+                      at::Tensor(), {example.annotations}, config_, loss_fn, device, generator);
       total.loss += v.loss;
       total.ged += v.ged;
     }
@@ -246,11 +250,11 @@ class VolumeData : public TrainingData {
         train_(data::read_case_csv(train_csv, csv_columns(config.data))),
         valid_(data::read_case_csv(valid_csv, csv_columns(config.data))) {
     train_patch_ = patch_options(config, config.training.input_patch_size, backbone);
-    valid_patch_ = patch_options(
-        config,
-        config.valid.input_patch_size.empty() ? train_patch_.input_size
-                                              : config.valid.input_patch_size,
-        backbone);
+    valid_patch_ =
+        patch_options(config,
+                      config.valid.input_patch_size.empty() ? train_patch_.input_size
+                                                            : config.valid.input_patch_size,
+                      backbone);
     valid_patch_.flip_probability = valid_patch_.rotation_probability =
         valid_patch_.histogram_probability = 0.0;
   }
@@ -306,9 +310,9 @@ class VolumeData : public TrainingData {
           masks.push_back(patches[p].mask);
           annotations.push_back(patches[p].target.unsqueeze(0));
         }
-        const Validation v = score_batch(model, at::stack(images), at::stack(targets),
-                                         at::stack(masks), annotations, config_, loss_fn, device,
-                                         generator);
+        const Validation v =
+            score_batch(model, at::stack(images), at::stack(targets), at::stack(masks), annotations,
+                        config_, loss_fn, device, generator);
         total.loss += v.loss;
         total.ged += v.ged;
         count += static_cast<int64_t>(last - first);
@@ -327,13 +331,13 @@ class VolumeData : public TrainingData {
     }
     TORCH_CHECK(!indices.empty() || !pending_.empty(), "internal: the epoch ran out of patches");
     if (indices.empty()) return;
-    std::vector<data::Patch> patches = draw_patches(train_, indices,
-                                                    config_.training.patches_per_image,
-                                                    train_patch_, *generator_);
+    std::vector<data::Patch> patches = draw_patches(
+        train_, indices, config_.training.patches_per_image, train_patch_, *generator_);
     const at::Tensor order =
         at::randperm(static_cast<int64_t>(patches.size()), *generator_, at::kLong);
     std::vector<data::Patch> shuffled;
-    for (int64_t i = 0; i < order.numel(); ++i) shuffled.push_back(patches[order[i].item<int64_t>()]);
+    for (int64_t i = 0; i < order.numel(); ++i)
+      shuffled.push_back(patches[order[i].item<int64_t>()]);
     shuffled.insert(shuffled.end(), pending_.begin(), pending_.end());
     pending_ = std::move(shuffled);
   }
@@ -423,18 +427,12 @@ nn::SegmentationModel build_model(const config::ModelConfig& c) {
 
 std::vector<EpochRecord> train(const config::Config& config, const TrainOptions& options) {
   const torch::Device device = checked_device(options.device);
-  std::error_code error;
-  fs::create_directories(options.job_dir, error);
-  TORCH_CHECK(!error && fs::is_directory(options.job_dir), "cannot create --job-dir ",
-              options.job_dir.string());
   const fs::path last = options.job_dir / "checkpoint_last.pt";
   TORCH_CHECK(options.resume || !fs::exists(last), "--job-dir ", options.job_dir.string(),
               " already holds a training run (checkpoint_last.pt); use --resume to continue it or "
               "another folder");
   TORCH_CHECK(!options.resume || fs::exists(last), "--resume: no checkpoint_last.pt in ",
               options.job_dir.string());
-  io::write_text_file(options.job_dir / "config.json", config.source.dump(2) + "\n");
-
   torch::manual_seed(options.seed);
   nn::SegmentationModel model = build_model(config.model);
   model->to(device);
@@ -454,10 +452,18 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     TORCH_CHECK(config.model.dimensions == 2,
                 "the LIDC crops layout (--data-dir) is 2-D, but the model has ",
                 config.model.dimensions, " spatial dimensions");
-    TORCH_CHECK(!options.data_dir.empty(), "the config's data section describes the LIDC crops "
+    TORCH_CHECK(!options.data_dir.empty(),
+                "the config's data section describes the LIDC crops "
                 "layout: give --data-dir");
     data = std::make_unique<LidcData>(config, options.data_dir);
   }
+  // Created once the data are known to be readable, so that a bad --data-dir or CSV leaves no
+  // job folder behind.
+  std::error_code error;
+  fs::create_directories(options.job_dir, error);
+  TORCH_CHECK(!error && fs::is_directory(options.job_dir), "cannot create --job-dir ",
+              options.job_dir.string());
+  io::write_text_file(options.job_dir / "config.json", config.source.dump(2) + "\n");
   auto optimizer = make_optimizer(config.optimizer, model->parameters());
   // Two streams: `generator` for the data (batch order, annotator, augmentation), used by the
   // prefetching thread during an epoch; `noise` for the Monte-Carlo samples of the loss.
@@ -571,7 +577,8 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
       fs::copy_file(last, options.job_dir / "checkpoint_best.pt",
                     fs::copy_options::overwrite_existing);
     if (config.valid.keep_model_every > 0 && (epoch + 1) % config.valid.keep_model_every == 0) {
-      fs::copy_file(last, options.job_dir / ("checkpoint_epoch" + std::to_string(epoch + 1) + ".pt"),
+      fs::copy_file(last,
+                    options.job_dir / ("checkpoint_epoch" + std::to_string(epoch + 1) + ".pt"),
                     fs::copy_options::overwrite_existing);
     }
     io::write_text_file(options.job_dir / "train_log.csv", log_csv(records));
@@ -623,7 +630,8 @@ namespace {
 // written with the geometry of the case's first channel.
 int64_t predict_volumes(const config::Config& config, const PredictOptions& options,
                         nn::SegmentationModel& model, torch::Device device) {
-  TORCH_CHECK(!options.test_csv.empty(), "the config's data section describes CSV-indexed "
+  TORCH_CHECK(!options.test_csv.empty(),
+              "the config's data section describes CSV-indexed "
               "volumes: give --test-csv-path");
   data::CsvColumns columns = csv_columns(config.data);
   if (!io::read_csv(options.test_csv).column.count(columns.target)) columns.target.clear();
@@ -693,7 +701,8 @@ int64_t predict(const config::Config& config, const PredictOptions& options) {
   model->to(device);
   model->eval();
   if (config.data.dataset == "csv") return predict_volumes(config, options, model, device);
-  TORCH_CHECK(!options.data_dir.empty(), "the config's data section describes the LIDC crops "
+  TORCH_CHECK(!options.data_dir.empty(),
+              "the config's data section describes the LIDC crops "
               "layout: give --data-dir");
   const data::LidcDataset dataset(options.data_dir, options.split, lidc_options(config.data));
   const fs::path staging = options.out.string() + ".partial-" + std::to_string(::getpid());

@@ -82,7 +82,8 @@ struct TrainingConfig {
   int64_t max_cases_in_memory = 50;
   int64_t num_workers = 3;
   /// patch_augmentation: RandomPatchFlip, RandomPatchRotation (90 degrees in a plane of two
-  /// spatial axes, counted from 1 = the first spatial axis as the reference), RandomHistogramDeformation.
+  /// spatial axes, counted from 1 = the first spatial axis as the reference),
+  /// RandomHistogramDeformation.
   double flip_probability = 0.0;
   std::vector<int64_t> flip_axes;
   double rotation_probability = 0.0;

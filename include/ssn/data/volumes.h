@@ -36,9 +36,9 @@ std::vector<VolumeCase> read_case_csv(const std::filesystem::path& csv, const Cs
 
 struct Volume {
   std::string id;
-  at::Tensor image;   ///< [I, *spatial] float32
-  at::Tensor target;  ///< [*spatial] int64 class indices, or undefined
-  at::Tensor mask;    ///< [*spatial] bool
+  at::Tensor image;       ///< [I, *spatial] float32
+  at::Tensor target;      ///< [*spatial] int64 class indices, or undefined
+  at::Tensor mask;        ///< [*spatial] bool
   io::Geometry geometry;  ///< of the first channel
 };
 

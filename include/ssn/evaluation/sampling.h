@@ -82,7 +82,6 @@ int64_t write_samples(const std::filesystem::path& predictions, const std::files
 /// then the samples overlaid on it. image [*spatial] or undefined; for 3-D cases the slice with
 /// the most foreground in the mean's argmax is shown.
 at::Tensor render_sweep(const PredictionMaps& maps, const at::Tensor& image, const Sweep& sweep,
-                        const SamplingControls& base, int64_t num_samples,
-                        at::Generator generator);
+                        const SamplingControls& base, int64_t num_samples, at::Generator generator);
 
 }  // namespace ssn::evaluation

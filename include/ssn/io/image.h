@@ -35,7 +35,6 @@ struct Image {
 /// read_image plus the geometry of the file.
 Image read_image_with_geometry(const std::filesystem::path& path);
 
-
 /// Reads a single-channel image of integer labels -> int64 [H, W] or [D, H, W]. Throws a
 /// c10::Error naming the path when the file is missing, unreadable, multi-channel or of another
 /// dimension than 2 or 3.

@@ -20,6 +20,9 @@ class BackboneImpl : public torch::nn::Module {
   virtual int64_t output_size(int64_t input) const { return input; }
   /// The smallest input length that gives at least `output` voxels and that the network accepts.
   virtual int64_t input_size_for(int64_t output) const { return output; }
+  /// Channels of the widest layer that works at (about) the input size, to size inference
+  /// batches.
+  virtual int64_t widest_layer() const { return out_channels(); }
 };
 
 }  // namespace ssn::nn

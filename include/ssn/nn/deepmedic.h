@@ -8,10 +8,10 @@
 // reference's state_dict ("path(5, 5, 5)0.path.1.conv.weight", "fully_connected.0.norm.weight"),
 // so its checkpoints map one to one.
 
+#include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/dropout.h>
-#include <torch/nn/modules/activation.h>
 #include <torch/nn/pimpl.h>
 
 #include <vector>
@@ -25,7 +25,8 @@ struct DeepMedicOptions {
   /// I: input channels (4 for BraTS: FLAIR, T1, T1ce, T2).
   TORCH_ARG(int64_t, in_channels);
   /// Channels of the convolutional blocks of every pathway (each block shrinks the map by 2).
-  TORCH_ARG(std::vector<int64_t>, feature_maps) = std::vector<int64_t>{30, 30, 40, 40, 40, 40, 50, 50};
+  TORCH_ARG(std::vector<int64_t>, feature_maps) = std::vector<int64_t>{30, 30, 40, 40,
+                                                                       40, 40, 50, 50};
   /// Channels of the hidden 1x1 blocks; a last 1x1 block returns to feature_maps.back().
   TORCH_ARG(std::vector<int64_t>, fully_connected) = std::vector<int64_t>{250, 250};
   /// One pathway per factor, isotropic, largest first; the output size is a multiple of the first.
@@ -71,6 +72,7 @@ class DeepMedicImpl : public BackboneImpl {
   int64_t output_size(int64_t input) const override;
   /// The smallest input that gives at least `output` voxels: (ceil(output / s0) + L) * s0.
   int64_t input_size_for(int64_t output) const override;
+  int64_t widest_layer() const override;
 
  private:
   DeepMedicOptions options_;

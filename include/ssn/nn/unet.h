@@ -8,6 +8,7 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,9 @@ class UNetImpl : public BackboneImpl {
   int64_t input_size_for(int64_t output) const override {
     const int64_t multiple = int64_t{1} << (options_.filters().size() - 1);
     return (output + multiple - 1) / multiple * multiple;
+  }
+  int64_t widest_layer() const override {
+    return 2 * *std::max_element(options_.filters().begin(), options_.filters().end());
   }
   const UNetOptions& options() const { return options_; }
 

@@ -15,8 +15,12 @@ namespace ssn::train {
 struct TilingOptions {
   /// Input size of a tile per spatial axis (the model's output for it is its output size).
   std::vector<int64_t> tile_input;
-  /// Tiles per forward pass.
+  /// Tiles per forward pass, at most.
   int64_t batch_size = 1;
+  /// Fewer tiles go through at once when the widest layer's activations of batch_size tiles
+  /// (input and output of a layer, float32) would exceed this (2 GiB): a BraTS case at the
+  /// reference's tile size goes 4 tiles at a time instead of 10.
+  int64_t memory_budget_bytes = int64_t{2} << 30;
   torch::Device device = torch::kCPU;
 };
 
