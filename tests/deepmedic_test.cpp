@@ -60,7 +60,9 @@ std::map<std::string, torch::Tensor> load_reference_state_dict(const std::filesy
 
 template <typename Backbone>
 void expect_reference_outputs(const std::string& folder, std::shared_ptr<Backbone> backbone) {
-  const auto state = load_reference_state_dict(golden_dir() / folder / "state_dict.pt");
+  const auto checkpoint = golden_dir() / folder / "state_dict.pt";
+  ASSERT_TRUE(std::filesystem::is_regular_file(checkpoint)) << "missing golden file " << checkpoint;
+  const auto state = load_reference_state_dict(checkpoint);
   if (state.empty()) GTEST_SKIP() << "python3 with torch is needed to convert the checkpoint";
   const auto io = load_tensor_dict(golden_dir() / folder / "io.pt");
   SegmentationModel model(backbone, ModelKind::kLowRank, /*num_classes=*/4, /*rank=*/10);

@@ -154,3 +154,57 @@ TEST(Patches, ForegroundProbabilityOneCentresOnForeground) {
 
 }  // namespace
 }  // namespace ssn::data
+
+namespace ssn::data {
+namespace {
+
+TEST(NnUnetRaw, IndexesCasesAsCsvThatLoad) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root = fs::temp_directory_path() / ("ssn_nnunet_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  const fs::path dataset = root / "Dataset001_Tiny";
+  fs::create_directories(dataset / "imagesTr");
+  fs::create_directories(dataset / "labelsTr");
+  fs::create_directories(dataset / "imagesTs");
+  io::write_text_file(dataset / "dataset.json", R"({"channel_names": {"0": "T1", "1": "Flair Weighted"},
+    "labels": {"background": 0, "tumour": 1, "oedema": 2}, "numTraining": 4,
+    "file_ending": ".nii.gz"})");
+  for (int i = 0; i < 4; ++i) {
+    const std::string id = "case_" + std::to_string(i);
+    for (int c = 0; c < 2; ++c) {
+      io::write_float_image(dataset / "imagesTr" / (id + "_000" + std::to_string(c) + ".nii.gz"),
+                            at::randn({5, 6, 7}));
+    }
+    io::write_label_image(dataset / "labelsTr" / (id + ".nii.gz"),
+                          at::randint(3, {5, 6, 7}, at::kLong));
+  }
+  for (int c = 0; c < 2; ++c) {
+    io::write_float_image(dataset / "imagesTs" / ("new_000" + std::to_string(c) + ".nii.gz"),
+                          at::randn({5, 6, 7}));
+  }
+  NnUnetIndexOptions options;
+  options.fractions = {0.5, 0.25, 0.25};
+  const NnUnetIndex index = index_nnunet_raw(dataset, root / "index", options);
+  EXPECT_EQ(index.channels, (std::vector<std::string>{"t1", "flair_weighted"}));
+  EXPECT_EQ(index.num_classes, 3);
+  EXPECT_EQ(index.train, 2);
+  EXPECT_EQ(index.valid, 1);
+  EXPECT_EQ(index.test, 1);
+  EXPECT_EQ(index.unlabelled, 1);
+  const CsvColumns columns{{"t1", "flair_weighted"}, "seg", ""};
+  const auto train = read_case_csv(root / "index" / "train.csv", columns);
+  ASSERT_EQ(train.size(), 2u);
+  EXPECT_EQ(load_volume(train[0], 3).image.sizes(), (std::vector<int64_t>{2, 5, 6, 7}));
+  EXPECT_EQ(read_case_csv(root / "index" / "unlabelled.csv", {{"t1", "flair_weighted"}, "", ""})
+                .size(),
+            1u);
+  // A case without its second channel.
+  fs::remove(dataset / "imagesTr" / "case_2_0001.nii.gz");
+  EXPECT_THAT(error_of([&] { index_nnunet_raw(dataset, root / "index2", options); }),
+              HasSubstr("case case_2: "));
+  EXPECT_FALSE(fs::exists(root / "index2"));
+  fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace ssn::data

@@ -16,5 +16,6 @@ void add_sample_command(CLI::App& app);
 void add_report_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_preprocess_command(CLI::App& app);
+void add_index_nnunet_command(CLI::App& app);
 
 }  // namespace ssn::cli

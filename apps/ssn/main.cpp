@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   ssn::cli::add_toy_command(app);
   ssn::cli::add_synth_command(app);
   ssn::cli::add_preprocess_command(app);
+  ssn::cli::add_index_nnunet_command(app);
   ssn::cli::add_train_command(app);
   ssn::cli::add_sample_command(app);
   ssn::cli::add_evaluate_command(app);

@@ -2,7 +2,6 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <numeric>
@@ -51,8 +50,6 @@ PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& out
                       [](double f) { return f >= 0; }) &&
           std::abs(options.fractions[0] + options.fractions[1] + options.fractions[2] - 1.0) < 1e-6,
       "--fractions: expected three non-negative numbers adding up to 1");
-  TORCH_CHECK(!fs::exists(output_dir) || (fs::is_directory(output_dir) && fs::is_empty(output_dir)),
-              "--output-dir ", output_dir.string(), " already exists and is not an empty folder");
   // Case folders: every <dir>/<name>/<name>_flair.nii.gz.
   std::vector<fs::path> cases;
   for (const auto& entry : fs::recursive_directory_iterator(input_dir)) {
@@ -67,11 +64,10 @@ PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& out
   std::sort(cases.begin(), cases.end());
   TORCH_CHECK(!cases.empty(), "--input-dir ", input_dir.string(),
               " holds no case (<case>_flair.nii.gz with t1, t1ce, t2 and seg next to it)");
-  const fs::path staging = output_dir.string() + ".partial-" + std::to_string(::getpid());
-  fs::remove_all(staging);
-  const char* channels[4] = {"flair", "t1", "t1ce", "t2"};
-  std::vector<std::string> rows;
-  try {
+  PreprocessCounts counts;
+  io::write_folder_atomically(output_dir, "--output-dir", [&](const fs::path& staging) {
+    const char* channels[4] = {"flair", "t1", "t1ce", "t2"};
+    std::vector<std::string> rows;
     for (const auto& id : cases) {
       const auto source = [&](const std::string& suffix) {
         const fs::path path = input_dir / (id.string() + "_" + suffix + ".nii.gz");
@@ -109,7 +105,7 @@ PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& out
     const auto n = static_cast<double>(rows.size());
     const auto train = static_cast<int64_t>(std::round(options.fractions[0] * n));
     const auto valid = static_cast<int64_t>(std::round(options.fractions[1] * n));
-    PreprocessCounts counts{train, valid, static_cast<int64_t>(rows.size()) - train - valid};
+    counts = {train, valid, static_cast<int64_t>(rows.size()) - train - valid};
     std::ostringstream csv[3];
     for (auto& file : csv) file << "id,flair,t1,t1ce,t2,seg,sampling_mask\n";
     for (int64_t i = 0; i < order.numel(); ++i) {
@@ -119,14 +115,8 @@ PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& out
     io::write_text_file(staging / "data_index_train.csv", csv[0].str());
     io::write_text_file(staging / "data_index_valid.csv", csv[1].str());
     io::write_text_file(staging / "data_index_test.csv", csv[2].str());
-    if (fs::exists(output_dir)) fs::remove(output_dir);
-    fs::rename(staging, output_dir);
-    return counts;
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(staging, ignored);
-    throw;
-  }
+  });
+  return counts;
 }
 
 }  // namespace ssn::data

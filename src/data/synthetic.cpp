@@ -2,12 +2,12 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "ssn/io/atomic_file.h"
 #include "ssn/io/image.h"
 
 namespace ssn::data {
@@ -35,22 +35,17 @@ SplitCounts write_lidc_like(const fs::path& out, const LidcLikeOptions& options)
   TORCH_CHECK(options.cases >= 3, "synth: --cases must be >= 3 (one per split), got ",
               options.cases);
   TORCH_CHECK(options.side >= 32, "synth: the image side must be >= 32, got ", options.side);
-  TORCH_CHECK(!fs::exists(out) || (fs::is_directory(out) && fs::is_empty(out)), "synth: --out ",
-              out.string(), " already exists and is not an empty folder");
-  const fs::path staging =
-      out.parent_path() / (out.filename().string() + ".partial-" + std::to_string(::getpid()));
-  fs::remove_all(staging);
-  at::Generator generator = at::detail::createCPUGenerator(options.seed);
-  const int64_t side = options.side;
-  const at::Tensor axis = at::arange(side, at::kFloat);
-  const at::Tensor y = axis.view({side, 1}).expand({side, side});
-  const at::Tensor x = axis.view({1, side}).expand({side, side});
-  // Annotators' thresholds on the soft profile and their detection levels for faint lesions.
-  const double thresholds[4] = {0.2, 0.4, 0.6, 0.8};
-  const double detection[4] = {0.25, 0.45, 0.65, 0.85};
-
   SplitCounts counts;
-  try {
+  io::write_folder_atomically(out, "synth: --out", [&](const fs::path& staging) {
+    at::Generator generator = at::detail::createCPUGenerator(options.seed);
+    const int64_t side = options.side;
+    const at::Tensor axis = at::arange(side, at::kFloat);
+    const at::Tensor y = axis.view({side, 1}).expand({side, side});
+    const at::Tensor x = axis.view({1, side}).expand({side, side});
+    // Annotators' thresholds on the soft profile and their detection levels for faint lesions.
+    const double thresholds[4] = {0.2, 0.4, 0.6, 0.8};
+    const double detection[4] = {0.25, 0.45, 0.65, 0.85};
+
     for (int64_t k = 0; k < options.cases; ++k) {
       // Two slices per patient; patients go to train / val / test in 8 : 1 : 1.
       const int64_t patient = k / 2;
@@ -98,14 +93,7 @@ SplitCounts write_lidc_like(const fs::path& out, const LidcLikeOptions& options)
             gt_dir / (std::string(slice_name) + "_l" + std::to_string(a + 1) + ".png"), mask);
       }
     }
-    fs::create_directories(out.parent_path().empty() ? fs::path(".") : out.parent_path());
-    if (fs::exists(out)) fs::remove(out);  // an empty folder, checked above
-    fs::rename(staging, out);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(staging, ignored);
-    throw;
-  }
+  });
   return counts;
 }
 

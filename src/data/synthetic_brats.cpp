@@ -1,6 +1,5 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <sstream>
@@ -45,28 +44,24 @@ SplitCounts write_brats_like(const fs::path& out, const BratsLikeOptions& option
   TORCH_CHECK(options.shape.size() == 3 && options.shape[0] >= 24 && options.shape[1] >= 24 &&
                   options.shape[2] >= 24,
               "synth: the volume shape must be 3 sizes >= 24");
-  TORCH_CHECK(!fs::exists(out) || (fs::is_directory(out) && fs::is_empty(out)), "synth: --out ",
-              out.string(), " already exists and is not an empty folder");
-  const fs::path staging = out.string() + ".partial-" + std::to_string(::getpid());
-  fs::remove_all(staging);
-  fs::create_directories(staging);
-  // A geometry a scanner could write: anisotropic voxels, an origin in the patient's frame and
-  // the x and y axes flipped (LPS-style direction).
-  io::Geometry geometry;
-  geometry.spacing = {1.0, 1.2, 1.5};
-  geometry.origin = {-40.5, 62.25, -18.0};
-  geometry.direction = {-1, 0, 0, 0, -1, 0, 0, 0, 1};
-  at::Generator generator = at::detail::createCPUGenerator(options.seed);
-  const auto& shape = options.shape;
-  const at::Tensor z = at::arange(shape[0], at::kFloat).reshape({-1, 1, 1}).expand(shape);
-  const at::Tensor y = at::arange(shape[1], at::kFloat).reshape({1, -1, 1}).expand(shape);
-  const at::Tensor x = at::arange(shape[2], at::kFloat).reshape({1, 1, -1}).expand(shape);
-  const int64_t train = std::max<int64_t>(1, options.cases * 6 / 10);
-  const int64_t valid = std::max<int64_t>(1, (options.cases - train) / 2);
-  SplitCounts counts{train, valid, options.cases - train - valid};
-  std::ostringstream csv[3];
-  for (auto& file : csv) file << "id,flair,t1,t1ce,t2,seg,sampling_mask\n";
-  try {
+  SplitCounts counts;
+  io::write_folder_atomically(out, "synth: --out", [&](const fs::path& staging) {
+    // A geometry a scanner could write: anisotropic voxels, an origin in the patient's frame and
+    // the x and y axes flipped (LPS-style direction).
+    io::Geometry geometry;
+    geometry.spacing = {1.0, 1.2, 1.5};
+    geometry.origin = {-40.5, 62.25, -18.0};
+    geometry.direction = {-1, 0, 0, 0, -1, 0, 0, 0, 1};
+    at::Generator generator = at::detail::createCPUGenerator(options.seed);
+    const auto& shape = options.shape;
+    const at::Tensor z = at::arange(shape[0], at::kFloat).reshape({-1, 1, 1}).expand(shape);
+    const at::Tensor y = at::arange(shape[1], at::kFloat).reshape({1, -1, 1}).expand(shape);
+    const at::Tensor x = at::arange(shape[2], at::kFloat).reshape({1, 1, -1}).expand(shape);
+    const int64_t train = std::max<int64_t>(1, options.cases * 6 / 10);
+    const int64_t valid = std::max<int64_t>(1, (options.cases - train) / 2);
+    counts = {train, valid, options.cases - train - valid};
+    std::ostringstream csv[3];
+    for (auto& file : csv) file << "id,flair,t1,t1ce,t2,seg,sampling_mask\n";
     for (int64_t i = 0; i < options.cases; ++i) {
       char name[32];
       std::snprintf(name, sizeof(name), "SYN3D-%04lld", static_cast<long long>(i));
@@ -128,13 +123,7 @@ SplitCounts write_brats_like(const fs::path& out, const BratsLikeOptions& option
     io::write_text_file(staging / "train.csv", csv[0].str());
     io::write_text_file(staging / "valid.csv", csv[1].str());
     io::write_text_file(staging / "test.csv", csv[2].str());
-    if (fs::exists(out)) fs::remove(out);
-    fs::rename(staging, out);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(staging, ignored);
-    throw;
-  }
+  });
   return counts;
 }
 

@@ -2,7 +2,6 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -187,14 +186,9 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
   TORCH_CHECK(std::isfinite(options.controls.temperature) && options.controls.temperature >= 0,
               "--temperature must be finite and >= 0, got ", options.controls.temperature);
   const std::vector<PredictionCase> cases = read_prediction_csv(predictions);
-  TORCH_CHECK(!fs::exists(out) || (fs::is_directory(out) && fs::is_empty(out)), "--out ",
-              out.string(), " already exists and is not an empty folder");
-  const fs::path staging = out.string() + ".partial-" + std::to_string(::getpid());
-  fs::remove_all(staging);
-  fs::create_directories(staging);
-  std::mutex progress_mutex;
-  int64_t done = 0;
-  try {
+  io::write_folder_atomically(out, "--out", [&](const fs::path& staging) {
+    std::mutex progress_mutex;
+    int64_t done = 0;
     at::parallel_for(0, static_cast<int64_t>(cases.size()), 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const PredictionCase& c = cases[i];
@@ -248,13 +242,7 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
         if (progress) progress(done, static_cast<int64_t>(cases.size()));
       }
     });
-    if (fs::exists(out)) fs::remove(out);
-    fs::rename(staging, out);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(staging, ignored);
-    throw;
-  }
+  });
   return static_cast<int64_t>(cases.size());
 }
 

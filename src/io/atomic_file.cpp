@@ -33,6 +33,26 @@ void write_atomically(const std::filesystem::path& path,
   }
 }
 
+void write_folder_atomically(const std::filesystem::path& path, const std::string& what,
+                             const std::function<void(const std::filesystem::path&)>& write) {
+  namespace fs = std::filesystem;
+  TORCH_CHECK(!fs::exists(path) || (fs::is_directory(path) && fs::is_empty(path)), what, " ",
+              path.string(), " already exists and is not an empty folder");
+  const fs::path staging =
+      path.parent_path() / (path.filename().string() + ".partial-" + std::to_string(::getpid()));
+  fs::remove_all(staging);
+  try {
+    fs::create_directories(staging);
+    write(staging);
+    if (fs::exists(path)) fs::remove(path);  // an empty folder, checked above
+    fs::rename(staging, path);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
+    throw;
+  }
+}
+
 void write_text_file(const std::filesystem::path& path, const std::string& contents) {
   write_atomically(path, [&](const std::filesystem::path& temporary) {
     std::ofstream out(temporary, std::ios::binary);

@@ -5,7 +5,6 @@
 #include <torch/optim.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -645,12 +644,9 @@ int64_t predict_volumes(const config::Config& config, const PredictOptions& opti
   }
   tiling.batch_size = config.test.batch_size;
   tiling.device = device;
-  const fs::path staging = options.out.string() + ".partial-" + std::to_string(::getpid());
-  fs::remove_all(staging);
-  fs::create_directories(staging);
-  std::ostringstream csv;
-  csv << "id,image,prediction,logit_mean,cov_diag,cov_factor,annotations\n";
-  try {
+  io::write_folder_atomically(options.out, "--out", [&](const fs::path& staging) {
+    std::ostringstream csv;
+    csv << "id,image,prediction,logit_mean,cov_diag,cov_factor,annotations\n";
     for (const auto& c : cases) {
       const data::Volume volume = data::load_volume(c, config.model.num_classes);
       const ImagePrediction prediction = predict_image(model, volume.image, volume.mask, tiling);
@@ -673,13 +669,7 @@ int64_t predict_volumes(const config::Config& config, const PredictOptions& opti
           << annotations << "\n";
     }
     io::write_text_file(staging / "prediction.csv", csv.str());
-    if (fs::exists(options.out)) fs::remove(options.out);
-    fs::rename(staging, options.out);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(staging, ignored);
-    throw;
-  }
+  });
   return static_cast<int64_t>(cases.size());
 }
 
@@ -705,13 +695,10 @@ int64_t predict(const config::Config& config, const PredictOptions& options) {
               "the config's data section describes the LIDC crops "
               "layout: give --data-dir");
   const data::LidcDataset dataset(options.data_dir, options.split, lidc_options(config.data));
-  const fs::path staging = options.out.string() + ".partial-" + std::to_string(::getpid());
-  fs::remove_all(staging);
-  fs::create_directories(staging);
-  std::ostringstream csv;
-  csv << "id,image,prediction,logit_mean,cov_diag,cov_factor,annotations\n";
-  torch::NoGradGuard no_grad;
-  try {
+  io::write_folder_atomically(options.out, "--out", [&](const fs::path& staging) {
+    std::ostringstream csv;
+    csv << "id,image,prediction,logit_mean,cov_diag,cov_factor,annotations\n";
+    torch::NoGradGuard no_grad;
     for (int64_t i = 0; i < dataset.size(); ++i) {
       const data::LidcExample& example = dataset[i];
       const std::string stem = file_stem(example.id);
@@ -745,13 +732,7 @@ int64_t predict(const config::Config& config, const PredictOptions& options) {
           << annotations << "\n";
     }
     io::write_text_file(staging / "prediction.csv", csv.str());
-    if (fs::exists(options.out)) fs::remove(options.out);
-    fs::rename(staging, options.out);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(staging, ignored);
-    throw;
-  }
+  });
   return dataset.size();
 }
 

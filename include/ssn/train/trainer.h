@@ -1,6 +1,7 @@
 #pragma once
 
-// Training and inference of 2-D segmentation models on the LIDC crops layout.
+// Training and inference of segmentation models: 2-D images in the LIDC crops layout, or patches
+// of volumes from the reference's CSV index (whole volumes at inference, see inference.h).
 
 #include <ATen/ATen.h>
 
@@ -64,9 +65,10 @@ struct PredictOptions {
   std::string device = "cpu";
 };
 
-/// Writes the predictions folder of docs/file-formats.md for every case of the split: the mean,
-/// cov_diag and cov_factor maps (NIfTI float32), the argmax of the mean and the processed
-/// annotations (PNG), and prediction.csv. A deterministic model is written as a distribution with
+/// Writes the predictions folder of docs/file-formats.md for every case of the split (LIDC) or of
+/// options.test_csv (volumes): the mean, cov_diag and cov_factor maps (NIfTI float32), the argmax
+/// of the mean, a picture of the input and the annotations (PNG in 2-D; NIfTI with the input's
+/// geometry in 3-D), and prediction.csv. A deterministic model is written as a distribution with
 /// a zero factor and D = 1e-12, so that its samples are its prediction. The folder appears only
 /// when complete. Returns the number of cases.
 int64_t predict(const config::Config& config, const PredictOptions& options);
