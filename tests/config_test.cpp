@@ -128,7 +128,7 @@ TEST(Config, CsvDataSectionIsChecked) {
   c["data"]["channels"] = {"t1", "t2"};
   c["training"] = {{"patch_augmentation", {{"RandomPatchFlip", {{"allowed_axis", {4}}}}}}};
   EXPECT_THAT(error_of(c),
-              HasSubstr("RandomPatchFlip.allowed_axis: expected spatial axes in 1..3"));
+              HasSubstr("RandomPatchFlip.allowed_axis: expected spatial axes in 0..2"));
   c["training"] = {{"sampler", {{"UniformSampler", json::object()}}}};
   EXPECT_THAT(error_of(c), HasSubstr("unknown training.sampler \"UniformSampler\""));
   c.erase("training");

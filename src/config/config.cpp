@@ -107,6 +107,13 @@ Config parse_config(const json& root, const std::string& origin) {
       o.read<std::vector<double>>("dropout", m.dropout);
       TORCH_CHECK(!m.feature_maps.empty() && !m.scale_factors.empty(), origin, ": model.", name,
                   ": feature_maps and scale_factors must not be empty");
+      for (size_t i = 0; i < m.scale_factors.size(); ++i) {
+        TORCH_CHECK(
+            m.scale_factors[i] >= 1 && (i == 0 || m.scale_factors[i] < m.scale_factors[i - 1]),
+            origin, ": model.", name,
+            ".scale_factors must be >= 1 and strictly decreasing (largest first), got ",
+            json(m.scale_factors).dump());
+      }
       TORCH_CHECK(m.dropout.size() == m.fully_connected.size() + 1, origin, ": model.", name,
                   ".dropout needs one value per 1x1 block (fully_connected + 1 = ",
                   m.fully_connected.size() + 1, "), got ", m.dropout.size());
@@ -232,8 +239,8 @@ Config parse_config(const json& root, const std::string& origin) {
                           plane[1] <= config.model.dimensions,
                       origin, ": ", path,
                       "RandomPatchRotation.allowed_planes: expected pairs of different spatial "
-                      "axes in 1..",
-                      config.model.dimensions);
+                      "axes in 0..",
+                      config.model.dimensions - 1);
         }
       }
       if (pa.contains("RandomPatchFlip")) {
@@ -242,9 +249,9 @@ Config parse_config(const json& root, const std::string& origin) {
         o.read_number("prob", t.flip_probability);
         o.read("allowed_axis", t.flip_axes);
         for (int64_t axis : t.flip_axes) {
-          TORCH_CHECK(axis >= 1 && axis <= config.model.dimensions, origin, ": ", path,
-                      "RandomPatchFlip.allowed_axis: expected spatial axes in 1..",
-                      config.model.dimensions, ", got ", axis);
+          TORCH_CHECK(axis >= 0 && axis < config.model.dimensions, origin, ": ", path,
+                      "RandomPatchFlip.allowed_axis: expected spatial axes in 0..",
+                      config.model.dimensions - 1, ", got ", axis);
         }
       }
     }

@@ -120,7 +120,7 @@ TrainingBatch make_training_batch(const LidcDataset& dataset, const std::vector<
     images.push_back(image);
     targets.push_back(target);
   }
-  return {at::stack(images).contiguous(), at::stack(targets).contiguous()};
+  return {at::stack(images).contiguous(), at::stack(targets).contiguous(), at::Tensor()};
 }
 
 struct BatchPrefetcher::State {

@@ -103,8 +103,10 @@ PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& out
     at::Generator generator = at::detail::createCPUGenerator(options.seed);
     const at::Tensor order = at::randperm(static_cast<int64_t>(rows.size()), generator, at::kLong);
     const auto n = static_cast<double>(rows.size());
-    const auto train = static_cast<int64_t>(std::round(options.fractions[0] * n));
-    const auto valid = static_cast<int64_t>(std::round(options.fractions[1] * n));
+    const auto total = static_cast<int64_t>(rows.size());
+    const auto train = std::min(total, static_cast<int64_t>(std::round(options.fractions[0] * n)));
+    const auto valid =
+        std::min(total - train, static_cast<int64_t>(std::round(options.fractions[1] * n)));
     counts = {train, valid, static_cast<int64_t>(rows.size()) - train - valid};
     std::ostringstream csv[3];
     for (auto& file : csv) file << "id,flair,t1,t1ce,t2,seg,sampling_mask\n";

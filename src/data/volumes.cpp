@@ -1,9 +1,9 @@
 #include "ssn/data/volumes.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
 
-#include <ATen/CPUGeneratorImpl.h>
-
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -54,12 +54,15 @@ std::vector<VolumeCase> read_case_csv(const fs::path& csv, const CsvColumns& col
   return cases;
 }
 
-Volume load_volume(const VolumeCase& c, int64_t num_classes) {
+Volume load_volume(const VolumeCase& c, int64_t num_classes, int64_t dimensions) {
   Volume volume;
   volume.id = c.id;
   std::vector<at::Tensor> channels;
   for (const auto& path : c.channels) {
     io::Image image = io::read_image_with_geometry(path);
+    TORCH_CHECK(dimensions == 0 || image.pixels.dim() == dimensions, "case ", c.id, ": ",
+                path.string(), " has ", image.pixels.dim(), " axes ", image.pixels.sizes(),
+                ", but the model works on ", dimensions, "-D images (one file per channel)");
     if (channels.empty()) {
       volume.geometry = image.geometry;
     } else {
@@ -113,6 +116,8 @@ at::Tensor crop_padded(const at::Tensor& x, const std::vector<int64_t>& start,
                        const std::vector<int64_t>& size) {
   const int64_t dims = static_cast<int64_t>(size.size());
   const int64_t lead = x.dim() - dims;
+  TORCH_CHECK(lead >= 0 && start.size() == size.size(), "crop: a region of ", dims,
+              " axes does not fit a tensor ", x.sizes());
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().begin() + lead);
   shape.insert(shape.end(), size.begin(), size.end());
   at::Tensor out = at::zeros(shape, x.options());
@@ -170,44 +175,51 @@ double uniform(at::Generator& generator) {
 Patch sample_patch(const Volume& volume, const PatchOptions& options, at::Generator& generator) {
   TORCH_CHECK(volume.mask.any().item<bool>(), "case ", volume.id,
               ": the sampling mask is empty, no patch centre to draw");
+  // Foreground (target > 0) or background (target == 0) voxels inside the mask, as the coin says;
+  // a case without voxels of the wanted kind falls back to any voxel of the mask.
   std::vector<int64_t> centre;
-  if (volume.target.defined() && uniform(generator) < options.foreground_probability) {
-    const at::Tensor foreground = volume.target.gt(0).logical_and(volume.mask);
-    if (foreground.any().item<bool>()) centre = random_voxel(foreground, generator);
+  if (volume.target.defined()) {
+    const bool foreground = uniform(generator) < options.foreground_probability;
+    const at::Tensor wanted =
+        (foreground ? volume.target.gt(0) : volume.target.eq(0)).logical_and(volume.mask);
+    if (wanted.any().item<bool>()) centre = random_voxel(wanted, generator);
   }
   if (centre.empty()) centre = random_voxel(volume.mask, generator);
   Patch patch = extract_patch(volume, centre, options.input_size, options.output_size);
-  // Augmentation: the same flip / rotation for image, target and mask (spatial axes are the
-  // trailing ones; the image has a leading channel axis).
-  const int64_t dims = static_cast<int64_t>(options.input_size.size());
-  for (int64_t axis : options.flip_axes) {
-    if (uniform(generator) < options.flip_probability) {
+  // Augmentation as the reference's patch_augmentation: the same flips / rotations for image,
+  // target and mask (spatial axes are the trailing ones; the image has a leading channel axis).
+  if (!options.flip_axes.empty() && uniform(generator) < options.flip_probability) {
+    for (int64_t axis : options.flip_axes) {  // one draw flips every allowed axis
       patch.image = patch.image.flip({1 + axis});
       patch.target = patch.target.flip({axis});
       patch.mask = patch.mask.flip({axis});
     }
   }
-  for (const auto& [a, b] : options.rotation_planes) {
-    if (options.input_size[a] != options.input_size[b] ||
-        options.output_size[a] != options.output_size[b] ||
-        uniform(generator) >= options.rotation_probability) {
-      continue;
+  if (!options.rotation_planes.empty() && uniform(generator) < options.rotation_probability) {
+    for (const auto& [first, second] : options.rotation_planes) {
+      const int64_t turns = 1 + static_cast<int64_t>(uniform(generator) * 3);  // 90, 180 or 270
+      const bool reverse = uniform(generator) < 0.5;                           // direction
+      const int64_t a = reverse ? second : first, b = reverse ? first : second;
+      if (options.input_size[a] != options.input_size[b] ||
+          options.output_size[a] != options.output_size[b]) {
+        continue;  // a quarter turn of a non-square patch would change its shape
+      }
+      patch.image = patch.image.rot90(turns, {1 + a, 1 + b});
+      patch.target = patch.target.rot90(turns, {a, b});
+      patch.mask = patch.mask.rot90(turns, {a, b});
     }
-    const int64_t turns = 1 + static_cast<int64_t>(uniform(generator) * 3);  // 90, 180 or 270
-    patch.image = patch.image.rot90(turns, {1 + a, 1 + b});
-    patch.target = patch.target.rot90(turns, {a, b});
-    patch.mask = patch.mask.rot90(turns, {a, b});
   }
   if (uniform(generator) < options.histogram_probability) {
-    // Per channel, a random affine change of intensities (scale 0.9 .. 1.1, shift -0.1 .. 0.1 in
-    // z-score units): scanners differ in contrast and offset.
+    // Per channel, intensities * N(1, 0.01) + U(0, 0.05), the reference's
+    // RandomHistogramDeformation defaults.
     const int64_t channels = patch.image.size(0);
-    std::vector<int64_t> shape(static_cast<size_t>(dims) + 1, 1);
+    std::vector<int64_t> shape(options.input_size.size() + 1, 1);
     shape[0] = channels;
     const at::Tensor scale =
-        (at::rand({channels}, generator, at::TensorOptions(at::kFloat)) * 0.2 + 0.9).reshape(shape);
+        (at::randn({channels}, generator, at::TensorOptions(at::kFloat)) * 0.01 + 1.0)
+            .reshape(shape);
     const at::Tensor shift =
-        (at::rand({channels}, generator, at::TensorOptions(at::kFloat)) * 0.2 - 0.1).reshape(shape);
+        (at::rand({channels}, generator, at::TensorOptions(at::kFloat)) * 0.05).reshape(shape);
     patch.image = patch.image * scale + shift;
   }
   patch.image = patch.image.contiguous();
@@ -296,12 +308,20 @@ NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
   std::string header = "id";
   for (const auto& name : index.channels) header += "," + name;
   at::Generator generator = at::detail::createCPUGenerator(options.seed);
-  const at::Tensor order = at::randperm(static_cast<int64_t>(labelled.size()), generator, at::kLong);
+  const at::Tensor order =
+      at::randperm(static_cast<int64_t>(labelled.size()), generator, at::kLong);
   const auto n = static_cast<double>(labelled.size());
-  index.train = static_cast<int64_t>(std::round(options.fractions.at(0) * n));
-  index.valid = static_cast<int64_t>(std::round(options.fractions.at(1) * n));
-  index.test = static_cast<int64_t>(labelled.size()) - index.train - index.valid;
-  TORCH_CHECK(index.test >= 0, "--fractions add up to more than 1");
+  TORCH_CHECK(
+      options.fractions.size() == 3 &&
+          std::all_of(options.fractions.begin(), options.fractions.end(),
+                      [](double f) { return f >= 0; }) &&
+          std::abs(options.fractions[0] + options.fractions[1] + options.fractions[2] - 1.0) < 1e-6,
+      "--fractions: expected three non-negative numbers adding up to 1");
+  const auto total = static_cast<int64_t>(labelled.size());
+  index.train = std::min(total, static_cast<int64_t>(std::round(options.fractions[0] * n)));
+  index.valid =
+      std::min(total - index.train, static_cast<int64_t>(std::round(options.fractions[1] * n)));
+  index.test = total - index.train - index.valid;
   index.unlabelled = static_cast<int64_t>(unlabelled.size());
   io::write_folder_atomically(out, "--out", [&](const fs::path& staging) {
     std::string csv[3] = {header + ",seg\n", header + ",seg\n", header + ",seg\n"};

@@ -253,7 +253,7 @@ std::vector<std::string> split(const std::string& line, char separator) {
 
 }  // namespace
 
-std::vector<PredictionCase> read_prediction_csv(const fs::path& dir) {
+std::vector<PredictionCase> read_prediction_csv(const fs::path& dir, bool require_annotations) {
   const fs::path csv = dir / "prediction.csv";
   TORCH_CHECK(fs::is_regular_file(csv), "--predictions folder ", dir.string(),
               " has no prediction.csv (", csv.string(), ": no such file)");
@@ -289,7 +289,8 @@ std::vector<PredictionCase> read_prediction_csv(const fs::path& dir) {
     for (const std::string& path : split(fields[column["annotations"]], ';')) {
       if (!path.empty()) c.annotations.push_back(dir / path);
     }
-    TORCH_CHECK(!c.annotations.empty(), csv.string(), " line ", line_number, ": case ", c.id,
+    TORCH_CHECK(!require_annotations || !c.annotations.empty(), csv.string(), " line ", line_number,
+                ": case ", c.id,
                 " has no annotations (column 'annotations', paths separated by ';')");
     if (column.count("image") && !fields[column["image"]].empty()) {
       c.image = dir / fields[column["image"]];

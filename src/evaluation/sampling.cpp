@@ -185,7 +185,8 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
   TORCH_CHECK(options.num_samples >= 1, "--num-samples must be >= 1, got ", options.num_samples);
   TORCH_CHECK(std::isfinite(options.controls.temperature) && options.controls.temperature >= 0,
               "--temperature must be finite and >= 0, got ", options.controls.temperature);
-  const std::vector<PredictionCase> cases = read_prediction_csv(predictions);
+  const std::vector<PredictionCase> cases =
+      read_prediction_csv(predictions, /*require_annotations=*/false);
   io::write_folder_atomically(out, "--out", [&](const fs::path& staging) {
     std::mutex progress_mutex;
     int64_t done = 0;
@@ -207,6 +208,11 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
                     ": expected one weight per rank");
         const bool planar = maps.mean.dim() == 3;
         const std::string ext = planar ? ".png" : ".nii.gz";
+        // Volumes keep the geometry of their maps, so that samples overlay the input.
+        const io::Geometry geometry =
+            planar
+                ? io::Geometry{}
+                : io::read_geometry(c.logit_mean).leading(static_cast<size_t>(maps.mean.dim() - 1));
         at::Generator generator =
             at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(i));
         if (options.sweep) {
@@ -222,15 +228,18 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
               maps, options.num_samples, options.controls, generator,
               [&](int64_t n, const at::Tensor& labels) {
                 io::write_label_image(staging / (c.id + "_s" + std::to_string(n) + ext),
-                                      stored_labels(labels, classes));
+                                      stored_labels(labels, classes), geometry);
               });
-          const at::Tensor annotations = read_annotations(c, classes, maps.mean.sizes().slice(1));
+          const at::Tensor annotations =
+              c.annotations.empty() ? at::empty({0}, at::kByte)
+                                    : read_annotations(c, classes, maps.mean.sizes().slice(1));
           for (int64_t j = 0; j < annotations.size(0); ++j) {
             io::write_label_image(staging / (c.id + "_l" + std::to_string(j + 1) + ext),
-                                  stored_labels(annotations[j], classes));
+                                  stored_labels(annotations[j], classes), geometry);
           }
-          io::write_float_image(staging / (c.id + "_frequency.nii.gz"), statistics.frequency);
-          io::write_float_image(staging / (c.id + "_entropy.nii.gz"), statistics.entropy);
+          io::write_float_image(staging / (c.id + "_frequency.nii.gz"), statistics.frequency,
+                                geometry);
+          io::write_float_image(staging / (c.id + "_entropy.nii.gz"), statistics.entropy, geometry);
           if (planar) {
             io::write_rgb_png(
                 staging / (c.id + "_entropy.png"),

@@ -33,9 +33,14 @@ void write_atomically(const std::filesystem::path& path,
   }
 }
 
-void write_folder_atomically(const std::filesystem::path& path, const std::string& what,
+void write_folder_atomically(const std::filesystem::path& given, const std::string& what,
                              const std::function<void(const std::filesystem::path&)>& write) {
   namespace fs = std::filesystem;
+  // "out/" names the folder "out": its staging folder must be a sibling, not a child.
+  fs::path path = given.lexically_normal();
+  if (path.filename().empty()) path = path.parent_path();
+  TORCH_CHECK(!path.empty() && path.filename() != "." && path.filename() != "..", what, " ",
+              given.string(), ": expected a folder name");
   TORCH_CHECK(!fs::exists(path) || (fs::is_directory(path) && fs::is_empty(path)), what, " ",
               path.string(), " already exists and is not an empty folder");
   const fs::path staging =

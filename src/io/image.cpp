@@ -214,13 +214,11 @@ std::string Geometry::describe() const {
   return "spacing " + list(spacing) + ", origin " + list(origin) + ", direction " + list(direction);
 }
 
-Image read_image_with_geometry(const std::filesystem::path& path) {
+Geometry read_geometry(const std::filesystem::path& path) {
 #ifdef SSN_WITH_ITK
   register_image_formats();
   TORCH_CHECK(std::filesystem::is_regular_file(path), "cannot read ", path.string(),
               ": no such file");
-  Image image;
-  image.pixels = read_image(path);
   itk::ImageIOBase::Pointer io = image_io_for(path);
   io->SetFileName(path.string());
   try {
@@ -228,22 +226,39 @@ Image read_image_with_geometry(const std::filesystem::path& path) {
   } catch (const itk::ExceptionObject& error) {
     TORCH_CHECK(false, "cannot read ", path.string(), ": ", error.GetDescription());
   }
+  Geometry geometry;
   const unsigned int dims = io->GetNumberOfDimensions();
   for (unsigned int i = 0; i < dims; ++i) {
-    image.geometry.spacing.push_back(io->GetSpacing(i));
-    image.geometry.origin.push_back(io->GetOrigin(i));
+    geometry.spacing.push_back(io->GetSpacing(i));
+    geometry.origin.push_back(io->GetOrigin(i));
   }
   // GetDirection(j) is column j (the direction of axis j); stored row-major.
-  image.geometry.direction.assign(dims * dims, 0.0);
+  geometry.direction.assign(dims * dims, 0.0);
   for (unsigned int j = 0; j < dims; ++j) {
     const std::vector<double> column = io->GetDirection(j);
-    for (unsigned int i = 0; i < dims; ++i) image.geometry.direction[i * dims + j] = column[i];
+    for (unsigned int i = 0; i < dims; ++i) geometry.direction[i * dims + j] = column[i];
   }
-  return image;
+  return geometry;
 #else
   TORCH_CHECK(false, "cannot read ", path.string(),
               ": ssn was built without ITK (SSN_WITH_ITK=OFF), which provides the image codecs");
 #endif
+}
+
+Geometry Geometry::leading(size_t axes) const {
+  if (empty() || spacing.size() <= axes) return *this;
+  Geometry out;
+  const size_t n = spacing.size();
+  for (size_t i = 0; i < axes; ++i) {
+    out.spacing.push_back(spacing[i]);
+    out.origin.push_back(origin[i]);
+    for (size_t j = 0; j < axes; ++j) out.direction.push_back(direction[i * n + j]);
+  }
+  return out;
+}
+
+Image read_image_with_geometry(const std::filesystem::path& path) {
+  return {read_image(path), read_geometry(path)};
 }
 
 at::Tensor read_image(const std::filesystem::path& path) {

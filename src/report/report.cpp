@@ -204,7 +204,7 @@ std::string montage_section(const fs::path& job, const ReportOptions& options) {
            " (write it with <code>ssn predict --out " + escape(predictions.string()) +
            "</code>).</p>";
   }
-  const auto cases = evaluation::read_prediction_csv(predictions);
+  const auto cases = evaluation::read_prediction_csv(predictions, /*require_annotations=*/false);
   std::ostringstream html;
   const int64_t shown = std::min<int64_t>(options.num_cases, static_cast<int64_t>(cases.size()));
   bool stochastic = false;
@@ -214,7 +214,9 @@ std::string montage_section(const fs::path& job, const ReportOptions& options) {
     const evaluation::PredictionMaps maps = evaluation::read_prediction_maps(c);
     const int64_t classes = maps.mean.size(0);
     const at::Tensor annotations =
-        evaluation::read_annotations(c, classes, maps.mean.sizes().slice(1));
+        c.annotations.empty()
+            ? at::empty({0}, at::kByte)
+            : evaluation::read_annotations(c, classes, maps.mean.sizes().slice(1));
     const at::Tensor mode = maps.mean.argmax(/*dim=*/0);
     const int64_t slice = mode.dim() == 3 ? representative_slice(mode) : 0;
     const at::Tensor image = c.image.empty() ? at::Tensor() : io::read_image(c.image);

@@ -14,14 +14,15 @@
 namespace ssn::train {
 namespace {
 
-// Starts of output tiles of length `tile` along an axis of `length`, stepping by `step`; the last
-// tile ends at the axis' end (or starts at 0 when the tile is longer than the axis).
-std::vector<int64_t> tile_starts(int64_t length, int64_t tile, int64_t step) {
+// Starts of output tiles of length `tile` along an axis of `length`, stepping by `step`. With
+// `shift_last`, the last tile is moved back to end at the axis' end (overlapping tiles); otherwise
+// it may stick out and is cut (exact tiling keeps every start a multiple of `step`).
+std::vector<int64_t> tile_starts(int64_t length, int64_t tile, int64_t step, bool shift_last) {
   std::vector<int64_t> starts;
   if (tile >= length) return {0};
-  for (int64_t start = 0;; start += step) {
+  for (int64_t start = 0; start < length; start += step) {
     if (start + tile >= length) {
-      starts.push_back(length - tile);
+      starts.push_back(shift_last ? length - tile : start);
       break;
     }
     starts.push_back(start);
@@ -37,6 +38,8 @@ ImagePrediction predict_image(nn::SegmentationModel& model, const at::Tensor& im
   const int64_t dims = backbone.dimension();
   TORCH_CHECK(image.dim() == dims + 1, "predict: expected an image [I, *spatial] with ", dims,
               " spatial axes, got ", image.sizes());
+  TORCH_CHECK(mask.sizes() == image.sizes().slice(1), "predict: the mask ", mask.sizes(),
+              " does not match the image ", image.sizes());
   TORCH_CHECK(static_cast<int64_t>(options.tile_input.size()) == dims,
               "predict: the tile size needs ", dims, " values, got ", options.tile_input.size());
   const std::vector<int64_t> spatial(image.sizes().begin() + 1, image.sizes().end());
@@ -51,7 +54,7 @@ ImagePrediction predict_image(nn::SegmentationModel& model, const at::Tensor& im
   std::vector<std::vector<int64_t>> axis_starts;
   for (int64_t d = 0; d < dims; ++d) {
     const int64_t step = same_size ? std::max<int64_t>(1, tile_output[d] * 3 / 4) : tile_output[d];
-    axis_starts.push_back(tile_starts(spatial[d], tile_output[d], step));
+    axis_starts.push_back(tile_starts(spatial[d], tile_output[d], step, /*shift_last=*/same_size));
   }
   std::vector<std::vector<int64_t>> tiles = {{}};
   for (const auto& starts : axis_starts) {

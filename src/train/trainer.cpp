@@ -102,6 +102,8 @@ void save_checkpoint(const fs::path& path, nn::SegmentationModel& model,
     archive.write("best_ged", torch::tensor(best_ged, torch::kDouble));
     archive.write("rng", generator.get_state());
     archive.write("noise_rng", noise.get_state());
+    // Dropout draws from LibTorch's default generator: without it --resume is not exact.
+    archive.write("torch_rng", at::detail::getDefaultCPUGenerator().get_state());
     archive.write("log", c10::IValue(log_csv(records)));
     archive.save_to(temporary.string());
   });
@@ -116,8 +118,8 @@ data::CsvColumns csv_columns(const config::DataConfig& d) {
   return {d.channels, d.target, d.sampling_mask};
 }
 
-// Patch geometry and augmentation from the config; axes in the config count from 1 = the first
-// spatial axis (the reference's patch tensors carry the channel at 0).
+// Patch geometry and augmentation from the config; axes count spatial axes from 0 in tensor order
+// (z, y, x), as the reference's augmentation does on SimpleITK arrays.
 data::PatchOptions patch_options(const config::Config& config, std::vector<int64_t> input,
                                  const nn::BackboneImpl& backbone) {
   const auto dims = static_cast<size_t>(config.model.dimensions);
@@ -134,10 +136,9 @@ data::PatchOptions patch_options(const config::Config& config, std::vector<int64
   o.n_tries = t.n_tries;
   if (t.augment) {
     o.flip_probability = t.flip_probability;
-    for (int64_t axis : t.flip_axes) o.flip_axes.push_back(axis - 1);
+    o.flip_axes = t.flip_axes;
     o.rotation_probability = t.rotation_probability;
-    for (const auto& plane : t.rotation_planes)
-      o.rotation_planes.emplace_back(plane[0] - 1, plane[1] - 1);
+    for (const auto& plane : t.rotation_planes) o.rotation_planes.emplace_back(plane[0], plane[1]);
     o.histogram_probability = t.histogram_probability;
   }
   return o;
@@ -350,7 +351,8 @@ class VolumeData : public TrainingData {
     std::vector<data::Volume> volumes(indices.size());
     at::parallel_for(0, static_cast<int64_t>(indices.size()), 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        volumes[i] = data::load_volume(cases[indices[i]], config_.model.num_classes);
+        volumes[i] = data::load_volume(cases[indices[i]], config_.model.num_classes,
+                                       config_.model.dimensions);
       }
     });
     std::vector<data::Patch> patches;
@@ -491,6 +493,10 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     archive.read("rng", rng);
     archive.read("noise_rng", noise_rng);
     noise.set_state(noise_rng);
+    torch::Tensor torch_rng;
+    archive.read("torch_rng", torch_rng);
+    at::Generator default_generator = at::detail::getDefaultCPUGenerator();
+    default_generator.set_state(torch_rng);
     c10::IValue log;
     archive.read("log", log);
     start_epoch = epoch.item<int64_t>();
@@ -648,7 +654,8 @@ int64_t predict_volumes(const config::Config& config, const PredictOptions& opti
     std::ostringstream csv;
     csv << "id,image,prediction,logit_mean,cov_diag,cov_factor,annotations\n";
     for (const auto& c : cases) {
-      const data::Volume volume = data::load_volume(c, config.model.num_classes);
+      const data::Volume volume =
+          data::load_volume(c, config.model.num_classes, config.model.dimensions);
       const ImagePrediction prediction = predict_image(model, volume.image, volume.mask, tiling);
       const std::string stem = file_stem(c.id);
       const auto& geometry = volume.geometry;

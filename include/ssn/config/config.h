@@ -39,7 +39,7 @@ struct ModelConfig {
   std::vector<int64_t> feature_maps = {30, 30, 40, 40, 40, 40, 50, 50};
   /// DeepMedic: channels of the hidden 1x1 blocks after the pathways are joined.
   std::vector<int64_t> fully_connected = {250, 250};
-  /// DeepMedic: one pathway per factor (isotropic), the last 1 (full resolution).
+  /// DeepMedic: one pathway per factor (isotropic), strictly decreasing, largest first.
   std::vector<int64_t> scale_factors = {5, 3, 1};
   /// DeepMedic: dropout of the 1x1 blocks (first, ..., last).
   std::vector<double> dropout = {0.0, 0.5, 0.5};

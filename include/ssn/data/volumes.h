@@ -42,21 +42,25 @@ struct Volume {
   io::Geometry geometry;  ///< of the first channel
 };
 
-/// Loads a case and checks it: every channel, the target and the mask of the same shape and
-/// geometry, no NaN or infinite voxel, target labels in [0, num_classes). Errors name the file.
-Volume load_volume(const VolumeCase& c, int64_t num_classes);
+/// Loads a case and checks it: every channel of `dimensions` spatial axes (2 or 3; 0 = any), the
+/// target and the mask of the same shape and geometry, no NaN or infinite voxel, target labels in
+/// [0, num_classes). Errors name the file.
+Volume load_volume(const VolumeCase& c, int64_t num_classes, int64_t dimensions = 0);
 
 struct PatchOptions {
   /// Input patch size per spatial axis and the model's output size for it.
   std::vector<int64_t> input_size;
   std::vector<int64_t> output_size;
   /// A patch is centred on a foreground voxel (target > 0 inside the mask) with this
-  /// probability, else on any voxel of the mask (the reference's ForegroundBackgroundPatchSampler).
+  /// probability, else on a background voxel (target == 0 inside the mask), as the reference's
+  /// ForegroundBackgroundPatchSampler; any mask voxel when the wanted kind is absent.
   double foreground_probability = 0.5;
-  /// Centres drawn before giving up on the wanted kind (foreground) and using the mask.
+  /// The reference's retry count (accepted; a centre is drawn from the wanted voxels directly).
   int64_t n_tries = 5;
-  /// Augmentation: flips along spatial axes (0-based), 90-degree rotations in planes of two
-  /// spatial axes of equal patch size, per-channel intensity jitter.
+  /// Augmentation as the reference's: with flip_probability, flips along every axis of flip_axes
+  /// (spatial, from 0 in tensor order); with rotation_probability, per plane 1-3 quarter turns in
+  /// a random direction (planes of unequal patch size are skipped); with histogram_probability,
+  /// per channel x * N(1, 0.01) + U(0, 0.05).
   double flip_probability = 0.0;
   std::vector<int64_t> flip_axes;
   double rotation_probability = 0.0;
@@ -106,7 +110,7 @@ struct NnUnetIndex {
 /// channel (named as dataset.json, lower-cased, spaces as '_'), seg; absolute paths, so no image
 /// is copied. Errors name the file: a missing or malformed dataset.json, a case without one of its
 /// channel files. `out` must not exist or be empty.
-NnUnetIndex index_nnunet_raw(const std::filesystem::path& dataset,
-                             const std::filesystem::path& out, const NnUnetIndexOptions& options);
+NnUnetIndex index_nnunet_raw(const std::filesystem::path& dataset, const std::filesystem::path& out,
+                             const NnUnetIndexOptions& options);
 
 }  // namespace ssn::data

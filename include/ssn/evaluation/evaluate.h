@@ -101,7 +101,10 @@ at::Tensor read_annotations(const PredictionCase& prediction, int64_t num_classe
 
 /// Reads dir/prediction.csv: columns id, logit_mean, cov_diag, cov_factor, annotations (paths
 /// separated by ';'), optional image, other columns ignored. Errors name the file, line and column.
-std::vector<PredictionCase> read_prediction_csv(const std::filesystem::path& dir);
+/// With require_annotations false, cases without annotations are allowed (sampling unlabelled
+/// predictions).
+std::vector<PredictionCase> read_prediction_csv(const std::filesystem::path& dir,
+                                                bool require_annotations = true);
 
 struct SamplingOptions {
   /// Samples drawn per case.

@@ -69,7 +69,8 @@ struct SampleFolderOptions {
 
 /// For every case of a predictions folder (docs/file-formats.md), writes to `out`:
 /// <id>_s<i>.<ext> (samples; 0/255 for two classes, class indices otherwise), copies of the
-/// annotations as <id>_l<j>.<ext> (so `out` is a samples folder for `ssn evaluate --samples`),
+/// annotations, if the case lists any, as <id>_l<j>.<ext> (so `out` is a samples folder for
+/// `ssn evaluate --samples`),
 /// <id>_frequency.nii.gz [C, *spatial] and <id>_entropy.nii.gz (nats), and for 2-D cases
 /// <id>_entropy.png (viridis, 0 .. log C). ext is png for 2-D cases, nii.gz for 3-D ones. With a
 /// sweep: <id>_sweep_<name>.png, one row per setting over the case's image. Everything is written

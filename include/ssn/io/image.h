@@ -24,6 +24,8 @@ struct Geometry {
   bool matches(const Geometry& other) const;
   /// "spacing (1, 1, 2), origin (...), direction (...)" for error messages.
   std::string describe() const;
+  /// The geometry of the first `axes` ITK axes (a case's geometry from its [C, *spatial] maps).
+  Geometry leading(size_t axes) const;
 };
 
 /// An image and its geometry.
@@ -31,6 +33,9 @@ struct Image {
   at::Tensor pixels;
   Geometry geometry;
 };
+
+/// The geometry of an image file, from its header alone.
+Geometry read_geometry(const std::filesystem::path& path);
 
 /// read_image plus the geometry of the file.
 Image read_image_with_geometry(const std::filesystem::path& path);

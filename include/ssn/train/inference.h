@@ -33,9 +33,11 @@ struct ImagePrediction {
 
 /// Runs `model` (in eval mode) over image [I, *spatial] with the sampling mask [*spatial] (bool).
 /// Models whose output is smaller than their input (DeepMedic) tile the output exactly, as the
-/// reference: consecutive output tiles, the last shifted back inside the image, each with its
-/// input context cut from the zero-padded image. Models whose output equals their input (U-Net)
-/// use tiles overlapping by a quarter and average the overlaps.
+/// reference: consecutive output tiles (the last one may stick out and is cut), each with its
+/// input context cut from the image padded with zeros (the reference pads with edge values). When
+/// the tile output is a multiple of every DeepMedic scale factor (30 for the reference: 5 and 3),
+/// this equals one pass over the whole zero-padded image. Models whose output equals their input
+/// (U-Net) use tiles overlapping by a quarter and average the overlaps.
 ImagePrediction predict_image(nn::SegmentationModel& model, const at::Tensor& image,
                               const at::Tensor& mask, const TilingOptions& options);
 
