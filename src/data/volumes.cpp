@@ -172,29 +172,21 @@ double uniform(at::Generator& generator) {
 
 }  // namespace
 
-Patch sample_patch(const Volume& volume, const PatchOptions& options, at::Generator& generator) {
+PatchSpec draw_patch(const Volume& volume, const PatchOptions& options, at::Generator& generator) {
   TORCH_CHECK(volume.mask.any().item<bool>(), "case ", volume.id,
               ": the sampling mask is empty, no patch centre to draw");
+  PatchSpec spec;
   // Foreground (target > 0) or background (target == 0) voxels inside the mask, as the coin says;
   // a case without voxels of the wanted kind falls back to any voxel of the mask.
-  std::vector<int64_t> centre;
   if (volume.target.defined()) {
     const bool foreground = uniform(generator) < options.foreground_probability;
     const at::Tensor wanted =
         (foreground ? volume.target.gt(0) : volume.target.eq(0)).logical_and(volume.mask);
-    if (wanted.any().item<bool>()) centre = random_voxel(wanted, generator);
+    if (wanted.any().item<bool>()) spec.centre = random_voxel(wanted, generator);
   }
-  if (centre.empty()) centre = random_voxel(volume.mask, generator);
-  Patch patch = extract_patch(volume, centre, options.input_size, options.output_size);
-  // Augmentation as the reference's patch_augmentation: the same flips / rotations for image,
-  // target and mask (spatial axes are the trailing ones; the image has a leading channel axis).
-  if (!options.flip_axes.empty() && uniform(generator) < options.flip_probability) {
-    for (int64_t axis : options.flip_axes) {  // one draw flips every allowed axis
-      patch.image = patch.image.flip({1 + axis});
-      patch.target = patch.target.flip({axis});
-      patch.mask = patch.mask.flip({axis});
-    }
-  }
+  if (spec.centre.empty()) spec.centre = random_voxel(volume.mask, generator);
+  // Augmentation as the reference's patch_augmentation.
+  spec.flip = !options.flip_axes.empty() && uniform(generator) < options.flip_probability;
   if (!options.rotation_planes.empty() && uniform(generator) < options.rotation_probability) {
     for (const auto& [first, second] : options.rotation_planes) {
       const int64_t turns = 1 + static_cast<int64_t>(uniform(generator) * 3);  // 90, 180 or 270
@@ -204,28 +196,48 @@ Patch sample_patch(const Volume& volume, const PatchOptions& options, at::Genera
           options.output_size[a] != options.output_size[b]) {
         continue;  // a quarter turn of a non-square patch would change its shape
       }
-      patch.image = patch.image.rot90(turns, {1 + a, 1 + b});
-      patch.target = patch.target.rot90(turns, {a, b});
-      patch.mask = patch.mask.rot90(turns, {a, b});
+      spec.rotations.push_back({a, b, turns});
     }
   }
   if (uniform(generator) < options.histogram_probability) {
     // Per channel, intensities * N(1, 0.01) + U(0, 0.05), the reference's
     // RandomHistogramDeformation defaults.
-    const int64_t channels = patch.image.size(0);
+    const int64_t channels = volume.image.size(0);
+    spec.scale = at::randn({channels}, generator, at::TensorOptions(at::kFloat)) * 0.01 + 1.0;
+    spec.shift = at::rand({channels}, generator, at::TensorOptions(at::kFloat)) * 0.05;
+  }
+  return spec;
+}
+
+Patch make_patch(const Volume& volume, const PatchSpec& spec, const PatchOptions& options) {
+  Patch patch = extract_patch(volume, spec.centre, options.input_size, options.output_size);
+  // The same flips / rotations for image, target and mask (spatial axes are the trailing ones;
+  // the image has a leading channel axis).
+  if (spec.flip) {
+    for (int64_t axis : options.flip_axes) {  // one draw flips every allowed axis
+      patch.image = patch.image.flip({1 + axis});
+      patch.target = patch.target.flip({axis});
+      patch.mask = patch.mask.flip({axis});
+    }
+  }
+  for (const auto& [a, b, turns] : spec.rotations) {
+    patch.image = patch.image.rot90(turns, {1 + a, 1 + b});
+    patch.target = patch.target.rot90(turns, {a, b});
+    patch.mask = patch.mask.rot90(turns, {a, b});
+  }
+  if (spec.scale.defined()) {
     std::vector<int64_t> shape(options.input_size.size() + 1, 1);
-    shape[0] = channels;
-    const at::Tensor scale =
-        (at::randn({channels}, generator, at::TensorOptions(at::kFloat)) * 0.01 + 1.0)
-            .reshape(shape);
-    const at::Tensor shift =
-        (at::rand({channels}, generator, at::TensorOptions(at::kFloat)) * 0.05).reshape(shape);
-    patch.image = patch.image * scale + shift;
+    shape[0] = spec.scale.numel();
+    patch.image = patch.image * spec.scale.reshape(shape) + spec.shift.reshape(shape);
   }
   patch.image = patch.image.contiguous();
   patch.target = patch.target.contiguous();
   patch.mask = patch.mask.contiguous();
   return patch;
+}
+
+Patch sample_patch(const Volume& volume, const PatchOptions& options, at::Generator& generator) {
+  return make_patch(volume, draw_patch(volume, options, generator), options);
 }
 
 }  // namespace ssn::data

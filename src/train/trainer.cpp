@@ -273,14 +273,12 @@ class VolumeData : public TrainingData {
 
   data::TrainingBatch next() override {
     if (static_cast<int64_t>(pending_.size()) < batch_size()) load_group();
-    std::vector<at::Tensor> images, targets, masks;
+    std::vector<PendingPatch> chosen;
     for (int64_t b = 0; b < batch_size() && !pending_.empty(); ++b) {
-      images.push_back(pending_.back().image);
-      targets.push_back(pending_.back().target);
-      masks.push_back(pending_.back().mask);
+      chosen.push_back(std::move(pending_.back()));
       pending_.pop_back();
     }
-    return {at::stack(images), at::stack(targets), at::stack(masks)};
+    return make_batch(chosen, train_patch_);
   }
   void end_epoch() override { pending_.clear(); }
   int64_t batch_size() const override { return config_.training.batch_size; }
@@ -297,31 +295,49 @@ class VolumeData : public TrainingData {
       const int64_t end = std::min(cases, start + config_.valid.max_cases_in_memory);
       std::vector<int64_t> indices;
       for (int64_t i = start; i < end; ++i) indices.push_back(i);
-      std::vector<data::Patch> patches =
+      const std::vector<PendingPatch> patches =
           draw_patches(valid_, indices, config_.valid.patches_per_image, valid_patch_, generator);
-      for (size_t first = 0; first < patches.size();
-           first += static_cast<size_t>(config_.valid.batch_size)) {
-        const size_t last =
-            std::min(patches.size(), first + static_cast<size_t>(config_.valid.batch_size));
-        std::vector<at::Tensor> images, targets, masks, annotations;
-        for (size_t p = first; p < last; ++p) {
-          images.push_back(patches[p].image);
-          targets.push_back(patches[p].target);
-          masks.push_back(patches[p].mask);
-          annotations.push_back(patches[p].target.unsqueeze(0));
+      const auto step = static_cast<size_t>(config_.valid.batch_size);
+      for (size_t first = 0; first < patches.size(); first += step) {
+        const std::vector<PendingPatch> chosen(
+            patches.begin() + static_cast<int64_t>(first),
+            patches.begin() + static_cast<int64_t>(std::min(patches.size(), first + step)));
+        const data::TrainingBatch batch = make_batch(chosen, valid_patch_);
+        std::vector<at::Tensor> annotations;
+        for (int64_t b = 0; b < batch.targets.size(0); ++b) {
+          annotations.push_back(batch.targets[b].unsqueeze(0));
         }
-        const Validation v =
-            score_batch(model, at::stack(images), at::stack(targets), at::stack(masks), annotations,
-                        config_, loss_fn, device, generator);
+        const Validation v = score_batch(model, batch.images, batch.targets, batch.masks,
+                                         annotations, config_, loss_fn, device, generator);
         total.loss += v.loss;
         total.ged += v.ged;
-        count += static_cast<int64_t>(last - first);
+        count += batch.targets.size(0);
       }
     }
     return {total.loss / static_cast<double>(count), total.ged / static_cast<double>(count)};
   }
 
  private:
+  // A patch not cut yet: its volume (kept alive while patches of it wait) and its random spec.
+  struct PendingPatch {
+    std::shared_ptr<const data::Volume> volume;
+    data::PatchSpec spec;
+  };
+
+  // Patches are cut from their volumes only when their batch is due, so memory holds the volumes
+  // of one group and one batch of patches.
+  static data::TrainingBatch make_batch(const std::vector<PendingPatch>& chosen,
+                                        const data::PatchOptions& options) {
+    std::vector<at::Tensor> images, targets, masks;
+    for (const auto& pending : chosen) {
+      const data::Patch patch = data::make_patch(*pending.volume, pending.spec, options);
+      images.push_back(patch.image);
+      targets.push_back(patch.target);
+      masks.push_back(patch.mask);
+    }
+    return {at::stack(images), at::stack(targets), at::stack(masks)};
+  }
+
   // Loads the next group of the epoch's cases in parallel and draws their patches, shuffled.
   void load_group() {
     std::vector<int64_t> indices;
@@ -331,34 +347,35 @@ class VolumeData : public TrainingData {
     }
     TORCH_CHECK(!indices.empty() || !pending_.empty(), "internal: the epoch ran out of patches");
     if (indices.empty()) return;
-    std::vector<data::Patch> patches = draw_patches(
+    std::vector<PendingPatch> patches = draw_patches(
         train_, indices, config_.training.patches_per_image, train_patch_, *generator_);
     const at::Tensor order =
         at::randperm(static_cast<int64_t>(patches.size()), *generator_, at::kLong);
-    std::vector<data::Patch> shuffled;
-    for (int64_t i = 0; i < order.numel(); ++i)
+    std::vector<PendingPatch> shuffled;
+    for (int64_t i = 0; i < order.numel(); ++i) {
       shuffled.push_back(patches[order[i].item<int64_t>()]);
+    }
     shuffled.insert(shuffled.end(), pending_.begin(), pending_.end());
     pending_ = std::move(shuffled);
   }
 
   // Loads the cases (in parallel: decoding NIfTI dominates) then draws their patches in order,
   // so the patches do not depend on the thread count.
-  std::vector<data::Patch> draw_patches(const std::vector<data::VolumeCase>& cases,
-                                        const std::vector<int64_t>& indices, int64_t per_case,
-                                        const data::PatchOptions& options,
-                                        at::Generator& generator) {
-    std::vector<data::Volume> volumes(indices.size());
+  std::vector<PendingPatch> draw_patches(const std::vector<data::VolumeCase>& cases,
+                                         const std::vector<int64_t>& indices, int64_t per_case,
+                                         const data::PatchOptions& options,
+                                         at::Generator& generator) {
+    std::vector<std::shared_ptr<const data::Volume>> volumes(indices.size());
     at::parallel_for(0, static_cast<int64_t>(indices.size()), 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        volumes[i] = data::load_volume(cases[indices[i]], config_.model.num_classes,
-                                       config_.model.dimensions);
+        volumes[i] = std::make_shared<const data::Volume>(data::load_volume(
+            cases[indices[i]], config_.model.num_classes, config_.model.dimensions));
       }
     });
-    std::vector<data::Patch> patches;
+    std::vector<PendingPatch> patches;
     for (const auto& volume : volumes) {
       for (int64_t p = 0; p < per_case; ++p) {
-        patches.push_back(data::sample_patch(volume, options, generator));
+        patches.push_back({volume, data::draw_patch(*volume, options, generator)});
       }
     }
     return patches;
@@ -369,7 +386,7 @@ class VolumeData : public TrainingData {
   data::PatchOptions train_patch_, valid_patch_;
   std::vector<int64_t> epoch_cases_;
   int64_t next_case_ = 0;
-  std::vector<data::Patch> pending_;
+  std::vector<PendingPatch> pending_;
   at::Generator* generator_ = nullptr;  // the epoch's data generator (begin_epoch)
 };
 

@@ -80,7 +80,25 @@ Patch extract_patch(const Volume& volume, const std::vector<int64_t>& centre,
                     const std::vector<int64_t>& input_size,
                     const std::vector<int64_t>& output_size);
 
-/// Draws one patch as the options say (centre, then augmentation).
+/// Where a patch is and how it is augmented: everything random about it, drawn up front so that
+/// patches can be cut from their volume only when a batch needs them.
+struct PatchSpec {
+  std::vector<int64_t> centre;
+  bool flip = false;
+  struct Rotation {
+    int64_t a, b, turns;  ///< rot90 by `turns` from spatial axis a towards b
+  };
+  std::vector<Rotation> rotations;
+  at::Tensor scale, shift;  ///< [I] intensity change, or undefined
+};
+
+/// Draws a patch's centre and augmentation as the options say.
+PatchSpec draw_patch(const Volume& volume, const PatchOptions& options, at::Generator& generator);
+
+/// Cuts and augments the patch a spec describes.
+Patch make_patch(const Volume& volume, const PatchSpec& spec, const PatchOptions& options);
+
+/// draw_patch then make_patch.
 Patch sample_patch(const Volume& volume, const PatchOptions& options, at::Generator& generator);
 
 /// Cuts region [start, start + size) out of x's trailing axes (spatial), zero outside x.
