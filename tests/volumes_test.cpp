@@ -166,7 +166,8 @@ TEST(NnUnetRaw, IndexesCasesAsCsvThatLoad) {
   fs::create_directories(dataset / "imagesTr");
   fs::create_directories(dataset / "labelsTr");
   fs::create_directories(dataset / "imagesTs");
-  io::write_text_file(dataset / "dataset.json", R"({"channel_names": {"0": "T1", "1": "Flair Weighted"},
+  io::write_text_file(dataset / "dataset.json",
+                      R"({"channel_names": {"0": "T1", "1": "Flair Weighted"},
     "labels": {"background": 0, "tumour": 1, "oedema": 2}, "numTraining": 4,
     "file_ending": ".nii.gz"})");
   for (int i = 0; i < 4; ++i) {
@@ -195,9 +196,9 @@ TEST(NnUnetRaw, IndexesCasesAsCsvThatLoad) {
   const auto train = read_case_csv(root / "index" / "train.csv", columns);
   ASSERT_EQ(train.size(), 2u);
   EXPECT_EQ(load_volume(train[0], 3).image.sizes(), (std::vector<int64_t>{2, 5, 6, 7}));
-  EXPECT_EQ(read_case_csv(root / "index" / "unlabelled.csv", {{"t1", "flair_weighted"}, "", ""})
-                .size(),
-            1u);
+  EXPECT_EQ(
+      read_case_csv(root / "index" / "unlabelled.csv", {{"t1", "flair_weighted"}, "", ""}).size(),
+      1u);
   // A case without its second channel.
   fs::remove(dataset / "imagesTr" / "case_2_0001.nii.gz");
   EXPECT_THAT(error_of([&] { index_nnunet_raw(dataset, root / "index2", options); }),

@@ -75,12 +75,13 @@ void add_index_nnunet_command(CLI::App& app) {
     const data::NnUnetIndex index = data::index_nnunet_raw(*dataset, *out, *options);
     std::string channels;
     for (const auto& name : index.channels) channels += (channels.empty() ? "" : ", ") + name;
-    std::printf("indexed %lld train, %lld valid, %lld test and %lld unlabelled cases in %s\n"
-                "channels (data.channels): %s; %lld classes (model num_classes); target column: "
-                "seg\n",
-                static_cast<long long>(index.train), static_cast<long long>(index.valid),
-                static_cast<long long>(index.test), static_cast<long long>(index.unlabelled),
-                out->c_str(), channels.c_str(), static_cast<long long>(index.num_classes));
+    std::printf(
+        "indexed %lld train, %lld valid, %lld test and %lld unlabelled cases in %s\n"
+        "channels (data.channels): %s; %lld classes (model num_classes); target column: "
+        "seg\n",
+        static_cast<long long>(index.train), static_cast<long long>(index.valid),
+        static_cast<long long>(index.test), static_cast<long long>(index.unlabelled), out->c_str(),
+        channels.c_str(), static_cast<long long>(index.num_classes));
   });
 }
 

@@ -15,6 +15,7 @@
 
 #include "ssn/distributions/low_rank_normal.h"
 #include "ssn/io/atomic_file.h"
+#include "ssn/io/csv.h"
 #include "ssn/io/image.h"
 #include "ssn/loss/segmentation_loss.h"
 #include "ssn/metrics/metrics.h"
@@ -242,58 +243,37 @@ namespace {
 // Keeps the logits of one sampling chunk near 2^25 values (128 MiB in float32).
 constexpr int64_t kChunkValues = int64_t{1} << 25;
 
-std::vector<std::string> split(const std::string& line, char separator) {
-  std::vector<std::string> fields;
-  std::string field;
-  std::istringstream in(line);
-  while (std::getline(in, field, separator)) fields.push_back(field);
-  if (!line.empty() && line.back() == separator) fields.emplace_back();
-  return fields;
-}
-
 }  // namespace
 
 std::vector<PredictionCase> read_prediction_csv(const fs::path& dir, bool require_annotations) {
   const fs::path csv = dir / "prediction.csv";
   TORCH_CHECK(fs::is_regular_file(csv), "--predictions folder ", dir.string(),
               " has no prediction.csv (", csv.string(), ": no such file)");
-  std::ifstream in(csv);
-  std::string line;
-  TORCH_CHECK(std::getline(in, line), csv.string(), " is empty, expected a header line");
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  const std::vector<std::string> header = split(line, ',');
-  std::map<std::string, size_t> column;
-  for (size_t i = 0; i < header.size(); ++i) column[header[i]] = i;
+  const io::CsvTable table = io::read_csv(csv);
   for (const char* required : {"id", "logit_mean", "cov_diag", "cov_factor", "annotations"}) {
-    TORCH_CHECK(column.count(required), csv.string(), ": the header has no column '", required,
-                "' (expected id,logit_mean,cov_diag,cov_factor,annotations)");
+    TORCH_CHECK(table.column.count(required), csv.string(), ": the header has no column '",
+                required, "' (expected id,logit_mean,cov_diag,cov_factor,annotations)");
   }
   std::vector<PredictionCase> cases;
   std::map<std::string, int> seen;
-  for (int line_number = 2; std::getline(in, line); ++line_number) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) continue;
-    TORCH_CHECK(line.find('"') == std::string::npos, csv.string(), " line ", line_number,
-                ": quoted fields are not supported");
-    const std::vector<std::string> fields = split(line, ',');
-    TORCH_CHECK(fields.size() == header.size(), csv.string(), " line ", line_number, ": ",
-                fields.size(), " fields, the header has ", header.size());
+  for (size_t row = 0; row < table.rows.size(); ++row) {
+    const int line_number = table.line_numbers[row];
     PredictionCase c;
-    c.id = fields[column["id"]];
+    c.id = table.field(row, "id");
     TORCH_CHECK(!c.id.empty(), csv.string(), " line ", line_number, ": empty id");
     TORCH_CHECK(seen.emplace(c.id, line_number).second, csv.string(), " line ", line_number,
                 ": id '", c.id, "' repeats line ", seen[c.id]);
-    c.logit_mean = dir / fields[column["logit_mean"]];
-    c.cov_diag = dir / fields[column["cov_diag"]];
-    c.cov_factor = dir / fields[column["cov_factor"]];
-    for (const std::string& path : split(fields[column["annotations"]], ';')) {
+    c.logit_mean = dir / table.field(row, "logit_mean");
+    c.cov_diag = dir / table.field(row, "cov_diag");
+    c.cov_factor = dir / table.field(row, "cov_factor");
+    for (const std::string& path : io::split_fields(table.field(row, "annotations"), ';')) {
       if (!path.empty()) c.annotations.push_back(dir / path);
     }
     TORCH_CHECK(!require_annotations || !c.annotations.empty(), csv.string(), " line ", line_number,
                 ": case ", c.id,
                 " has no annotations (column 'annotations', paths separated by ';')");
-    if (column.count("image") && !fields[column["image"]].empty()) {
-      c.image = dir / fields[column["image"]];
+    if (table.column.count("image") && !table.field(row, "image").empty()) {
+      c.image = dir / table.field(row, "image");
     }
     cases.push_back(std::move(c));
   }
