@@ -11,6 +11,7 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libpng-dev
   python3-torch python3-numpy python3-scipy python3-pil
+  chromium
 )
 
 missing=()

@@ -71,10 +71,31 @@ TEST(Config, UnknownKeysAndWrongTypesNameTheirPath) {
 namespace ssn::config {
 namespace {
 
-// The reference's own BraTS configs, unchanged (../shared/reference next to the repository).
+// Patch augmentation axes are spatial and 0-based (the reference's convention): in 3-D, 0..2.
+TEST(Config, PatchAugmentationAxesOutOfRangeAreRefused) {
+  const auto with = [](const std::string& augmentation) {
+    return nlohmann::json::parse(R"({"model": {"StochasticUNet": {"dimensions": 3}},
+      "training": {"patch_augmentation": )" + augmentation + "}}");
+  };
+  EXPECT_NO_THROW(parse_config(with(R"({"RandomPatchRotation": {"prob": 0.5,
+      "allowed_planes": [[2, 1], [0, 2]]}, "RandomPatchFlip": {"prob": 0.5, "allowed_axis": [0, 2]}})")));
+  EXPECT_THAT(
+      error_of(with(R"({"RandomPatchRotation": {"prob": 0.5, "allowed_planes": [[2, 3]]}})")),
+              HasSubstr("RandomPatchRotation.allowed_planes: expected pairs of different spatial "
+                        "axes in 0..2 (0 = the first voxel axis), got [2,3]"));
+  EXPECT_THAT(
+      error_of(with(R"({"RandomPatchRotation": {"prob": 0.5, "allowed_planes": [[1, 1]]}})")),
+              HasSubstr("got [1,1]"));
+  EXPECT_THAT(error_of(with(R"({"RandomPatchFlip": {"prob": 0.5, "allowed_axis": [3]}})")),
+              HasSubstr("RandomPatchFlip.allowed_axis: expected spatial axes in 0..2 (0 = the first "
+                        "voxel axis), got 3"));
+  EXPECT_THAT(error_of(with(R"({"RandomPatchFlip": {"prob": 1.5, "allowed_axis": [0]}})")),
+              HasSubstr("RandomPatchFlip.prob must be in [0, 1], got 1.5"));
+}
+
+// The reference's own BraTS configs, unchanged (the project's copy in tests/data/reference).
 TEST(Config, AcceptsTheReferenceBratsConfigsUnchanged) {
-  const std::string reference = std::string(SSN_SOURCE_DIR) + "/../shared/reference/";
-  if (!std::filesystem::exists(reference)) GTEST_SKIP() << "no " << reference;
+  const std::string reference = std::string(SSN_SOURCE_DIR) + "/tests/data/reference/";
   const Config ssn = load_config(reference + "rank_10_mc_20_patch_110.json");
   EXPECT_EQ(ssn.model.name, "StochasticDeepMedic");
   EXPECT_EQ(ssn.model.backbone, Backbone::kDeepMedic);
@@ -83,7 +104,7 @@ TEST(Config, AcceptsTheReferenceBratsConfigsUnchanged) {
   EXPECT_EQ(ssn.model.rank, 10);
   EXPECT_EQ(ssn.model.feature_maps, (std::vector<int64_t>{30, 30, 40, 40, 40, 40, 50, 50}));
   EXPECT_EQ(ssn.model.fully_connected, (std::vector<int64_t>{250, 250}));
-  EXPECT_EQ(ssn.data.dataset, "csv");
+  EXPECT_EQ(ssn.data.dataset, Dataset::kCsv);
   EXPECT_EQ(ssn.data.channels, (std::vector<std::string>{"flair", "t1", "t1ce", "t2"}));
   EXPECT_EQ(ssn.data.target, "seg");
   EXPECT_EQ(ssn.data.sampling_mask, "sampling_mask");
@@ -92,15 +113,16 @@ TEST(Config, AcceptsTheReferenceBratsConfigsUnchanged) {
   EXPECT_EQ(ssn.training.images_per_epoch, 50);
   EXPECT_DOUBLE_EQ(ssn.training.foreground_probability, 0.5);
   EXPECT_EQ(ssn.training.flip_axes, (std::vector<int64_t>{2, 1}));
+  EXPECT_EQ(ssn.training.rotation_planes, (std::vector<std::vector<int64_t>>{{2, 1}}));
   EXPECT_TRUE(ssn.training.elastic_requested);
   EXPECT_EQ(ssn.loss.num_mc_samples, 20);
-  EXPECT_EQ(ssn.optimizer.name, "RMSprop");
+  EXPECT_EQ(ssn.optimizer.kind, Optimizer::kRMSprop);
   EXPECT_DOUBLE_EQ(ssn.optimizer.alpha, 0.9);
   EXPECT_DOUBLE_EQ(ssn.optimizer.momentum, 0.6);
   EXPECT_EQ(ssn.scheduler.milestones, (std::vector<int64_t>{440, 640, 800, 900, 980, 1050}));
   const Config benchmark = load_config(reference + "benchmark.json");
   EXPECT_EQ(benchmark.model.kind, nn::ModelKind::kDeterministic);
-  EXPECT_EQ(benchmark.loss.name, "CrossEntropyLoss");
+  EXPECT_EQ(benchmark.loss.kind, loss::LossKind::kCrossEntropy);
   EXPECT_EQ(benchmark.test.input_patch_size, (std::vector<int64_t>{110, 110, 110}));
 }
 

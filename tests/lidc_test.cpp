@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <set>
 
 #include "golden.h"
 #include "ssn/data/synthetic.h"
@@ -71,6 +72,61 @@ TEST_F(LidcFolder, HandMadeFolderIsCroppedDownscaledAndNormalised) {
   EXPECT_EQ(batch.images.sizes(), at::IntArrayRef({3, 1, 4, 4}));
   EXPECT_EQ(batch.targets.sizes(), at::IntArrayRef({3, 4, 4}));
   EXPECT_EQ(batch.targets.sum().item<int64_t>(), 3 * 8);  // each mask covers half of the crop
+}
+
+// The 8 x 8 centre crop (rows and columns 4..11) of a 16 x 16 image, downscaled to 4 x 4, is the
+// mean of each 2 x 2 block, then z-scored; a mask block is foreground when at least half of it
+// is (2 of 4 -> 1, 1 of 4 -> 0).
+TEST_F(LidcFolder, DownscalingAveragesBlocksAndTakesTheMajorityOfMasks) {
+  at::Tensor image = (at::arange(256, at::kLong).reshape({16, 16}) * 7) % 251;
+  at::Tensor mask = at::zeros({16, 16}, at::kLong);
+  mask.slice(0, 4, 12).slice(1, 4, 12).fill_(255);  // the crop is all foreground ...
+  mask.slice(0, 4, 12).slice(1, 4, 12).select(0, 0).fill_(0);  // ... but its first row
+  mask[5][4] = 0;  // block (0, 0) keeps 1 of 4: background
+  write_slice("train", image, {mask});
+  LidcOptions options;
+  options.crop = 8;
+  options.size = 4;
+  options.annotators = 1;
+  const LidcDataset dataset(root_, "train", options);
+  const LidcExample& example = dataset[0];
+  const at::Tensor blocks = image.slice(0, 4, 12)
+                                .slice(1, 4, 12)
+                                .to(at::kDouble)
+                                .reshape({4, 2, 4, 2})
+                                .mean({1, 3});
+  const at::Tensor expected = (blocks - blocks.mean()) / blocks.std(/*unbiased=*/false);
+  EXPECT_LT((example.image[0].to(at::kDouble) - expected).abs().max().item<double>(), 1e-5);
+  at::Tensor expected_mask = at::ones({4, 4}, at::kLong);
+  expected_mask[0][0] = 0;  // rows 4-5, columns 4-5: one foreground pixel of four
+  EXPECT_TRUE(example.annotations[0].to(at::kLong).equal(expected_mask))
+      << example.annotations[0];
+}
+
+// Flips and quarter turns move image and mask together: the image is bright exactly where the
+// (asymmetric, L-shaped) mask is, before and after augmentation, and several orientations occur.
+TEST_F(LidcFolder, AugmentedImagesAndMasksStayAligned) {
+  at::Tensor mask = at::zeros({16, 16}, at::kLong);
+  mask.slice(0, 2, 12).slice(1, 3, 6).fill_(1);
+  mask.slice(0, 9, 12).slice(1, 3, 13).fill_(1);
+  write_slice("train", mask * 200 + 20, {mask, mask});
+  LidcOptions options;
+  options.crop = 16;
+  options.size = 16;
+  options.annotators = 2;
+  const LidcDataset dataset(root_, "train", options);
+  at::Generator generator = at::detail::createCPUGenerator(11);
+  std::set<std::vector<int64_t>> orientations;
+  for (int i = 0; i < 10; ++i) {
+    const TrainingBatch batch = make_training_batch(dataset, {0, 0}, generator);
+    for (int64_t b = 0; b < 2; ++b) {
+      EXPECT_TRUE(batch.images[b][0].gt(0).to(at::kLong).equal(batch.targets[b]));
+      orientations.insert(
+          {batch.targets[b][2][3].item<int64_t>(), batch.targets[b][11][12].item<int64_t>(),
+           batch.targets[b][13][3].item<int64_t>(), batch.targets[b][4][12].item<int64_t>()});
+    }
+  }
+  EXPECT_GE(orientations.size(), 4u);
 }
 
 TEST_F(LidcFolder, PrefetchedBatchesEqualBatchesMadeOneByOne) {

@@ -145,6 +145,19 @@ TEST(Metrics, CalibrationAndEntropyOfKnownMaps) {
   EXPECT_NEAR(classwise_ece(probabilities, annotations), 0.0, 1e-15);
 }
 
+// Confidences of class 1 spread over bins 0, 3 (twice), 6 and 9 of 10, against one annotation:
+// ECE_1 = (|0.05 - 0| + |0.35 + 0.31 - 1 - 0| + |0.65 - 1| + |0.95 - 1|) / 5 = 0.79 / 5, and
+// class 0 (confidences 1 - p) gives the same sum; a per-pixel or one-bin ECE would not.
+TEST(Metrics, EceSumsSignedGapsWithinEachBin) {
+  const at::Tensor p1 = at::tensor({0.05, 0.35, 0.31, 0.65, 0.95}, at::kDouble).reshape({1, 5});
+  const at::Tensor probabilities = at::cat({1 - p1, p1}).reshape({2, 1, 5});
+  const at::Tensor annotation = at::tensor({0, 1, 0, 1, 1}, at::kLong).reshape({1, 1, 5});
+  EXPECT_NEAR(classwise_ece(probabilities, annotation, /*bins=*/10), 0.79 / 5, 1e-12);
+  // One bin: |sum of gaps| / S per class.
+  EXPECT_NEAR(classwise_ece(probabilities, annotation, /*bins=*/1),
+              std::abs(0.05 + 0.35 + 0.31 + 0.65 + 0.95 - 3) / 5, 1e-12);
+}
+
 TEST(Metrics, RejectBadInputWithClearMessages) {
   EXPECT_THAT(
       error_of([] {

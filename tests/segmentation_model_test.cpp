@@ -25,9 +25,26 @@ TEST(UNet, KeepsTheResolutionIn2dAnd3d) {
   EXPECT_EQ(unet3->dimension(), 3);
 }
 
+// The preset builds seven levels of three 3x3 convolutions (no bias, batch norm), counted
+// parameter by parameter from PHiSeg's widths, and halves the resolution six times.
 TEST(UNet, PhisegPresetHasSevenLevels) {
-  const UNetOptions options = UNetOptions::phiseg(1);
-  EXPECT_EQ(options.filters(), std::vector<int64_t>({32, 64, 128, 192, 192, 192, 192}));
+  UNet2d unet(UNetOptions::phiseg(1));
+  const std::vector<int64_t> widths = {32, 64, 128, 192, 192, 192, 192};
+  int64_t expected = 0;
+  const auto block = [&](int64_t in, int64_t out) {
+    for (int c = 0; c < 3; ++c) expected += 9 * (c == 0 ? in : out) * out + 2 * out;
+  };
+  for (size_t level = 0; level < widths.size(); ++level) {
+    block(level == 0 ? 1 : widths[level - 1], widths[level]);
+  }
+  for (size_t level = 0; level + 1 < widths.size(); ++level) {
+    block(widths[level + 1] + widths[level], widths[level]);
+  }
+  int64_t parameters = 0;
+  for (const auto& p : unet->parameters()) parameters += p.numel();
+  EXPECT_EQ(parameters, expected);
+  EXPECT_EQ(unet->input_size_for(1), 64);  // 2^6: six poolings
+  EXPECT_EQ(unet->out_channels(), 32);
 }
 
 TEST(UNet, RejectsBadOptionsAndSizes) {
@@ -52,7 +69,7 @@ TEST(UNet, RejectsBadOptionsAndSizes) {
 
 SegmentationModel make_model(ModelKind kind) {
   auto backbone = std::make_shared<UNet2dImpl>(UNetOptions(1, {8, 16}).convs_per_level(1));
-  return SegmentationModel(backbone, kind, /*num_classes=*/2, /*rank=*/3);
+  return SegmentationModel(backbone, SegmentationModelOptions(kind, /*num_classes=*/2).rank(3));
 }
 
 TEST(SegmentationModel, ThreeKindsShareOneInterface) {
@@ -68,7 +85,7 @@ TEST(SegmentationModel, ThreeKindsShareOneInterface) {
   EXPECT_EQ(low_rank.stochastic->distribution.event_shape(), std::vector<int64_t>({2, 8, 8}));
   EXPECT_THAT(error_of([] {
                 SegmentationModel(std::make_shared<UNet2dImpl>(UNetOptions(1, {4})),
-                                  ModelKind::kLowRank, 2, 0);
+                                  SegmentationModelOptions(ModelKind::kLowRank, 2).rank(0));
               }),
               HasSubstr("a low-rank model needs rank >= 1, got 0"));
 }

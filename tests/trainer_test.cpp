@@ -1,4 +1,7 @@
 #include "ssn/train/trainer.h"
+#include "ssn/train/predict.h"
+#include "ssn/train/checkpoint.h"
+#include "ssn/train/model_factory.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -68,7 +71,7 @@ TEST(Trainer, TrainPredictEvaluateOnAHandMadeFolder) {
     SCOPED_TRACE(model);
     const config::Config config = tiny_config(model);
     TrainOptions options;
-    options.data_dir = root;
+    options.data.data_dir = root;
     options.job_dir = root / "job";
     fs::remove_all(options.job_dir);
     const auto log = train(config, options);
@@ -98,7 +101,7 @@ TEST(Trainer, RefusesToOverwriteARunAndNeedsOneToResume) {
   const config::Config config =
       tiny_config(R"({"StochasticUNet": {"rank": 1, "filters": [2], "convs_per_level": 1}})");
   TrainOptions options;
-  options.data_dir = root;
+  options.data.data_dir = root;
   options.job_dir = root / "job";
   options.resume = true;
   try {
@@ -106,7 +109,7 @@ TEST(Trainer, RefusesToOverwriteARunAndNeedsOneToResume) {
     FAIL() << "expected an error";
   } catch (const c10::Error& error) {
     EXPECT_THAT(error.what_without_backtrace(),
-                ::testing::HasSubstr("--resume: no checkpoint_last.pt"));
+                ::testing::HasSubstr("cannot resume: no checkpoint_last.pt"));
   }
   options.resume = false;
   train(config, options);
@@ -117,6 +120,89 @@ TEST(Trainer, RefusesToOverwriteARunAndNeedsOneToResume) {
     EXPECT_THAT(error.what_without_backtrace(),
                 ::testing::HasSubstr("already holds a training run (checkpoint_last.pt)"));
   }
+  fs::remove_all(root);
+}
+
+// A deterministic U-Net learns the hand-made squares: the training loss falls by more than half
+// and the prediction of the test image overlaps its annotations.
+TEST(Trainer, LossFallsAndThePredictionOverlapsTheTarget) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root = hand_made_folder();
+  config::Config config = tiny_config(R"({"UNet": {"filters": [8, 16], "convs_per_level": 1}})");
+  config.training.num_epochs = 25;
+  config.training.augment = false;
+  config.valid.eval_every = 25;
+  config.optimizer.kind = config::Optimizer::kAdam;
+  config.optimizer.lr = 0.01;
+  TrainOptions options;
+  options.data.data_dir = root;
+  options.job_dir = root / "job";
+  const auto log = train(config, options);
+  ASSERT_EQ(log.size(), 25u);
+  EXPECT_LT(log.back().train_loss, 0.5 * log.front().train_loss);
+  PredictOptions predict_options;
+  predict_options.data_dir = root;
+  predict_options.checkpoint = options.job_dir / "checkpoint_last.pt";
+  predict_options.out = root / "predictions";
+  predict(config, predict_options);
+  const auto results = evaluation::evaluate_prediction_folder(
+      predict_options.out, evaluation::EvaluationOptions{}, evaluation::SamplingOptions{4, 0});
+  double dice = std::nan("");
+  for (const auto& [name, value] : results[0].metrics) {
+    if (name == "dice_mean_1") dice = value;
+  }
+  EXPECT_GT(dice, 0.8);
+  fs::remove_all(root);
+}
+
+// The schedule and the choice of checkpoints as the log says: MultiStepLR at milestones 1 and 3,
+// covariance frozen during mean_only_epochs, checkpoint_best.pt = the epoch of lowest val_ged.
+TEST(Trainer, ScheduleMeanOnlyEpochsAndBestCheckpointFollowTheLog) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root = hand_made_folder();
+  config::Config config =
+      tiny_config(R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})");
+  config.training.num_epochs = 1;
+  config.training.mean_only_epochs = 1;
+  config.scheduler.milestones = {1, 3};
+  config.scheduler.gamma = 0.5;
+  TrainOptions options;
+  options.data.data_dir = root;
+  options.job_dir = root / "job";
+  options.seed = 5;
+  train(config, options);
+  // After the mean-only epoch the covariance layers are still as initialised; the mean moved.
+  torch::manual_seed(options.seed);
+  nn::SegmentationModel initial = build_model(config.model);
+  nn::SegmentationModel trained = build_model(config.model);
+  load_model_weights(options.job_dir / "checkpoint_last.pt", *trained);
+  const auto covariance = [](nn::SegmentationModel& m) {
+    return m->head()->covariance_parameters();
+  };
+  for (size_t i = 0; i < covariance(initial).size(); ++i) {
+    EXPECT_TRUE(covariance(initial)[i].equal(covariance(trained)[i])) << "covariance tensor " << i;
+  }
+  EXPECT_FALSE(initial->named_parameters()["head.mean_l.weight"].equal(
+      trained->named_parameters()["head.mean_l.weight"]));
+
+  config.training.num_epochs = 5;
+  options.resume = true;
+  const auto log = train(config, options);
+  ASSERT_EQ(log.size(), 5u);
+  const std::vector<double> lr = {0.01, 0.005, 0.005, 0.0025, 0.0025};
+  size_t best = 0;
+  for (size_t e = 0; e < log.size(); ++e) {
+    EXPECT_DOUBLE_EQ(log[e].lr, lr[e]) << "epoch " << e + 1;
+    if (log[e].val_ged < log[best].val_ged) best = e;
+  }
+  load_model_weights(options.job_dir / "checkpoint_last.pt", *trained);
+  EXPECT_FALSE(covariance(initial)[0].equal(covariance(trained)[0])) << "trained after epoch 1";
+  nn::SegmentationModel scratch = build_model(config.model);
+  auto optimizer = build_optimizer(config.optimizer, scratch->parameters());
+  const TrainingState state =
+      load_checkpoint(options.job_dir / "checkpoint_best.pt", *scratch, *optimizer);
+  EXPECT_EQ(state.epoch, static_cast<int64_t>(best) + 1);
+  EXPECT_NEAR(state.best_ged, log[best].val_ged, 1e-9 * std::abs(log[best].val_ged));
   fs::remove_all(root);
 }
 
@@ -141,8 +227,8 @@ TEST(Trainer, PredictedVolumesKeepTheGeometryOfTheirInput) {
   const config::Config config =
       config::load_config(std::string(SSN_SOURCE_DIR) + "/tests/data/tiny_brats.json");
   TrainOptions options;
-  options.train_csv = root / "data" / "train.csv";
-  options.valid_csv = root / "data" / "valid.csv";
+  options.data.train_csv = root / "data" / "train.csv";
+  options.data.valid_csv = root / "data" / "valid.csv";
   options.job_dir = root / "job";
   const auto log = train(config, options);
   ASSERT_EQ(log.size(), 1u);
@@ -180,6 +266,48 @@ TEST(Trainer, PredictedVolumesKeepTheGeometryOfTheirInput) {
       predict_options.out, evaluation::EvaluationOptions{4, true},
       evaluation::SamplingOptions{4, 0});
   ASSERT_EQ(results.size(), 1u);
+  fs::remove_all(root);
+}
+
+// A model with dropout (DeepMedic's 1x1 blocks draw from LibTorch's default generator): one epoch,
+// then --resume for the second, gives the log of two epochs in one go, and the first row is the
+// one written before the resume.
+TEST(Trainer, ResumeOfAModelWithDropoutEqualsAnUninterruptedRun) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root =
+      fs::temp_directory_path() / ("ssn_dropout_job_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  data::BratsLikeOptions synth;
+  synth.cases = 3;
+  synth.shape = {24, 28, 26};
+  data::write_brats_like(root / "data", synth);
+  config::Config config =
+      config::load_config(std::string(SSN_SOURCE_DIR) + "/tests/data/tiny_brats.json");
+  config.model.dropout = {0.0, 0.5};
+  config.training.num_epochs = 2;
+  TrainOptions options;
+  options.data.train_csv = root / "data" / "train.csv";
+  options.data.valid_csv = root / "data" / "valid.csv";
+  options.seed = 3;
+  options.job_dir = root / "whole";
+  const auto whole = train(config, options);
+
+  options.job_dir = root / "resumed";
+  config.training.num_epochs = 1;
+  const auto first = train(config, options);
+  config.training.num_epochs = 2;
+  options.resume = true;
+  const auto resumed = train(config, options);
+  ASSERT_EQ(whole.size(), 2u);
+  ASSERT_EQ(resumed.size(), 2u);
+  // The log travels in the checkpoint as text with 10 significant digits.
+  const auto near = [](double a, double b) { return std::abs(a - b) <= 1e-9 * std::abs(b) + 1e-12; };
+  EXPECT_TRUE(near(resumed[0].seconds, first[0].seconds)) << "the row before the resume is kept";
+  for (size_t e = 0; e < 2; ++e) {
+    EXPECT_TRUE(near(resumed[e].train_loss, whole[e].train_loss)) << "epoch " << e + 1;
+    EXPECT_TRUE(near(resumed[e].val_loss, whole[e].val_loss)) << "epoch " << e + 1;
+    EXPECT_TRUE(near(resumed[e].val_ged, whole[e].val_ged)) << "epoch " << e + 1;
+  }
   fs::remove_all(root);
 }
 

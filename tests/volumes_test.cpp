@@ -1,4 +1,5 @@
 #include "ssn/data/volumes.h"
+#include "ssn/data/nnunet.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <gmock/gmock.h>
@@ -8,9 +9,11 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <sstream>
 
 #include "golden.h"
+#include "ssn/config/config.h"
 #include "ssn/data/synthetic.h"
 #include "ssn/io/atomic_file.h"
 #include "ssn/io/png.h"
@@ -150,6 +153,94 @@ TEST(Patches, ForegroundProbabilityOneCentresOnForeground) {
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(sample_patch(volume, options, generator).target.item<int64_t>(), 3);
   }
+}
+
+TEST(Patches, ForegroundProbabilityZeroCentresOnBackgroundInsideTheMask) {
+  Volume volume;
+  volume.image = at::randn({1, 12, 12, 12});
+  volume.target = at::zeros({12, 12, 12}, at::kLong);
+  volume.target.slice(0, 2, 10).slice(1, 2, 10).slice(2, 2, 10).fill_(1);
+  volume.mask = at::zeros({12, 12, 12}, at::kBool);
+  volume.mask.slice(0, 1, 11).slice(1, 1, 11).slice(2, 1, 11).fill_(true);
+  PatchOptions options;
+  options.input_size = {3, 3, 3};
+  options.output_size = {1, 1, 1};
+  options.foreground_probability = 0.0;
+  at::Generator generator = at::detail::createCPUGenerator(4);
+  for (int i = 0; i < 30; ++i) {
+    const PatchSpec spec = draw_patch(volume, options, generator);
+    const auto& c = spec.centre;
+    EXPECT_EQ(volume.target[c[0]][c[1]][c[2]].item<int64_t>(), 0);
+    EXPECT_TRUE(volume.mask[c[0]][c[1]][c[2]].item<bool>());
+  }
+}
+
+// A volume whose image holds each voxel's coordinates (100 z + 10 y + x) and whose target and mask
+// are the same pattern: after augmentation, image, target and mask stay aligned voxel for voxel.
+Volume coordinate_volume() {
+  Volume volume;
+  const at::Tensor z = at::arange(6, at::kLong).reshape({6, 1, 1});
+  const at::Tensor y = at::arange(6, at::kLong).reshape({1, 6, 1});
+  const at::Tensor x = at::arange(6, at::kLong).reshape({1, 1, 6});
+  const at::Tensor code = (100 * z + 10 * y + x).expand({6, 6, 6}).contiguous();
+  volume.image = code.to(at::kFloat).unsqueeze(0);
+  volume.target = code;
+  volume.mask = (x + y + z).expand({6, 6, 6}).remainder(2).eq(0).contiguous();
+  return volume;
+}
+
+// The reference's BraTS config (allowed_planes [[2, 1]], allowed_axis [2, 1]; axes spatial from
+// 0 in z, y, x order) turns and flips the y-x plane: every voxel keeps its z, and image, target
+// and mask move together.
+TEST(Patches, ReferenceAugmentationTurnsAndFlipsTheYxPlaneOnly) {
+  const config::Config reference = config::load_config(std::string(SSN_SOURCE_DIR) +
+                                                       "/tests/data/reference/"
+                                                       "rank_10_mc_20_patch_110.json");
+  PatchOptions options;
+  options.input_size = options.output_size = {6, 6, 6};
+  options.flip_probability = 1.0;
+  options.flip_axes = reference.training.flip_axes;
+  options.rotation_probability = 1.0;
+  for (const auto& plane : reference.training.rotation_planes) {
+    options.rotation_planes.emplace_back(plane[0], plane[1]);
+  }
+  ASSERT_EQ(options.flip_axes, (std::vector<int64_t>{2, 1}));
+  ASSERT_EQ(options.rotation_planes.size(), 1u);
+  const Volume volume = coordinate_volume();
+  at::Generator generator = at::detail::createCPUGenerator(9);
+  std::set<std::vector<int64_t>> orientations;
+  for (int i = 0; i < 12; ++i) {
+    PatchSpec spec = draw_patch(volume, options, generator);
+    spec.centre = {3, 3, 3};  // the whole volume
+    const Patch patch = make_patch(volume, spec, options);
+    EXPECT_TRUE(patch.image[0].to(at::kLong).equal(patch.target));
+    EXPECT_TRUE(patch.mask.equal(patch.target.remainder(10)
+                                     .add(patch.target.div(10, "floor").remainder(10))
+                                     .add(patch.target.div(100, "floor"))
+                                     .remainder(2)
+                                     .eq(0)));
+    const at::Tensor z = patch.target.div(100, "floor");
+    EXPECT_TRUE(z.equal(at::arange(6, at::kLong).reshape({6, 1, 1}).expand({6, 6, 6})))
+        << "a voxel left its z slice";
+    orientations.insert({patch.target[0][0][0].item<int64_t>(),
+                         patch.target[0][0][5].item<int64_t>()});
+  }
+  EXPECT_GE(orientations.size(), 3u) << "the turns should vary";
+}
+
+// Out-of-range axes are refused, in the config and in the library.
+TEST(Patches, OutOfRangeAxesAreRefused) {
+  PatchOptions options;
+  options.input_size = options.output_size = {6, 6, 6};
+  options.flip_axes = {3};
+  const Volume volume = coordinate_volume();
+  at::Generator generator = at::detail::createCPUGenerator(0);
+  EXPECT_THAT(error_of([&] { draw_patch(volume, options, generator); }),
+              HasSubstr("PatchOptions.flip_axes: expected spatial axes in 0..2, got 3"));
+  options.flip_axes.clear();
+  options.rotation_planes = {{2, 3}};
+  EXPECT_THAT(error_of([&] { draw_patch(volume, options, generator); }),
+              HasSubstr("PatchOptions.rotation_planes: expected pairs of different spatial axes"));
 }
 
 }  // namespace

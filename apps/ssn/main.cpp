@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   ssn::cli::add_preprocess_command(app);
   ssn::cli::add_index_nnunet_command(app);
   ssn::cli::add_train_command(app);
+  ssn::cli::add_predict_command(app);
   ssn::cli::add_sample_command(app);
   ssn::cli::add_evaluate_command(app);
   ssn::cli::add_report_command(app);

@@ -6,7 +6,6 @@
 
 #include "commands.h"
 #include "ssn/data/preprocess.h"
-#include "ssn/data/volumes.h"
 
 namespace ssn::cli {
 
@@ -41,47 +40,6 @@ void add_preprocess_command(CLI::App& app) {
     std::printf("wrote %lld train, %lld valid and %lld test cases to %s (data_index_*.csv)\n",
                 static_cast<long long>(counts.train), static_cast<long long>(counts.valid),
                 static_cast<long long>(counts.test), output->c_str());
-  });
-}
-
-void add_index_nnunet_command(CLI::App& app) {
-  auto options = std::make_shared<data::NnUnetIndexOptions>();
-  auto dataset = std::make_shared<std::string>();
-  auto out = std::make_shared<std::string>();
-  CLI::App* command = app.add_subcommand(
-      "index-nnunet",
-      "Index a dataset in the nnU-Net raw layout (dataset.json, imagesTr/<case>_0000.nii.gz ...,\n"
-      "labelsTr/<case>.nii.gz, optionally imagesTs/) as the CSV files ssn train / predict read:\n"
-      "train.csv, valid.csv, test.csv (labelled cases split by --fractions) and unlabelled.csv\n"
-      "(imagesTs). Columns are named after dataset.json's channel_names (lower case); the images\n"
-      "stay where they are (absolute paths). Put the printed channel names in the config's\n"
-      "data.channels.");
-  command->footer(
-      "Example:\n  ssn index-nnunet --dataset-dir nnUNet_raw/Dataset001_BrainTumour --out "
-      "data/brain_tumour");
-  command->add_option("--dataset-dir", *dataset, "The nnU-Net raw dataset folder")
-      ->required()
-      ->check(CLI::ExistingDirectory);
-  command->add_option("--out", *out, "Folder for the CSV files (must not exist or be empty)")
-      ->required();
-  command
-      ->add_option("--fractions", options->fractions,
-                   "train,valid,test fractions of the labelled cases, drawn with --seed")
-      ->delimiter(',')
-      ->expected(3)
-      ->capture_default_str();
-  command->add_option("--seed", options->seed, "Seed of the split")->capture_default_str();
-  command->callback([options, dataset, out]() {
-    const data::NnUnetIndex index = data::index_nnunet_raw(*dataset, *out, *options);
-    std::string channels;
-    for (const auto& name : index.channels) channels += (channels.empty() ? "" : ", ") + name;
-    std::printf(
-        "indexed %lld train, %lld valid, %lld test and %lld unlabelled cases in %s\n"
-        "channels (data.channels): %s; %lld classes (model num_classes); target column: "
-        "seg\n",
-        static_cast<long long>(index.train), static_cast<long long>(index.valid),
-        static_cast<long long>(index.test), static_cast<long long>(index.unlabelled), out->c_str(),
-        channels.c_str(), static_cast<long long>(index.num_classes));
   });
 }
 

@@ -71,8 +71,294 @@ class Section {
   std::string origin_;
   std::set<std::string> read_;
 };
+void parse_model(const json& value, const std::string& origin, ModelConfig& m) {
+  Section model(value, "model", origin);
+  const auto [name, options] =
+      model.named({"StochasticUNet", "UNet", "StochasticDeepMedic", "DeepMedic"});
+  m.name = name;
+  const bool deepmedic = name.find("DeepMedic") != std::string::npos;
+  const bool stochastic = name.rfind("Stochastic", 0) == 0;
+  m.backbone = deepmedic ? Backbone::kDeepMedic : Backbone::kUNet;
+  m.dimensions = deepmedic ? 3 : 2;
+  const std::string path = "model." + name;
+  Section o(options, path, origin);
+  o.read_integer("input_channels", m.input_channels, 1);
+  o.read_integer("num_classes", m.num_classes, 2);
+  o.read_integer("dimensions", m.dimensions, 2);
+  TORCH_CHECK(m.dimensions <= 3, origin, ": ", path, ".dimensions must be 2 or 3, got ",
+              m.dimensions);
+  if (deepmedic) {
+    o.read<std::vector<int64_t>>("feature_maps", m.feature_maps);
+    o.read<std::vector<int64_t>>("fully_connected", m.fully_connected);
+    o.read<std::vector<int64_t>>("scale_factors", m.scale_factors);
+    o.read<std::vector<double>>("dropout", m.dropout);
+    TORCH_CHECK(!m.feature_maps.empty() && !m.scale_factors.empty(), origin, ": ", path,
+                ": feature_maps and scale_factors must not be empty");
+    for (size_t i = 0; i < m.scale_factors.size(); ++i) {
+      TORCH_CHECK(
+          m.scale_factors[i] >= 1 && (i == 0 || m.scale_factors[i] < m.scale_factors[i - 1]),
+          origin, ": ", path,
+          ".scale_factors must be >= 1 and strictly decreasing (largest first), got ",
+          json(m.scale_factors).dump());
+    }
+    TORCH_CHECK(m.dropout.size() == m.fully_connected.size() + 1, origin, ": ", path,
+                ".dropout needs one value per 1x1 block (fully_connected + 1 = ",
+                m.fully_connected.size() + 1, "), got ", m.dropout.size());
+  } else {
+    o.read<std::vector<int64_t>>("filters", m.filters);
+    o.read_integer("convs_per_level", m.convs_per_level, 1);
+    std::string normalisation = "batch";
+    o.read("normalisation", normalisation);
+    m.normalisation = nn::parse_normalisation(normalisation);
+  }
+  if (!stochastic) {
+    m.kind = nn::ModelKind::kDeterministic;
+    m.rank = 0;
+  } else {
+    o.read_integer("rank", m.rank, 0);
+    o.read_number("epsilon", m.epsilon);
+    o.read_number("log_diag_bias", m.log_diag_bias);
+    o.read_number("factor_init_scale", m.factor_init_scale);
+    m.kind = m.rank == 0 ? nn::ModelKind::kDiagonal : nn::ModelKind::kLowRank;
+  }
+}
+
+void parse_data(const json& value, const std::string& origin, const ModelConfig& model,
+                DataConfig& d) {
+  Section data(value, "data", origin);
+  std::string dataset = value.contains("channels") ? "csv" : "lidc";
+  data.read("dataset", dataset);
+  TORCH_CHECK(dataset == "lidc" || dataset == "csv", origin,
+              ": data.dataset must be \"lidc\" or \"csv\", got \"", dataset, "\"");
+  d.dataset = dataset == "csv" ? Dataset::kCsv : Dataset::kLidc;
+  if (d.dataset == Dataset::kLidc) {
+    data.read_integer("crop", d.crop, 1);
+    data.read_integer("size", d.size, 1);
+    data.read_integer("annotators", d.annotators, 1);
+    TORCH_CHECK(d.crop % d.size == 0, origin, ": data.crop (", d.crop,
+                ") must be a multiple of data.size (", d.size, ")");
+    return;
+  }
+  std::string task = "segmentation";
+  data.read("task", task);
+  TORCH_CHECK(task == "segmentation", origin, ": data.task must be \"segmentation\", got \"", task,
+              "\"");
+  data.read("channels", d.channels);
+  data.read("target", d.target);
+  data.read("sampling_mask", d.sampling_mask);
+  data.read("class_names", d.class_names);
+  json transformation = json::object();
+  data.read("transformation", transformation);
+  TORCH_CHECK(transformation.is_object() && transformation.empty(), origin,
+              ": data.transformation: ssn applies no input transformations, expected {}, got ",
+              transformation.dump());
+  TORCH_CHECK(!d.channels.empty(), origin, ": data.channels must name at least one column");
+  TORCH_CHECK(
+      d.class_names.empty() || static_cast<int64_t>(d.class_names.size()) == model.num_classes,
+      origin, ": data.class_names has ", d.class_names.size(), " names, but the model has ",
+      model.num_classes, " classes");
+  TORCH_CHECK(static_cast<int64_t>(d.channels.size()) == model.input_channels, origin,
+              ": data.channels has ", d.channels.size(), " columns, but the model has ",
+              model.input_channels, " input_channels");
+}
+
+void parse_sampler(const json& value, const std::string& origin, TrainingConfig& t) {
+  Section sampler(value, "training.sampler", origin);
+  const auto [name, options] = sampler.named({"ForegroundBackgroundPatchSampler"});
+  Section o(options, "training.sampler." + name, origin);
+  o.read_number("foreground_probability", t.foreground_probability);
+  o.read_integer("n_tries", t.n_tries, 1);
+  TORCH_CHECK(t.foreground_probability >= 0 && t.foreground_probability <= 1, origin,
+              ": training.sampler.", name, ".foreground_probability must be in [0, 1], got ",
+              t.foreground_probability);
+}
+
+// The whole-image augmentation: only the elastic deformation exists (not implemented by ssn).
+void parse_augmentation(const json& value, const std::string& origin, TrainingConfig& t) {
+  Section augmentation(value, "training.augmentation", origin);
+  if (value.empty()) return;
+  const auto [name, options] = augmentation.named({"RandomElasticDeformationCoarsePerlinNoise"});
+  Section o(options, "training.augmentation." + name, origin);
+  std::vector<int64_t> period, noise_shape;
+  double probability = 0, alpha = 0;
+  int64_t num_maps = 0;
+  o.read("period", period);
+  o.read_number("prob", probability);
+  o.read_number("alpha", alpha);
+  o.read("noise_shape", noise_shape);
+  o.read_integer("num_maps", num_maps, 0);
+  t.elastic_requested = probability > 0;
+}
+
+void check_probability(double p, const std::string& origin, const std::string& path) {
+  TORCH_CHECK(p >= 0 && p <= 1, origin, ": ", path, ".prob must be in [0, 1], got ", p);
+}
+
+// Patch augmentation; axes are spatial and 0-based in the voxel array's order (z, y, x), as the
+// reference's augmention.py indexes its channel-less target and mask (it adds 1 for the image).
+void parse_patch_augmentation(const json& value, const std::string& origin, int64_t dimensions,
+                              TrainingConfig& t) {
+  Section patch(value, "training.patch_augmentation", origin);
+  const std::string path = "training.patch_augmentation.";
+  if (value.contains("RandomHistogramDeformation")) {
+    patch.mark("RandomHistogramDeformation");
+    Section o(value.at("RandomHistogramDeformation"), path + "RandomHistogramDeformation", origin);
+    o.read_number("prob", t.histogram_probability);
+    check_probability(t.histogram_probability, origin, path + "RandomHistogramDeformation");
+  }
+  if (value.contains("RandomPatchRotation")) {
+    patch.mark("RandomPatchRotation");
+    Section o(value.at("RandomPatchRotation"), path + "RandomPatchRotation", origin);
+    o.read_number("prob", t.rotation_probability);
+    check_probability(t.rotation_probability, origin, path + "RandomPatchRotation");
+    o.read("allowed_planes", t.rotation_planes);
+    for (const auto& plane : t.rotation_planes) {
+      const bool valid = plane.size() == 2 && plane[0] != plane[1] && plane[0] >= 0 &&
+                         plane[1] >= 0 && plane[0] < dimensions && plane[1] < dimensions;
+      TORCH_CHECK(valid, origin, ": ", path,
+                  "RandomPatchRotation.allowed_planes: expected pairs of different spatial axes "
+                  "in 0..",
+                  dimensions - 1, " (0 = the first voxel axis), got ", json(plane).dump());
+    }
+  }
+  if (value.contains("RandomPatchFlip")) {
+    patch.mark("RandomPatchFlip");
+    Section o(value.at("RandomPatchFlip"), path + "RandomPatchFlip", origin);
+    o.read_number("prob", t.flip_probability);
+    check_probability(t.flip_probability, origin, path + "RandomPatchFlip");
+    o.read("allowed_axis", t.flip_axes);
+    for (int64_t axis : t.flip_axes) {
+      TORCH_CHECK(axis >= 0 && axis < dimensions, origin, ": ", path,
+                  "RandomPatchFlip.allowed_axis: expected spatial axes in 0..", dimensions - 1,
+                  " (0 = the first voxel axis), got ", axis);
+    }
+  }
+}
+
+void parse_training(const json& value, const std::string& origin, int64_t dimensions,
+                    TrainingConfig& t) {
+  Section training(value, "training", origin);
+  training.read_integer("batch_size", t.batch_size, 1);
+  training.read_integer("num_epochs", t.num_epochs, 0);
+  training.read_integer("mean_only_epochs", t.mean_only_epochs, 0);
+  training.read("augment", t.augment);
+  training.read_integer("max_bad_steps", t.max_bad_steps, 0);
+  training.read_integer("patches_per_image", t.patches_per_image, 1);
+  training.read_integer("images_per_epoch", t.images_per_epoch, 1);
+  training.read<std::vector<int64_t>>("input_patch_size", t.input_patch_size);
+  training.read_integer("max_cases_in_memory", t.max_cases_in_memory, 1);
+  training.read_integer("num_workers", t.num_workers, 0);
+  json extra_metrics = json::object();  // the reference's logging of extra outputs
+  training.read("extra_metrics", extra_metrics);
+  if (value.contains("sampler")) {
+    training.mark("sampler");
+    parse_sampler(value.at("sampler"), origin, t);
+  }
+  if (value.contains("augmentation")) {
+    training.mark("augmentation");
+    parse_augmentation(value.at("augmentation"), origin, t);
+  }
+  if (value.contains("patch_augmentation")) {
+    training.mark("patch_augmentation");
+    parse_patch_augmentation(value.at("patch_augmentation"), origin, dimensions, t);
+  }
+}
+
+void parse_valid(const json& value, const std::string& origin, ValidConfig& v) {
+  Section valid(value, "valid", origin);
+  valid.read_integer("eval_every", v.eval_every, 1);
+  valid.read_integer("num_cases", v.num_cases, 1);
+  valid.read_integer("num_samples", v.num_samples, 1);
+  valid.read_integer("batch_size", v.batch_size, 1);
+  valid.read<std::vector<int64_t>>("input_patch_size", v.input_patch_size);
+  valid.read_integer("patches_per_image", v.patches_per_image, 1);
+  valid.read_integer("images_per_epoch", v.images_per_epoch, 1);
+  valid.read_integer("max_cases_in_memory", v.max_cases_in_memory, 1);
+  valid.read_integer("num_workers", v.num_workers, 0);
+  valid.read_integer("keep_model_every", v.keep_model_every, 0);
+}
+
+void parse_test(const json& value, const std::string& origin, TestConfig& t) {
+  Section test(value, "test", origin);
+  test.read_integer("batch_size", t.batch_size, 1);
+  test.read<std::vector<int64_t>>("input_patch_size", t.input_patch_size);
+  test.read_integer("num_workers", t.num_workers, 0);
+  int64_t eval_every = 1;  // the reference's test schedule during training: not used
+  test.read_integer("eval_every", eval_every, 1);
+  std::vector<std::string> outputs;
+  test.read("extra_output_names", outputs);
+  for (const auto& output : outputs) {
+    TORCH_CHECK(output == "logit_mean" || output == "cov_diag" || output == "cov_factor", origin,
+                ": test.extra_output_names: unknown output \"", output,
+                "\" (expected logit_mean, cov_diag, cov_factor)");
+  }
+}
+
+void parse_loss(const json& value, const std::string& origin, const ModelConfig& model,
+                LossConfig& l) {
+  if (!value.empty()) {
+    Section loss(value, "loss", origin);
+    const auto [name, options] =
+        loss.named({"StochasticSegmentationNetworkLossMCIntegral", "CrossEntropyLoss"});
+    l.kind = name == "CrossEntropyLoss" ? loss::LossKind::kCrossEntropy
+                                        : loss::LossKind::kStochasticMcIntegral;
+    Section o(options, "loss." + name, origin);
+    if (l.kind == loss::LossKind::kStochasticMcIntegral) {
+      o.read_integer("num_mc_samples", l.num_mc_samples, 2);
+      TORCH_CHECK(l.num_mc_samples % 2 == 0, origin, ": loss.", name,
+                  ".num_mc_samples must be even (antithetic pairs), got ", l.num_mc_samples);
+    }
+  }
+  const bool stochastic = model.kind != nn::ModelKind::kDeterministic;
+  const loss::LossKind needed =
+      stochastic ? loss::LossKind::kStochasticMcIntegral : loss::LossKind::kCrossEntropy;
+  TORCH_CHECK(l.kind == needed, origin, ": model ", model.name, " needs the loss ",
+              to_string(needed), ", got ", to_string(l.kind));
+}
+
+void parse_optimizer(const json& value, const std::string& origin, OptimizerConfig& c) {
+  if (value.empty()) return;
+  Section optimizer(value, "optimizer", origin);
+  const auto [name, options] = optimizer.named({"Adam", "RMSprop", "SGD"});
+  c.kind = name == "Adam" ? Optimizer::kAdam
+                          : name == "RMSprop" ? Optimizer::kRMSprop : Optimizer::kSGD;
+  Section o(options, "optimizer." + name, origin);
+  o.read_number("lr", c.lr);
+  o.read_number("weight_decay", c.weight_decay);
+  if (c.kind != Optimizer::kAdam) o.read_number("momentum", c.momentum);
+  if (c.kind == Optimizer::kRMSprop) o.read_number("alpha", c.alpha);
+  TORCH_CHECK(c.lr > 0, origin, ": optimizer.", name, ".lr must be > 0, got ", c.lr);
+}
+
+void parse_scheduler(const json& value, const std::string& origin, SchedulerConfig& c) {
+  if (value.empty()) return;
+  Section scheduler(value, "scheduler", origin);
+  const auto [name, options] = scheduler.named({"MultiStepLR"});
+  Section o(options, "scheduler." + name, origin);
+  o.read<std::vector<int64_t>>("milestones", c.milestones);
+  o.read_number("gamma", c.gamma);
+}
 
 }  // namespace
+
+std::string to_string(Dataset dataset) { return dataset == Dataset::kCsv ? "csv" : "lidc"; }
+
+std::string to_string(Optimizer optimizer) {
+  switch (optimizer) {
+    case Optimizer::kAdam:
+      return "Adam";
+    case Optimizer::kRMSprop:
+      return "RMSprop";
+    case Optimizer::kSGD:
+      return "SGD";
+  }
+  return "unknown";
+}
+
+std::string to_string(loss::LossKind loss) {
+  return loss == loss::LossKind::kCrossEntropy ? "CrossEntropyLoss"
+                                               : "StochasticSegmentationNetworkLossMCIntegral";
+}
 
 Config parse_config(const json& root, const std::string& origin) {
   Config config;
@@ -83,255 +369,14 @@ Config parse_config(const json& root, const std::string& origin) {
     top.mark(name);
     return root.contains(name) ? root.at(name) : empty;
   };
-
-  {
-    Section model(section("model"), "model", origin);
-    const auto [name, options] =
-        model.named({"StochasticUNet", "UNet", "StochasticDeepMedic", "DeepMedic"});
-    ModelConfig& m = config.model;
-    m.name = name;
-    const bool deepmedic = name.find("DeepMedic") != std::string::npos;
-    const bool stochastic = name.rfind("Stochastic", 0) == 0;
-    m.backbone = deepmedic ? Backbone::kDeepMedic : Backbone::kUNet;
-    m.dimensions = deepmedic ? 3 : 2;
-    Section o(options, "model." + name, origin);
-    o.read_integer("input_channels", m.input_channels, 1);
-    o.read_integer("num_classes", m.num_classes, 2);
-    o.read_integer("dimensions", m.dimensions, 2);
-    TORCH_CHECK(m.dimensions <= 3, origin, ": model.", name, ".dimensions must be 2 or 3, got ",
-                m.dimensions);
-    if (deepmedic) {
-      o.read<std::vector<int64_t>>("feature_maps", m.feature_maps);
-      o.read<std::vector<int64_t>>("fully_connected", m.fully_connected);
-      o.read<std::vector<int64_t>>("scale_factors", m.scale_factors);
-      o.read<std::vector<double>>("dropout", m.dropout);
-      TORCH_CHECK(!m.feature_maps.empty() && !m.scale_factors.empty(), origin, ": model.", name,
-                  ": feature_maps and scale_factors must not be empty");
-      for (size_t i = 0; i < m.scale_factors.size(); ++i) {
-        TORCH_CHECK(
-            m.scale_factors[i] >= 1 && (i == 0 || m.scale_factors[i] < m.scale_factors[i - 1]),
-            origin, ": model.", name,
-            ".scale_factors must be >= 1 and strictly decreasing (largest first), got ",
-            json(m.scale_factors).dump());
-      }
-      TORCH_CHECK(m.dropout.size() == m.fully_connected.size() + 1, origin, ": model.", name,
-                  ".dropout needs one value per 1x1 block (fully_connected + 1 = ",
-                  m.fully_connected.size() + 1, "), got ", m.dropout.size());
-    } else {
-      o.read<std::vector<int64_t>>("filters", m.filters);
-      o.read_integer("convs_per_level", m.convs_per_level, 1);
-      std::string normalisation = "batch";
-      o.read("normalisation", normalisation);
-      m.normalisation = nn::parse_normalisation(normalisation);
-    }
-    if (!stochastic) {
-      m.kind = nn::ModelKind::kDeterministic;
-      m.rank = 0;
-    } else {
-      o.read_integer("rank", m.rank, 0);
-      o.read_number("epsilon", m.epsilon);
-      o.read_number("log_diag_bias", m.log_diag_bias);
-      o.read_number("factor_init_scale", m.factor_init_scale);
-      m.kind = m.rank == 0 ? nn::ModelKind::kDiagonal : nn::ModelKind::kLowRank;
-    }
-  }
-  {
-    const json& data_json = section("data");
-    Section data(data_json, "data", origin);
-    DataConfig& d = config.data;
-    if (data_json.contains("channels")) d.dataset = "csv";
-    data.read("dataset", d.dataset);
-    TORCH_CHECK(d.dataset == "lidc" || d.dataset == "csv", origin,
-                ": data.dataset must be \"lidc\" or \"csv\", got \"", d.dataset, "\"");
-    if (d.dataset == "lidc") {
-      data.read_integer("crop", d.crop, 1);
-      data.read_integer("size", d.size, 1);
-      data.read_integer("annotators", d.annotators, 1);
-      TORCH_CHECK(d.crop % d.size == 0, origin, ": data.crop (", d.crop,
-                  ") must be a multiple of data.size (", d.size, ")");
-    } else {
-      std::string task = "segmentation";
-      data.read("task", task);
-      TORCH_CHECK(task == "segmentation", origin, ": data.task must be \"segmentation\", got \"",
-                  task, "\"");
-      data.read("channels", d.channels);
-      data.read("target", d.target);
-      data.read("sampling_mask", d.sampling_mask);
-      data.read("class_names", d.class_names);
-      json transformation = json::object();
-      data.read("transformation", transformation);
-      TORCH_CHECK(transformation.is_object() && transformation.empty(), origin,
-                  ": data.transformation: ssn applies no input transformations, expected {}, got ",
-                  transformation.dump());
-      TORCH_CHECK(!d.channels.empty(), origin, ": data.channels must name at least one column");
-      TORCH_CHECK(d.class_names.empty() ||
-                      static_cast<int64_t>(d.class_names.size()) == config.model.num_classes,
-                  origin, ": data.class_names has ", d.class_names.size(),
-                  " names, but the model has ", config.model.num_classes, " classes");
-      TORCH_CHECK(static_cast<int64_t>(d.channels.size()) == config.model.input_channels, origin,
-                  ": data.channels has ", d.channels.size(), " columns, but the model has ",
-                  config.model.input_channels, " input_channels");
-    }
-  }
-  {
-    const json& training_json = section("training");
-    Section training(training_json, "training", origin);
-    TrainingConfig& t = config.training;
-    training.read_integer("batch_size", t.batch_size, 1);
-    training.read_integer("num_epochs", t.num_epochs, 0);
-    training.read_integer("mean_only_epochs", t.mean_only_epochs, 0);
-    training.read("augment", t.augment);
-    training.read_integer("max_bad_steps", t.max_bad_steps, 0);
-    training.read_integer("patches_per_image", t.patches_per_image, 1);
-    training.read_integer("images_per_epoch", t.images_per_epoch, 1);
-    training.read<std::vector<int64_t>>("input_patch_size", t.input_patch_size);
-    training.read_integer("max_cases_in_memory", t.max_cases_in_memory, 1);
-    training.read_integer("num_workers", t.num_workers, 0);
-    json extra_metrics = json::object();  // the reference's logging of extra outputs
-    training.read("extra_metrics", extra_metrics);
-    if (training_json.contains("sampler")) {
-      training.mark("sampler");
-      Section sampler(training_json.at("sampler"), "training.sampler", origin);
-      const auto [name, options] = sampler.named({"ForegroundBackgroundPatchSampler"});
-      Section o(options, "training.sampler." + name, origin);
-      o.read_number("foreground_probability", t.foreground_probability);
-      o.read_integer("n_tries", t.n_tries, 1);
-      TORCH_CHECK(t.foreground_probability >= 0 && t.foreground_probability <= 1, origin,
-                  ": training.sampler.", name, ".foreground_probability must be in [0, 1], got ",
-                  t.foreground_probability);
-    }
-    if (training_json.contains("augmentation")) {
-      training.mark("augmentation");
-      Section augmentation(training_json.at("augmentation"), "training.augmentation", origin);
-      if (!training_json.at("augmentation").empty()) {
-        const auto [name, options] =
-            augmentation.named({"RandomElasticDeformationCoarsePerlinNoise"});
-        Section o(options, "training.augmentation." + name, origin);
-        std::vector<int64_t> period, noise_shape;
-        double probability = 0, alpha = 0;
-        int64_t num_maps = 0;
-        o.read("period", period);
-        o.read_number("prob", probability);
-        o.read_number("alpha", alpha);
-        o.read("noise_shape", noise_shape);
-        o.read_integer("num_maps", num_maps, 0);
-        t.elastic_requested = probability > 0;
-      }
-    }
-    if (training_json.contains("patch_augmentation")) {
-      training.mark("patch_augmentation");
-      const json& pa = training_json.at("patch_augmentation");
-      Section patch(pa, "training.patch_augmentation", origin);
-      const std::string path = "training.patch_augmentation.";
-      if (pa.contains("RandomHistogramDeformation")) {
-        patch.mark("RandomHistogramDeformation");
-        Section o(pa.at("RandomHistogramDeformation"), path + "RandomHistogramDeformation", origin);
-        o.read_number("prob", t.histogram_probability);
-      }
-      if (pa.contains("RandomPatchRotation")) {
-        patch.mark("RandomPatchRotation");
-        Section o(pa.at("RandomPatchRotation"), path + "RandomPatchRotation", origin);
-        o.read_number("prob", t.rotation_probability);
-        o.read("allowed_planes", t.rotation_planes);
-        for (const auto& plane : t.rotation_planes) {
-          TORCH_CHECK(plane.size() == 2 && plane[0] != plane[1] && plane[0] >= 1 && plane[1] >= 1 &&
-                          plane[0] <= config.model.dimensions &&
-                          plane[1] <= config.model.dimensions,
-                      origin, ": ", path,
-                      "RandomPatchRotation.allowed_planes: expected pairs of different spatial "
-                      "axes in 0..",
-                      config.model.dimensions - 1);
-        }
-      }
-      if (pa.contains("RandomPatchFlip")) {
-        patch.mark("RandomPatchFlip");
-        Section o(pa.at("RandomPatchFlip"), path + "RandomPatchFlip", origin);
-        o.read_number("prob", t.flip_probability);
-        o.read("allowed_axis", t.flip_axes);
-        for (int64_t axis : t.flip_axes) {
-          TORCH_CHECK(axis >= 0 && axis < config.model.dimensions, origin, ": ", path,
-                      "RandomPatchFlip.allowed_axis: expected spatial axes in 0..",
-                      config.model.dimensions - 1, ", got ", axis);
-        }
-      }
-    }
-  }
-  {
-    Section valid(section("valid"), "valid", origin);
-    ValidConfig& v = config.valid;
-    valid.read_integer("eval_every", v.eval_every, 1);
-    valid.read_integer("num_cases", v.num_cases, 1);
-    valid.read_integer("num_samples", v.num_samples, 1);
-    valid.read_integer("batch_size", v.batch_size, 1);
-    valid.read<std::vector<int64_t>>("input_patch_size", v.input_patch_size);
-    valid.read_integer("patches_per_image", v.patches_per_image, 1);
-    valid.read_integer("images_per_epoch", v.images_per_epoch, 1);
-    valid.read_integer("max_cases_in_memory", v.max_cases_in_memory, 1);
-    valid.read_integer("num_workers", v.num_workers, 0);
-    valid.read_integer("keep_model_every", v.keep_model_every, 0);
-  }
-  {
-    Section test(section("test"), "test", origin);
-    TestConfig& t = config.test;
-    test.read_integer("batch_size", t.batch_size, 1);
-    test.read<std::vector<int64_t>>("input_patch_size", t.input_patch_size);
-    test.read_integer("num_workers", t.num_workers, 0);
-    int64_t eval_every = 1;  // the reference's test schedule during training: not used
-    test.read_integer("eval_every", eval_every, 1);
-    std::vector<std::string> outputs;
-    test.read("extra_output_names", outputs);
-    for (const auto& output : outputs) {
-      TORCH_CHECK(output == "logit_mean" || output == "cov_diag" || output == "cov_factor", origin,
-                  ": test.extra_output_names: unknown output \"", output,
-                  "\" (expected logit_mean, cov_diag, cov_factor)");
-    }
-  }
-  {
-    const json& loss_json = section("loss");
-    if (!loss_json.empty()) {
-      Section loss(loss_json, "loss", origin);
-      const auto [name, options] =
-          loss.named({"StochasticSegmentationNetworkLossMCIntegral", "CrossEntropyLoss"});
-      config.loss.name = name;
-      Section o(options, "loss." + name, origin);
-      if (name != "CrossEntropyLoss") {
-        o.read_integer("num_mc_samples", config.loss.num_mc_samples, 2);
-        TORCH_CHECK(config.loss.num_mc_samples % 2 == 0, origin, ": loss.", name,
-                    ".num_mc_samples must be even (antithetic pairs), got ",
-                    config.loss.num_mc_samples);
-      }
-    }
-    const bool stochastic = config.model.kind != nn::ModelKind::kDeterministic;
-    TORCH_CHECK(stochastic == (config.loss.name != "CrossEntropyLoss"), origin, ": model ",
-                config.model.name, " needs the loss ",
-                stochastic ? "StochasticSegmentationNetworkLossMCIntegral" : "CrossEntropyLoss",
-                ", got ", config.loss.name);
-  }
-  {
-    const json& optimizer_json = section("optimizer");
-    if (!optimizer_json.empty()) {
-      Section optimizer(optimizer_json, "optimizer", origin);
-      const auto [name, options] = optimizer.named({"Adam", "RMSprop", "SGD"});
-      config.optimizer.name = name;
-      Section o(options, "optimizer." + name, origin);
-      o.read_number("lr", config.optimizer.lr);
-      o.read_number("weight_decay", config.optimizer.weight_decay);
-      if (name != "Adam") o.read_number("momentum", config.optimizer.momentum);
-      if (name == "RMSprop") o.read_number("alpha", config.optimizer.alpha);
-      TORCH_CHECK(config.optimizer.lr > 0, origin, ": optimizer.", name, ".lr must be > 0, got ",
-                  config.optimizer.lr);
-    }
-  }
-  {
-    const json& scheduler_json = section("scheduler");
-    if (!scheduler_json.empty()) {
-      Section scheduler(scheduler_json, "scheduler", origin);
-      const auto [name, options] = scheduler.named({"MultiStepLR"});
-      Section o(options, "scheduler." + name, origin);
-      o.read<std::vector<int64_t>>("milestones", config.scheduler.milestones);
-      o.read_number("gamma", config.scheduler.gamma);
-    }
-  }
+  parse_model(section("model"), origin, config.model);
+  parse_data(section("data"), origin, config.model, config.data);
+  parse_training(section("training"), origin, config.model.dimensions, config.training);
+  parse_valid(section("valid"), origin, config.valid);
+  parse_test(section("test"), origin, config.test);
+  parse_loss(section("loss"), origin, config.model, config.loss);
+  parse_optimizer(section("optimizer"), origin, config.optimizer);
+  parse_scheduler(section("scheduler"), origin, config.scheduler);
   return config;
 }
 

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "ssn/data/splits.h"
 #include "ssn/io/atomic_file.h"
 #include "ssn/io/image.h"
 
@@ -44,12 +45,7 @@ at::Tensor z_score_normalise(const at::Tensor& channel, const at::Tensor& brain)
 PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& output_dir,
                                   const PreprocessOptions& options) {
   TORCH_CHECK(fs::is_directory(input_dir), "--input-dir ", input_dir.string(), ": no such folder");
-  TORCH_CHECK(
-      options.fractions.size() == 3 &&
-          std::all_of(options.fractions.begin(), options.fractions.end(),
-                      [](double f) { return f >= 0; }) &&
-          std::abs(options.fractions[0] + options.fractions[1] + options.fractions[2] - 1.0) < 1e-6,
-      "--fractions: expected three non-negative numbers adding up to 1");
+  check_fractions(options.fractions);
   // Case folders: every <dir>/<name>/<name>_flair.nii.gz.
   std::vector<fs::path> cases;
   for (const auto& entry : fs::recursive_directory_iterator(input_dir)) {
@@ -100,19 +96,14 @@ PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& out
       row << "," << id.string() << "_seg.nii.gz," << id.string() << "_brain_mask.nii.gz";
       rows.push_back(row.str());
     }
-    at::Generator generator = at::detail::createCPUGenerator(options.seed);
-    const at::Tensor order = at::randperm(static_cast<int64_t>(rows.size()), generator, at::kLong);
-    const auto n = static_cast<double>(rows.size());
-    const auto total = static_cast<int64_t>(rows.size());
-    const auto train = std::min(total, static_cast<int64_t>(std::round(options.fractions[0] * n)));
-    const auto valid =
-        std::min(total - train, static_cast<int64_t>(std::round(options.fractions[1] * n)));
-    counts = {train, valid, static_cast<int64_t>(rows.size()) - train - valid};
+    const Split split = split_cases(static_cast<int64_t>(rows.size()), options.fractions, options.seed);
+    counts = {static_cast<int64_t>(split.parts[0].size()),
+              static_cast<int64_t>(split.parts[1].size()),
+              static_cast<int64_t>(split.parts[2].size())};
     std::ostringstream csv[3];
     for (auto& file : csv) file << "id,flair,t1,t1ce,t2,seg,sampling_mask\n";
-    for (int64_t i = 0; i < order.numel(); ++i) {
-      const int split = i < train ? 0 : (i < train + valid ? 1 : 2);
-      csv[split] << rows[order[i].item<int64_t>()] << "\n";
+    for (size_t part = 0; part < 3; ++part) {
+      for (int64_t i : split.parts[part]) csv[part] << rows[static_cast<size_t>(i)] << "\n";
     }
     io::write_text_file(staging / "data_index_train.csv", csv[0].str());
     io::write_text_file(staging / "data_index_valid.csv", csv[1].str());

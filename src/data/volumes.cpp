@@ -173,6 +173,16 @@ double uniform(at::Generator& generator) {
 }  // namespace
 
 PatchSpec draw_patch(const Volume& volume, const PatchOptions& options, at::Generator& generator) {
+  const auto dims = static_cast<int64_t>(options.input_size.size());
+  for (int64_t axis : options.flip_axes) {
+    TORCH_CHECK(axis >= 0 && axis < dims, "PatchOptions.flip_axes: expected spatial axes in 0..",
+                dims - 1, ", got ", axis);
+  }
+  for (const auto& [first, second] : options.rotation_planes) {
+    TORCH_CHECK(first >= 0 && first < dims && second >= 0 && second < dims && first != second,
+                "PatchOptions.rotation_planes: expected pairs of different spatial axes in 0..",
+                dims - 1, ", got (", first, ", ", second, ")");
+  }
   TORCH_CHECK(volume.mask.any().item<bool>(), "case ", volume.id,
               ": the sampling mask is empty, no patch centre to draw");
   PatchSpec spec;
@@ -211,19 +221,19 @@ PatchSpec draw_patch(const Volume& volume, const PatchOptions& options, at::Gene
 
 Patch make_patch(const Volume& volume, const PatchSpec& spec, const PatchOptions& options) {
   Patch patch = extract_patch(volume, spec.centre, options.input_size, options.output_size);
-  // The same flips / rotations for image, target and mask (spatial axes are the trailing ones;
-  // the image has a leading channel axis).
+  // The same rotations, then flips, for image, target and mask, as the reference's augmention.py:
+  // axes count spatial axes from 0, and the image's leading channel axis shifts them by one.
+  for (const auto& [a, b, turns] : spec.rotations) {
+    patch.image = patch.image.rot90(turns, {1 + a, 1 + b});
+    patch.target = patch.target.rot90(turns, {a, b});
+    patch.mask = patch.mask.rot90(turns, {a, b});
+  }
   if (spec.flip) {
     for (int64_t axis : options.flip_axes) {  // one draw flips every allowed axis
       patch.image = patch.image.flip({1 + axis});
       patch.target = patch.target.flip({axis});
       patch.mask = patch.mask.flip({axis});
     }
-  }
-  for (const auto& [a, b, turns] : spec.rotations) {
-    patch.image = patch.image.rot90(turns, {1 + a, 1 + b});
-    patch.target = patch.target.rot90(turns, {a, b});
-    patch.mask = patch.mask.rot90(turns, {a, b});
   }
   if (spec.scale.defined()) {
     std::vector<int64_t> shape(options.input_size.size() + 1, 1);
@@ -238,119 +248,6 @@ Patch make_patch(const Volume& volume, const PatchSpec& spec, const PatchOptions
 
 Patch sample_patch(const Volume& volume, const PatchOptions& options, at::Generator& generator) {
   return make_patch(volume, draw_patch(volume, options, generator), options);
-}
-
-}  // namespace ssn::data
-
-namespace ssn::data {
-
-NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
-                             const NnUnetIndexOptions& options) {
-  const fs::path json_path = dataset / "dataset.json";
-  TORCH_CHECK(fs::is_regular_file(json_path), dataset.string(),
-              " is not an nnU-Net raw dataset: no dataset.json");
-  nlohmann::json description;
-  {
-    std::ifstream in(json_path);
-    description = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  }
-  TORCH_CHECK(!description.is_discarded() && description.is_object(), json_path.string(),
-              " is not valid JSON");
-  const nlohmann::json& names = description.contains("channel_names")
-                                    ? description["channel_names"]
-                                    : description.value("modality", nlohmann::json());
-  TORCH_CHECK(names.is_object() && !names.empty(), json_path.string(),
-              ": expected \"channel_names\" (or \"modality\"), an object {\"0\": \"T1\", ...}");
-  TORCH_CHECK(description.contains("labels") && description["labels"].is_object() &&
-                  !description["labels"].empty(),
-              json_path.string(), ": expected \"labels\", an object of the classes");
-  const std::string ending = description.value("file_ending", std::string(".nii.gz"));
-  NnUnetIndex index;
-  index.num_classes = static_cast<int64_t>(description["labels"].size());
-  for (size_t c = 0; c < names.size(); ++c) {
-    const std::string key = std::to_string(c);
-    TORCH_CHECK(names.contains(key) && names[key].is_string(), json_path.string(),
-                ": channel_names has no entry \"", key, "\" (channels are numbered from 0)");
-    std::string name = names[key].get<std::string>();
-    for (char& ch : name) ch = ch == ' ' ? '_' : static_cast<char>(std::tolower(ch));
-    index.channels.push_back(name);
-  }
-  const auto ends_with = [&](const std::string& name) {
-    return name.size() > ending.size() &&
-           name.compare(name.size() - ending.size(), ending.size(), ending) == 0;
-  };
-  // Rows "id,channel paths..." of the cases found in labelsTr (labelled) or imagesTs (unlabelled).
-  const auto row = [&](const std::string& id, const fs::path& images) {
-    std::string line = id;
-    for (size_t c = 0; c < names.size(); ++c) {
-      char suffix[32];
-      std::snprintf(suffix, sizeof(suffix), "_%04zu", c);
-      const fs::path channel = fs::absolute(images / (id + suffix + ending));
-      TORCH_CHECK(fs::is_regular_file(channel), "case ", id, ": ", channel.string(),
-                  " is missing (channel ", c, " of ", names.size(), ")");
-      line += "," + channel.string();
-    }
-    return line;
-  };
-  std::vector<std::string> labelled, unlabelled;
-  TORCH_CHECK(fs::is_directory(dataset / "labelsTr"), dataset.string(), ": no labelsTr/ folder");
-  std::vector<fs::path> labels;
-  for (const auto& entry : fs::directory_iterator(dataset / "labelsTr")) {
-    if (ends_with(entry.path().filename().string())) labels.push_back(entry.path());
-  }
-  std::sort(labels.begin(), labels.end());
-  for (const auto& label : labels) {
-    const std::string name = label.filename().string();
-    const std::string id = name.substr(0, name.size() - ending.size());
-    labelled.push_back(row(id, dataset / "imagesTr") + "," + fs::absolute(label).string());
-  }
-  TORCH_CHECK(!labelled.empty(), dataset.string(), ": labelsTr/ holds no *", ending, " file");
-  if (fs::is_directory(dataset / "imagesTs")) {
-    std::set<std::string> ids;
-    const std::string first = "_0000" + ending;
-    for (const auto& entry : fs::directory_iterator(dataset / "imagesTs")) {
-      const std::string name = entry.path().filename().string();
-      if (name.size() > first.size() &&
-          name.compare(name.size() - first.size(), first.size(), first) == 0) {
-        ids.insert(name.substr(0, name.size() - first.size()));
-      }
-    }
-    for (const auto& id : ids) unlabelled.push_back(row(id, dataset / "imagesTs"));
-  }
-  std::string header = "id";
-  for (const auto& name : index.channels) header += "," + name;
-  at::Generator generator = at::detail::createCPUGenerator(options.seed);
-  const at::Tensor order =
-      at::randperm(static_cast<int64_t>(labelled.size()), generator, at::kLong);
-  const auto n = static_cast<double>(labelled.size());
-  TORCH_CHECK(
-      options.fractions.size() == 3 &&
-          std::all_of(options.fractions.begin(), options.fractions.end(),
-                      [](double f) { return f >= 0; }) &&
-          std::abs(options.fractions[0] + options.fractions[1] + options.fractions[2] - 1.0) < 1e-6,
-      "--fractions: expected three non-negative numbers adding up to 1");
-  const auto total = static_cast<int64_t>(labelled.size());
-  index.train = std::min(total, static_cast<int64_t>(std::round(options.fractions[0] * n)));
-  index.valid =
-      std::min(total - index.train, static_cast<int64_t>(std::round(options.fractions[1] * n)));
-  index.test = total - index.train - index.valid;
-  index.unlabelled = static_cast<int64_t>(unlabelled.size());
-  io::write_folder_atomically(out, "--out", [&](const fs::path& staging) {
-    std::string csv[3] = {header + ",seg\n", header + ",seg\n", header + ",seg\n"};
-    for (int64_t i = 0; i < order.numel(); ++i) {
-      const int split = i < index.train ? 0 : (i < index.train + index.valid ? 1 : 2);
-      csv[split] += labelled[order[i].item<int64_t>()] + "\n";
-    }
-    io::write_text_file(staging / "train.csv", csv[0]);
-    io::write_text_file(staging / "valid.csv", csv[1]);
-    io::write_text_file(staging / "test.csv", csv[2]);
-    if (!unlabelled.empty()) {
-      std::string text = header + "\n";
-      for (const auto& line : unlabelled) text += line + "\n";
-      io::write_text_file(staging / "unlabelled.csv", text);
-    }
-  });
-  return index;
 }
 
 }  // namespace ssn::data

@@ -10,6 +10,8 @@
 #include "ssn/evaluation/evaluate.h"
 #include "ssn/io/atomic_file.h"
 #include "ssn/report/report.h"
+#include "ssn/train/predict.h"
+#include "ssn/train/trainer.h"
 
 namespace ssn::demo {
 namespace fs = std::filesystem;
@@ -116,7 +118,7 @@ DemoResult run_demo(const DemoOptions& options) {
           (options.epochs == 1 ? " epoch in " : " epochs in ") + job.string() +
           ", then predicting and evaluating the test split");
     train::TrainOptions train_options;
-    train_options.data_dir = data_dir;
+    train_options.data.data_dir = data_dir;
     train_options.job_dir = job;
     train_options.seed = options.seed;
     train_options.on_step = options.on_step;

@@ -58,11 +58,15 @@ LowRankNormal::LowRankNormal(at::Tensor loc, at::Tensor cov_factor, at::Tensor c
   check_same_kind(loc_, cov_factor_, "cov_factor");
   check_same_kind(loc_, cov_diag_, "cov_diag");
   // One reduction (and one device sync) buys a clear message instead of NaN samples later.
-  TORCH_CHECK(cov_diag_.numel() == 0 || (cov_diag_ > 0).all().item<bool>(),
-              "LowRankNormal: cov_diag must be > 0 and finite everywhere, got minimum ",
-              cov_diag_.numel() ? cov_diag_.min().item<double>() : 0.0, " (NaN counts as invalid)");
-  TORCH_CHECK(cov_diag_.numel() == 0 || at::isfinite(cov_diag_).all().item<bool>(),
-              "LowRankNormal: cov_diag must be > 0 and finite everywhere, got a non-finite value");
+  if (cov_diag_.numel() > 0 && !(cov_diag_ > 0).all().item<bool>()) {
+    throw InvalidCovariance(c10::str(
+        "LowRankNormal: cov_diag must be > 0 and finite everywhere, got minimum ",
+        cov_diag_.min().item<double>(), " (NaN counts as invalid)"));
+  }
+  if (cov_diag_.numel() > 0 && !at::isfinite(cov_diag_).all().item<bool>()) {
+    throw InvalidCovariance(
+        "LowRankNormal: cov_diag must be > 0 and finite everywhere, got a non-finite value");
+  }
   if (event_shape_.empty()) {
     event_shape_ = {events};
   }

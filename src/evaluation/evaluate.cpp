@@ -1,14 +1,12 @@
 #include "ssn/evaluation/evaluate.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
 
 #include <cmath>
 #include <fstream>
 #include <iomanip>
 #include <limits>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -20,6 +18,7 @@
 #include "ssn/loss/segmentation_loss.h"
 #include "ssn/metrics/metrics.h"
 #include "ssn/metrics/overlap.h"
+#include "ssn/runtime/parallel_cases.h"
 
 namespace ssn::evaluation {
 namespace {
@@ -124,54 +123,22 @@ MetricRow evaluate_labels(const at::Tensor& samples, const at::Tensor& annotatio
   return row;
 }
 
-namespace {
-
-at::Tensor read_maps(const std::vector<fs::path>& files, const EvaluationOptions& options,
-                     const at::IntArrayRef expected_shape, const fs::path& shape_source) {
-  std::vector<at::Tensor> maps;
-  for (const auto& file : files) {
-    at::Tensor labels = io::read_label_image(file);
-    if (!expected_shape.empty()) {
-      TORCH_CHECK(labels.sizes() == expected_shape, file.string(), " has shape ", labels.sizes(),
-                  ", but ", shape_source.filename().string(), " has ", expected_shape);
-    }
-    if (options.num_classes == 2) {
-      labels = labels.ne(0).to(at::kLong);  // 0/255 masks and the like
-    } else if (labels.numel() > 0) {
-      const int64_t high = labels.max().item<int64_t>();
-      const int64_t low = labels.min().item<int64_t>();
-      TORCH_CHECK(low >= 0 && high < options.num_classes, file.string(), " holds labels in [", low,
-                  ", ", high, "], expected class indices in [0, ", options.num_classes,
-                  ") (--num-classes ", options.num_classes, ")");
-    }
-    maps.push_back(labels.to(at::kByte));  // checked < K <= 256: the packing needs no second pass
-  }
-  return at::stack(maps);
-}
-
-}  // namespace
 
 std::vector<CaseResult> evaluate_sample_folder(const fs::path& dir,
                                                const EvaluationOptions& options,
                                                const Progress& progress) {
   const std::vector<SampleCase> cases = find_sample_cases(dir);
   std::vector<CaseResult> results(cases.size());
-  std::mutex progress_mutex;
-  int64_t done = 0;
-  // Cases are independent: reading and scoring run in parallel across them (the metrics' own
-  // parallel loops then run inline).
-  at::parallel_for(0, static_cast<int64_t>(cases.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const SampleCase& c = cases[i];
-      const at::Tensor samples = read_maps(c.samples, options, {}, {});
-      const at::Tensor annotations =
-          read_maps(c.annotations, options, samples.sizes().slice(1), c.samples.front());
-      results[i] = {c.id, samples.size(0), evaluate_labels(samples, annotations, options)};
-      std::lock_guard<std::mutex> lock(progress_mutex);
-      ++done;
-      if (progress) progress(done, static_cast<int64_t>(cases.size()));
-    }
-  });
+  runtime::for_each_case(
+      static_cast<int64_t>(cases.size()),
+      [&](int64_t i) {
+        const SampleCase& c = cases[i];
+        const at::Tensor samples = predictions::read_label_maps(c.samples, options.num_classes);
+        const at::Tensor annotations = predictions::read_label_maps(
+            c.annotations, options.num_classes, samples.sizes().slice(1), c.samples.front());
+        results[i] = {c.id, samples.size(0), evaluate_labels(samples, annotations, options)};
+      },
+      progress);
   return results;
 }
 
@@ -238,70 +205,13 @@ nlohmann::json write_evaluation(const fs::path& out, const std::vector<CaseResul
   return summary;
 }
 
-namespace {
-
-// Keeps the logits of one sampling chunk near 2^25 values (128 MiB in float32).
-constexpr int64_t kChunkValues = int64_t{1} << 25;
-
-}  // namespace
-
-std::vector<PredictionCase> read_prediction_csv(const fs::path& dir, bool require_annotations) {
-  const fs::path csv = dir / "prediction.csv";
-  TORCH_CHECK(fs::is_regular_file(csv), "--predictions folder ", dir.string(),
-              " has no prediction.csv (", csv.string(), ": no such file)");
-  const io::CsvTable table = io::read_csv(csv);
-  for (const char* required : {"id", "logit_mean", "cov_diag", "cov_factor", "annotations"}) {
-    TORCH_CHECK(table.column.count(required), csv.string(), ": the header has no column '",
-                required, "' (expected id,logit_mean,cov_diag,cov_factor,annotations)");
+void for_each_sample_chunk(int64_t num_samples, int64_t logits_per_sample,
+                           const std::function<void(int64_t, int64_t)>& draw) {
+  const int64_t chunk =
+      std::max<int64_t>(1, kSampleChunkLogits / std::max<int64_t>(1, logits_per_sample));
+  for (int64_t start = 0; start < num_samples; start += chunk) {
+    draw(start, std::min(chunk, num_samples - start));
   }
-  std::vector<PredictionCase> cases;
-  std::map<std::string, int> seen;
-  for (size_t row = 0; row < table.rows.size(); ++row) {
-    const int line_number = table.line_numbers[row];
-    PredictionCase c;
-    c.id = table.field(row, "id");
-    TORCH_CHECK(!c.id.empty(), csv.string(), " line ", line_number, ": empty id");
-    TORCH_CHECK(seen.emplace(c.id, line_number).second, csv.string(), " line ", line_number,
-                ": id '", c.id, "' repeats line ", seen[c.id]);
-    c.logit_mean = dir / table.field(row, "logit_mean");
-    c.cov_diag = dir / table.field(row, "cov_diag");
-    c.cov_factor = dir / table.field(row, "cov_factor");
-    for (const std::string& path : io::split_fields(table.field(row, "annotations"), ';')) {
-      if (!path.empty()) c.annotations.push_back(dir / path);
-    }
-    TORCH_CHECK(!require_annotations || !c.annotations.empty(), csv.string(), " line ", line_number,
-                ": case ", c.id,
-                " has no annotations (column 'annotations', paths separated by ';')");
-    if (table.column.count("image") && !table.field(row, "image").empty()) {
-      c.image = dir / table.field(row, "image");
-    }
-    cases.push_back(std::move(c));
-  }
-  TORCH_CHECK(!cases.empty(), csv.string(), " lists no cases");
-  return cases;
-}
-
-PredictionMaps read_prediction_maps(const PredictionCase& c) {
-  PredictionMaps maps{io::read_image(c.logit_mean), io::read_image(c.cov_diag),
-                      io::read_image(c.cov_factor)};
-  TORCH_CHECK(maps.mean.is_floating_point() && maps.mean.dim() >= 3, c.logit_mean.string(),
-              ": expected floating-point maps [C, *spatial] with 2 or 3 spatial axes, got ",
-              maps.mean.scalar_type(), " ", maps.mean.sizes());
-  TORCH_CHECK(maps.cov_diag.sizes() == maps.mean.sizes(), c.cov_diag.string(), " has shape ",
-              maps.cov_diag.sizes(), ", but ", c.logit_mean.filename().string(), " has ",
-              maps.mean.sizes());
-  TORCH_CHECK(maps.cov_factor.dim() == maps.mean.dim() &&
-                  maps.cov_factor.size(0) % maps.mean.size(0) == 0 &&
-                  maps.cov_factor.sizes().slice(1) == maps.mean.sizes().slice(1),
-              c.cov_factor.string(), " has shape ", maps.cov_factor.sizes(), ", expected [C*R, ",
-              maps.mean.sizes().slice(1), "] with C = ", maps.mean.size(0));
-  return maps;
-}
-
-at::Tensor read_annotations(const PredictionCase& c, int64_t num_classes, at::IntArrayRef spatial) {
-  EvaluationOptions options;
-  options.num_classes = num_classes;
-  return read_maps(c.annotations, options, spatial, c.logit_mean);
 }
 
 MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag,
@@ -317,14 +227,12 @@ MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag
                              cov_factor.unsqueeze(0).to(at::kFloat));
   const int64_t pixels = mean.numel() / classes;
   const at::Tensor targets = annotations.to(at::kLong).reshape({annotations.size(0), 1, pixels});
-  const int64_t chunk = std::max<int64_t>(1, kChunkValues / std::max<int64_t>(1, mean.numel()));
 
   std::vector<at::Tensor> labels;       // [m, S] uint8 per chunk
   std::vector<at::Tensor> likelihoods;  // [m, M] per chunk
   at::Tensor sum_probability = at::zeros({classes, pixels}, at::kDouble);
   at::Tensor sum_log = at::zeros({classes, pixels}, at::kDouble);
-  for (int64_t start = 0; start < num_samples; start += chunk) {
-    const int64_t m = std::min(chunk, num_samples - start);
+  for_each_sample_chunk(num_samples, mean.numel(), [&](int64_t /*start*/, int64_t m) {
     const at::Tensor logits =
         distribution.rsample(m, generator).reshape({m, classes, pixels});  // [m, C, S]
     const at::Tensor log_p = logits.log_softmax(/*dim=*/1);
@@ -339,7 +247,7 @@ MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag
           log_p.gather(1, targets[j].unsqueeze(0).expand({m, 1, pixels})).sum({1, 2}));
     }
     likelihoods.push_back(at::stack(per_annotation, /*dim=*/1));
-  }
+  });
   std::vector<int64_t> sample_shape = {num_samples};
   sample_shape.insert(sample_shape.end(), mean.sizes().begin() + 1, mean.sizes().end());
   const at::Tensor samples = at::cat(labels).reshape(sample_shape);
@@ -370,26 +278,22 @@ std::vector<CaseResult> evaluate_prediction_folder(const fs::path& dir,
                                                    const EvaluationOptions& options,
                                                    const SamplingOptions& sampling,
                                                    const Progress& progress) {
-  const std::vector<PredictionCase> cases = read_prediction_csv(dir);
+  const std::vector<PredictionCase> cases = predictions::read_prediction_csv(dir);
   std::vector<CaseResult> results(cases.size());
-  std::mutex progress_mutex;
-  int64_t done = 0;
-  at::parallel_for(0, static_cast<int64_t>(cases.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const PredictionCase& c = cases[i];
-      const PredictionMaps maps = read_prediction_maps(c);
-      const at::Tensor annotations =
-          read_annotations(c, options.num_classes, maps.mean.sizes().slice(1));
-      at::Generator generator =
-          at::detail::createCPUGenerator(sampling.seed + static_cast<uint64_t>(i));
-      results[i] = {c.id, sampling.num_samples,
-                    evaluate_prediction(maps.mean, maps.cov_diag, maps.cov_factor, annotations,
-                                        options, sampling.num_samples, generator)};
-      std::lock_guard<std::mutex> lock(progress_mutex);
-      ++done;
-      if (progress) progress(done, static_cast<int64_t>(cases.size()));
-    }
-  });
+  runtime::for_each_case(
+      static_cast<int64_t>(cases.size()),
+      [&](int64_t i) {
+        const PredictionCase& c = cases[i];
+        const PredictionMaps maps = predictions::read_prediction_maps(c);
+        const at::Tensor annotations =
+            predictions::read_annotations(c, options.num_classes, maps.mean.sizes().slice(1));
+        at::Generator generator =
+            at::detail::createCPUGenerator(sampling.seed + static_cast<uint64_t>(i));
+        results[i] = {c.id, sampling.num_samples,
+                      evaluate_prediction(maps.mean, maps.cov_diag, maps.cov_factor, annotations,
+                                          options, sampling.num_samples, generator)};
+      },
+      progress);
   return results;
 }
 

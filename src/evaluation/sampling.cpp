@@ -1,25 +1,20 @@
 #include "ssn/evaluation/sampling.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
 
 #include <cmath>
 #include <cstdio>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "ssn/io/atomic_file.h"
 #include "ssn/io/image.h"
 #include "ssn/io/png.h"
-#include "ssn/report/render.h"
+#include "ssn/draw/pictures.h"
 
 namespace ssn::evaluation {
 namespace fs = std::filesystem;
 namespace {
-
-// Keeps the logits of one sampling chunk near 2^25 values (128 MiB in float32).
-constexpr int64_t kChunkValues = int64_t{1} << 25;
 
 LowRankNormal distribution_of(const PredictionMaps& maps) {
   return distribution_from_maps(maps.mean.unsqueeze(0).to(at::kFloat),
@@ -48,11 +43,8 @@ SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
   const int64_t classes = maps.mean.size(0);
   const int64_t pixels = maps.mean.numel() / classes;
   const std::vector<int64_t> spatial(maps.mean.sizes().begin() + 1, maps.mean.sizes().end());
-  const int64_t chunk =
-      std::max<int64_t>(1, kChunkValues / std::max<int64_t>(1, maps.mean.numel()));
   at::Tensor counts = at::zeros({classes, pixels}, at::kInt);
-  for (int64_t start = 0; start < num_samples; start += chunk) {
-    const int64_t m = std::min(chunk, num_samples - start);
+  for_each_sample_chunk(num_samples, maps.mean.numel(), [&](int64_t start, int64_t m) {
     const at::Tensor labels = distribution.rsample(m, generator, controls)
                                   .reshape({m, classes, pixels})
                                   .argmax(/*dim=*/1)
@@ -61,7 +53,7 @@ SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
     if (sink) {
       for (int64_t i = 0; i < m; ++i) sink(start + i, labels[i].reshape(spatial));
     }
-  }
+  });
   const at::Tensor frequency = counts.to(at::kFloat) / static_cast<float>(num_samples);
   // 0 log 0 = 0: where a class never occurs it contributes nothing.
   const at::Tensor entropy =
@@ -159,25 +151,25 @@ at::Tensor render_sweep(const PredictionMaps& maps, const at::Tensor& image, con
   at::Tensor samples = sweep_samples(maps, settings, num_samples, generator);
   at::Tensor picture_source = image;
   if (samples.dim() == 5) {  // [settings, N, D, H, W]: show one slice
-    const int64_t slice = report::representative_slice(maps.mean.argmax(/*dim=*/0));
+    const int64_t slice = draw::representative_slice(maps.mean.argmax(/*dim=*/0));
     samples = samples.select(2, slice);
     if (picture_source.defined()) picture_source = picture_source.select(0, slice);
   }
   const at::Tensor background = picture_source.defined()
-                                    ? report::grey_picture(picture_source)
-                                    : report::black_picture(samples.size(2), samples.size(3));
+                                    ? draw::grey_picture(picture_source)
+                                    : draw::black_picture(samples.size(2), samples.size(3));
   // Small maps are enlarged so that a figure is readable; label maps stay crisp.
   const int64_t factor = std::max<int64_t>(1, 128 / std::max(samples.size(2), samples.size(3)));
   std::vector<std::vector<at::Tensor>> rows;
   for (int64_t s = 0; s < samples.size(0); ++s) {
-    std::vector<at::Tensor> row = {report::upscale(background, factor)};
+    std::vector<at::Tensor> row = {draw::upscale(background, factor)};
     for (int64_t n = 0; n < num_samples; ++n) {
       row.push_back(
-          report::upscale(report::label_overlay(background, samples[s][n], classes), factor));
+          draw::upscale(draw::label_overlay(background, samples[s][n], classes), factor));
     }
     rows.push_back(std::move(row));
   }
-  return report::tile_grid(rows, labels);
+  return draw::tile_grid(rows, labels);
 }
 
 int64_t write_samples(const fs::path& predictions, const fs::path& out,
@@ -186,14 +178,13 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
   TORCH_CHECK(std::isfinite(options.controls.temperature) && options.controls.temperature >= 0,
               "--temperature must be finite and >= 0, got ", options.controls.temperature);
   const std::vector<PredictionCase> cases =
-      read_prediction_csv(predictions, /*require_annotations=*/false);
+      predictions::read_prediction_csv(predictions, /*require_annotations=*/false);
   io::write_folder_atomically(out, "--out", [&](const fs::path& staging) {
-    std::mutex progress_mutex;
-    int64_t done = 0;
-    at::parallel_for(0, static_cast<int64_t>(cases.size()), 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
+    runtime::for_each_case(
+        static_cast<int64_t>(cases.size()),
+        [&](int64_t i) {
         const PredictionCase& c = cases[i];
-        const PredictionMaps maps = read_prediction_maps(c);
+        const PredictionMaps maps = predictions::read_prediction_maps(c);
         const int64_t classes = maps.mean.size(0);
         const int64_t rank = maps.cov_factor.size(0) / classes;
         const at::Tensor& class_weights = options.controls.class_weights;
@@ -232,7 +223,7 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
               });
           const at::Tensor annotations =
               c.annotations.empty() ? at::empty({0}, at::kByte)
-                                    : read_annotations(c, classes, maps.mean.sizes().slice(1));
+                                    : predictions::read_annotations(c, classes, maps.mean.sizes().slice(1));
           for (int64_t j = 0; j < annotations.size(0); ++j) {
             io::write_label_image(staging / (c.id + "_l" + std::to_string(j + 1) + ext),
                                   stored_labels(annotations[j], classes), geometry);
@@ -243,14 +234,11 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
           if (planar) {
             io::write_rgb_png(
                 staging / (c.id + "_entropy.png"),
-                report::heat_picture(statistics.entropy, std::log(static_cast<double>(classes))));
+                draw::heat_picture(statistics.entropy, std::log(static_cast<double>(classes))));
           }
         }
-        std::lock_guard<std::mutex> lock(progress_mutex);
-        ++done;
-        if (progress) progress(done, static_cast<int64_t>(cases.size()));
-      }
-    });
+        },
+        progress);
   });
   return static_cast<int64_t>(cases.size());
 }

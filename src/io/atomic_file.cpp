@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 #include <system_error>
 
 namespace ssn::io {
@@ -65,6 +66,15 @@ void write_text_file(const std::filesystem::path& path, const std::string& conte
     out.close();
     TORCH_CHECK(out.good(), "cannot write ", path.string(), ": the write failed (disk full?)");
   });
+}
+
+std::string read_text_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  TORCH_CHECK(in, "cannot read ", path.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  TORCH_CHECK(!in.bad(), "cannot read ", path.string(), ": the read failed");
+  return text.str();
 }
 
 }  // namespace ssn::io

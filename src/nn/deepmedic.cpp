@@ -37,7 +37,7 @@ PreActBlockImpl<D>::PreActBlockImpl(int64_t in, int64_t out, int64_t kernel, dou
                                     bool first)
     : kernel_(kernel), first_(first), residual_(in == out) {
   using NormOptions = torch::nn::BatchNormOptions;
-  using ConvOptions = torch::nn::ConvOptions<D>;
+  using ConvOptions = typename NdLayers<D>::ConvOptions;
   norm_ = register_module("norm", BatchNorm(NormOptions(in)));
   conv_ = register_module("conv", Conv(ConvOptions(in, out, kernel).bias(false)));
   prelu_ = register_module("prelu", torch::nn::PReLU(torch::nn::PReLUOptions().num_parameters(1)));

@@ -1,5 +1,7 @@
 #include "ssn/nn/segmentation_model.h"
 
+#include "ssn/nn/nd_layers.h"
+
 namespace ssn::nn {
 
 std::string to_string(ModelKind kind) {
@@ -14,30 +16,26 @@ std::string to_string(ModelKind kind) {
   return "unknown";
 }
 
-SegmentationModelImpl::SegmentationModelImpl(std::shared_ptr<BackboneImpl> backbone, ModelKind kind,
-                                             int64_t num_classes, int64_t rank, double epsilon)
-    : backbone_(std::move(backbone)), kind_(kind), num_classes_(num_classes) {
+SegmentationModelImpl::SegmentationModelImpl(std::shared_ptr<BackboneImpl> backbone,
+                                             const SegmentationModelOptions& options)
+    : backbone_(std::move(backbone)), options_(options) {
   TORCH_CHECK(backbone_ != nullptr, "SegmentationModel: a backbone is required");
+  const int64_t num_classes = options_.num_classes();
   TORCH_CHECK(num_classes >= 2, "SegmentationModel: num_classes must be >= 2, got ", num_classes);
-  TORCH_CHECK(kind != ModelKind::kLowRank || rank >= 1,
-              "SegmentationModel: a low-rank model needs rank >= 1, got ", rank);
+  TORCH_CHECK(options_.kind() != ModelKind::kLowRank || options_.rank() >= 1,
+              "SegmentationModel: a low-rank model needs rank >= 1, got ", options_.rank());
   register_module("backbone", backbone_);
   const int64_t features = backbone_->out_channels();
   const int64_t dims = backbone_->dimension();
-  if (kind == ModelKind::kDeterministic) {
-    if (dims == 2) {
-      logits_l_ = register_module(
-          "logits_l", torch::nn::Conv2d(torch::nn::Conv2dOptions(features, num_classes, 1)).ptr());
-    } else {
-      logits_l_ = register_module(
-          "logits_l", torch::nn::Conv3d(torch::nn::Conv3dOptions(features, num_classes, 1)).ptr());
-    }
+  if (options_.kind() == ModelKind::kDeterministic) {
+    logits_l_ = pointwise_conv(dims, features, num_classes);
+    register_module("logits_l", logits_l_.ptr());
   } else {
+    const int64_t rank = options_.kind() == ModelKind::kDiagonal ? 0 : options_.rank();
     head_ = register_module(
         "head", StochasticSegmentationHead(
-                    StochasticSegmentationHeadOptions(features, num_classes,
-                                                      kind == ModelKind::kDiagonal ? 0 : rank)
-                        .epsilon(epsilon)
+                    StochasticSegmentationHeadOptions(features, num_classes, rank)
+                        .epsilon(options_.epsilon())
                         .dimension(dims)));
   }
 }
@@ -45,13 +43,9 @@ SegmentationModelImpl::SegmentationModelImpl(std::shared_ptr<BackboneImpl> backb
 ModelOutput SegmentationModelImpl::forward(const torch::Tensor& image, const torch::Tensor& mask) {
   const torch::Tensor features = backbone_->forward(image);
   ModelOutput output;
-  if (kind_ == ModelKind::kDeterministic) {
+  if (options_.kind() == ModelKind::kDeterministic) {
     // relu first, as the SSN head does, so the three kinds see the same features.
-    const torch::Tensor activated = torch::relu(features);
-    output.mean_logits =
-        backbone_->dimension() == 2
-            ? std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(logits_l_)->forward(activated)
-            : std::dynamic_pointer_cast<torch::nn::Conv3dImpl>(logits_l_)->forward(activated);
+    output.mean_logits = logits_l_.forward(torch::relu(features));
     return output;
   }
   HeadOutput head = head_->forward(features, mask);

@@ -2,19 +2,9 @@
 
 #include <torch/nn/functional/activation.h>
 
+#include "ssn/nn/nd_layers.h"
+
 namespace ssn::nn {
-namespace {
-
-std::shared_ptr<torch::nn::Module> make_pointwise_conv(int64_t in_channels, int64_t out_channels,
-                                                       int64_t dimension) {
-  if (dimension == 2) {
-    return torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, out_channels, /*kernel=*/1))
-        .ptr();
-  }
-  return torch::nn::Conv3d(torch::nn::Conv3dOptions(in_channels, out_channels, /*kernel=*/1)).ptr();
-}
-
-}  // namespace
 
 StochasticSegmentationHeadImpl::StochasticSegmentationHeadImpl(
     const StochasticSegmentationHeadOptions& options)
@@ -33,21 +23,32 @@ StochasticSegmentationHeadImpl::StochasticSegmentationHeadImpl(
               "StochasticSegmentationHead: dimension must be 2 or 3, got ", options_.dimension());
   const int64_t in = options_.in_channels();
   const int64_t classes = options_.num_classes();
-  mean_l_ = register_module("mean_l", make_pointwise_conv(in, classes, options_.dimension()));
-  log_cov_diag_l_ =
-      register_module("log_cov_diag_l", make_pointwise_conv(in, classes, options_.dimension()));
+  const int64_t dims = options_.dimension();
+  mean_l_ = pointwise_conv(dims, in, classes);
+  register_module("mean_l", mean_l_.ptr());
+  log_cov_diag_l_ = pointwise_conv(dims, in, classes);
+  register_module("log_cov_diag_l", log_cov_diag_l_.ptr());
   if (options_.rank() > 0) {
-    cov_factor_l_ = register_module(
-        "cov_factor_l", make_pointwise_conv(in, classes * options_.rank(), options_.dimension()));
+    cov_factor_l_ = pointwise_conv(dims, in, classes * options_.rank());
+    register_module("cov_factor_l", cov_factor_l_.ptr());
   }
 }
 
-torch::Tensor StochasticSegmentationHeadImpl::apply_conv(
-    const std::shared_ptr<torch::nn::Module>& conv, const torch::Tensor& input) const {
-  if (options_.dimension() == 2) {
-    return std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(conv)->forward(input);
+std::vector<torch::Tensor> StochasticSegmentationHeadImpl::covariance_parameters() const {
+  std::vector<torch::Tensor> parameters = log_cov_diag_l_.ptr()->parameters();
+  if (!cov_factor_l_.is_empty()) {
+    for (const auto& p : cov_factor_l_.ptr()->parameters()) parameters.push_back(p);
   }
-  return std::dynamic_pointer_cast<torch::nn::Conv3dImpl>(conv)->forward(input);
+  return parameters;
+}
+
+torch::Tensor StochasticSegmentationHeadImpl::log_cov_diag_bias() const {
+  return log_cov_diag_l_.ptr()->named_parameters(/*recurse=*/false)["bias"];
+}
+
+torch::Tensor StochasticSegmentationHeadImpl::cov_factor_weight() const {
+  if (cov_factor_l_.is_empty()) return {};
+  return cov_factor_l_.ptr()->named_parameters(/*recurse=*/false)["weight"];
 }
 
 HeadOutput StochasticSegmentationHeadImpl::forward(const torch::Tensor& features,
@@ -63,11 +64,11 @@ HeadOutput StochasticSegmentationHeadImpl::forward(const torch::Tensor& features
   const std::vector<int64_t> spatial(features.sizes().begin() + 2, features.sizes().end());
 
   const torch::Tensor activated = torch::relu(features);
-  const torch::Tensor mean_logits = apply_conv(mean_l_, activated);  // [B, C, *spatial]
-  torch::Tensor cov_diag = apply_conv(log_cov_diag_l_, activated).exp() + options_.epsilon();
+  const torch::Tensor mean_logits = mean_l_.forward(activated);  // [B, C, *spatial]
+  torch::Tensor cov_diag = log_cov_diag_l_.forward(activated).exp() + options_.epsilon();
   torch::Tensor cov_factor_maps;  // [B, C*R, *spatial]
   if (rank > 0) {
-    cov_factor_maps = apply_conv(cov_factor_l_, activated);
+    cov_factor_maps = cov_factor_l_.forward(activated);
   } else {
     std::vector<int64_t> empty_shape = {batch, 0};
     empty_shape.insert(empty_shape.end(), spatial.begin(), spatial.end());

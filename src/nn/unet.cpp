@@ -8,34 +8,15 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/instancenorm.h>
 
+#include "ssn/nn/nd_layers.h"
+
 namespace ssn::nn {
 namespace {
-
-template <size_t D>
-struct Layers;
-
-template <>
-struct Layers<2> {
-  using Conv = torch::nn::Conv2d;
-  using ConvOptions = torch::nn::Conv2dOptions;
-  using BatchNorm = torch::nn::BatchNorm2d;
-  using InstanceNorm = torch::nn::InstanceNorm2d;
-  using InstanceNormOptions = torch::nn::InstanceNorm2dOptions;
-};
-
-template <>
-struct Layers<3> {
-  using Conv = torch::nn::Conv3d;
-  using ConvOptions = torch::nn::Conv3dOptions;
-  using BatchNorm = torch::nn::BatchNorm3d;
-  using InstanceNorm = torch::nn::InstanceNorm3d;
-  using InstanceNormOptions = torch::nn::InstanceNorm3dOptions;
-};
 
 // convs x (3^D convolution, padding 1 -> normalisation -> relu).
 template <size_t D>
 torch::nn::Sequential conv_block(int64_t in, int64_t out, const UNetOptions& options) {
-  using L = Layers<D>;
+  using L = NdLayers<D>;
   torch::nn::Sequential block;
   for (int64_t i = 0; i < options.convs_per_level(); ++i) {
     const bool biased = options.normalisation() == Normalisation::kNone;

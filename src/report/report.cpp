@@ -12,17 +12,25 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "ssn/draw/pictures.h"
 #include "ssn/evaluation/evaluate.h"
 #include "ssn/evaluation/sampling.h"
 #include "ssn/io/atomic_file.h"
 #include "ssn/io/image.h"
 #include "ssn/io/png.h"
-#include "ssn/report/render.h"
-#include "ssn/train/trainer.h"
+#include "ssn/predictions/predictions_folder.h"
+#include "ssn/train/train_log.h"
 
 namespace ssn::report {
 namespace fs = std::filesystem;
 namespace {
+
+using draw::black_picture;
+using draw::grey_picture;
+using draw::heat_picture;
+using draw::label_overlay;
+using draw::representative_slice;
+using draw::upscale;
 
 std::string escape(const std::string& text) {
   std::string out;
@@ -45,14 +53,6 @@ std::string escape(const std::string& text) {
     }
   }
   return out;
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  TORCH_CHECK(in, "cannot read ", path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 std::string number(double value, int precision = 4) {
@@ -156,7 +156,7 @@ std::string svg_chart(const std::string& title, const std::vector<Series>& serie
 std::string model_description(const fs::path& job) {
   const fs::path file = job / "config.json";
   if (!fs::is_regular_file(file)) return "no config.json";
-  const nlohmann::json config = nlohmann::json::parse(read_text(file), nullptr, false);
+  const nlohmann::json config = nlohmann::json::parse(io::read_text_file(file), nullptr, false);
   if (config.is_discarded() || !config.contains("model") || !config["model"].is_object() ||
       config["model"].empty()) {
     return "config.json without a model section";
@@ -177,7 +177,7 @@ std::string curves_section(const fs::path& job) {
   if (!fs::is_regular_file(file)) {
     return "<p class=\"missing\">No train_log.csv in " + escape(job.string()) + ".</p>";
   }
-  const auto records = train::parse_train_log(read_text(file), file.string());
+  const auto records = train::read_train_log(file);
   if (records.empty())
     return "<p class=\"missing\">" + escape(file.string()) + " has no epochs.</p>";
   Series train_loss{"train loss", "#1f77b4", {}, {}}, val_loss{"val loss", "#ff7f0e", {}, {}},
@@ -204,19 +204,19 @@ std::string montage_section(const fs::path& job, const ReportOptions& options) {
            " (write it with <code>ssn predict --out " + escape(predictions.string()) +
            "</code>).</p>";
   }
-  const auto cases = evaluation::read_prediction_csv(predictions, /*require_annotations=*/false);
+  const auto cases = predictions::read_prediction_csv(predictions, /*require_annotations=*/false);
   std::ostringstream html;
   const int64_t shown = std::min<int64_t>(options.num_cases, static_cast<int64_t>(cases.size()));
   bool stochastic = false;
   html << "<table class=\"montage\">";
   for (int64_t i = 0; i < shown; ++i) {
-    const evaluation::PredictionCase& c = cases[i];
-    const evaluation::PredictionMaps maps = evaluation::read_prediction_maps(c);
+    const predictions::PredictionCase& c = cases[i];
+    const predictions::PredictionMaps maps = predictions::read_prediction_maps(c);
     const int64_t classes = maps.mean.size(0);
     const at::Tensor annotations =
         c.annotations.empty()
             ? at::empty({0}, at::kByte)
-            : evaluation::read_annotations(c, classes, maps.mean.sizes().slice(1));
+            : predictions::read_annotations(c, classes, maps.mean.sizes().slice(1));
     const at::Tensor mode = maps.mean.argmax(/*dim=*/0);
     const int64_t slice = mode.dim() == 3 ? representative_slice(mode) : 0;
     const at::Tensor image = c.image.empty() ? at::Tensor() : io::read_image(c.image);
@@ -269,8 +269,8 @@ std::string montage_section(const fs::path& job, const ReportOptions& options) {
        << std::max(options.entropy_samples, options.num_samples)
        << " samples, from 0 (violet) to log C (yellow).</p>";
   if (stochastic && shown > 0) {
-    const evaluation::PredictionCase& c = cases.front();
-    const evaluation::PredictionMaps maps = evaluation::read_prediction_maps(c);
+    const predictions::PredictionCase& c = cases.front();
+    const predictions::PredictionMaps maps = predictions::read_prediction_maps(c);
     const at::Tensor image = c.image.empty() ? at::Tensor() : io::read_image(c.image);
     html << "<h3>Post-hoc control of the samples (case " << escape(c.id)
          << ")</h3><div class=\"row\">";
@@ -298,7 +298,7 @@ std::string metrics_table(const std::vector<fs::path>& jobs) {
     const fs::path file = job / "evaluation" / "summary.json";
     nlohmann::json summary;
     if (fs::is_regular_file(file)) {
-      summary = nlohmann::json::parse(read_text(file), nullptr, false);
+      summary = nlohmann::json::parse(io::read_text_file(file), nullptr, false);
       TORCH_CHECK(
           !summary.is_discarded() && summary.contains("metrics") && summary["metrics"].is_object(),
           file.string(), ": expected the summary.json of `ssn evaluate`");

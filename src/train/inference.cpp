@@ -9,7 +9,8 @@
 
 #include "ssn/data/volumes.h"
 #include "ssn/runtime/memory_tracker.h"
-#include "ssn/train/trainer.h"
+#include "ssn/predictions/predictions_folder.h"
+#include "ssn/train/model_factory.h"
 
 namespace ssn::train {
 namespace {
@@ -142,7 +143,8 @@ ImagePrediction predict_image(nn::SegmentationModel& model, const at::Tensor& im
     result.cov_diag.mul_(inverse);
     result.cov_factor.mul_(inverse);
   }
-  if (!stochastic) result.cov_diag.fill_(1e-12);  // samples of a deterministic model = its argmax
+  // Samples of a deterministic model are its argmax.
+  if (!stochastic) result.cov_diag.fill_(predictions::kDeterministicVariance);
   return result;
 }
 

@@ -9,12 +9,26 @@
 #include <string>
 #include <vector>
 
+#include "ssn/loss/segmentation_loss.h"
 #include "ssn/nn/segmentation_model.h"
 #include "ssn/nn/unet.h"
 
 namespace ssn::config {
 
 enum class Backbone { kUNet, kDeepMedic };
+
+/// The layout of the data: the LIDC crops layout (--data-dir) or the reference's NIfTI CSV index
+/// (--train-csv-path ...).
+enum class Dataset { kLidc, kCsv };
+
+enum class Optimizer { kAdam, kRMSprop, kSGD };
+
+/// "lidc" | "csv".
+std::string to_string(Dataset dataset);
+/// "Adam" | "RMSprop" | "SGD", as in the config.
+std::string to_string(Optimizer optimizer);
+/// "StochasticSegmentationNetworkLossMCIntegral" | "CrossEntropyLoss", as in the config.
+std::string to_string(loss::LossKind loss);
 
 struct ModelConfig {
   /// "UNet" / "DeepMedic" (deterministic) or "StochasticUNet" / "StochasticDeepMedic" (rank 0 =
@@ -46,9 +60,8 @@ struct ModelConfig {
 };
 
 struct DataConfig {
-  /// "lidc" (the LIDC crops layout, --data-dir) or "csv" (the reference's NIfTI CSV index,
-  /// --train-csv-path ...; chosen when `channels` is given).
-  std::string dataset = "lidc";
+  /// "dataset": "lidc" or "csv" (chosen when `channels` is given).
+  Dataset dataset = Dataset::kLidc;
   int64_t crop = 128;
   int64_t size = 128;
   int64_t annotators = 4;
@@ -81,9 +94,10 @@ struct TrainingConfig {
   /// Cases kept decoded in memory at once; loader threads.
   int64_t max_cases_in_memory = 50;
   int64_t num_workers = 3;
-  /// patch_augmentation: RandomPatchFlip, RandomPatchRotation (90 degrees in a plane of two
-  /// spatial axes, counted from 1 = the first spatial axis as the reference),
-  /// RandomHistogramDeformation.
+  /// patch_augmentation: RandomPatchFlip (allowed_axis) and RandomPatchRotation (quarter turns in
+  /// each plane of allowed_planes), RandomHistogramDeformation. Axes are spatial and count from 0
+  /// in the voxel array's order (z, y, x), the reference's convention (it adds 1 for the image's
+  /// channel axis): its [[2, 1]] turns the y-x plane. Checked to be in 0..dimensions-1.
   double flip_probability = 0.0;
   std::vector<int64_t> flip_axes;
   double rotation_probability = 0.0;
@@ -118,12 +132,13 @@ struct TestConfig {
 };
 
 struct LossConfig {
-  std::string name = "StochasticSegmentationNetworkLossMCIntegral";  ///< or "CrossEntropyLoss"
+  /// StochasticSegmentationNetworkLossMCIntegral or CrossEntropyLoss.
+  loss::LossKind kind = loss::LossKind::kStochasticMcIntegral;
   int64_t num_mc_samples = 20;
 };
 
 struct OptimizerConfig {
-  std::string name = "Adam";  ///< Adam | RMSprop | SGD
+  Optimizer kind = Optimizer::kAdam;
   double lr = 1e-3;
   double weight_decay = 0.0;
   double momentum = 0.0;  ///< SGD, RMSprop

@@ -8,9 +8,11 @@
 // M Monte-Carlo samples. An event is flattened class-major (index = c*S + s).
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace ssn {
@@ -24,6 +26,15 @@ struct SamplingControls {
   at::Tensor class_weights;
   /// [R] or undefined: multiplies the low-rank noise eps_W[r] by rank_weights[r].
   at::Tensor rank_weights;
+};
+
+/// Thrown by LowRankNormal when cov_diag is not > 0 and finite everywhere: in training, the sign
+/// of a covariance that overflowed (a step to skip) rather than of a programming error.
+class InvalidCovariance : public c10::Error {
+ public:
+  explicit InvalidCovariance(const std::string& message)
+      : c10::Error(c10::SourceLocation{"LowRankNormal", __FILE__, static_cast<uint32_t>(__LINE__)},
+                   message) {}
 };
 
 class LowRankNormal {

@@ -13,7 +13,13 @@
 #include <utility>
 #include <vector>
 
+#include "ssn/predictions/predictions_folder.h"
+#include "ssn/runtime/parallel_cases.h"
+
 namespace ssn::evaluation {
+
+using predictions::PredictionCase;
+using predictions::PredictionMaps;
 
 /// One case of a samples folder: DIR/<id>_s<i>.<ext> (i = 0, 1, ...) and DIR/<id>_l<j>.<ext>
 /// (j = 1, 2, ...), ext one of png, nii.gz, nii, nrrd, mha.
@@ -57,7 +63,7 @@ struct CaseResult {
 };
 
 /// Called after each case with (cases done, cases in all).
-using Progress = std::function<void(int64_t, int64_t)>;
+using runtime::Progress;
 
 /// Reads and evaluates every case of a samples folder. With num_classes = 2 any non-zero value is
 /// foreground (0/255 masks); otherwise values are class indices and a value >= K is an error that
@@ -71,40 +77,14 @@ std::vector<CaseResult> evaluate_sample_folder(const std::filesystem::path& dir,
 /// stderr = sample standard deviation / sqrt(count), null below 2 cases.
 nlohmann::json summarise(const std::vector<CaseResult>& results);
 
-/// One case of a predictions folder (docs/file-formats.md): the maps of the predicted Gaussian and
-/// the annotations, paths resolved against the folder.
-struct PredictionCase {
-  std::string id;
-  std::filesystem::path logit_mean;  ///< [C, *spatial]
-  std::filesystem::path cov_diag;    ///< [C, *spatial]
-  std::filesystem::path cov_factor;  ///< [C*R, *spatial], rank-major
-  std::vector<std::filesystem::path> annotations;
-  /// The optional `image` column (a picture of the input for reports); empty when absent.
-  std::filesystem::path image;
-};
+/// Logits of one chunk of samples, at most (2^25: 128 MiB in float32), so that a volume's
+/// samples never exist at once.
+constexpr int64_t kSampleChunkLogits = int64_t{1} << 25;
 
-/// The maps of one prediction case, float32 as stored.
-struct PredictionMaps {
-  at::Tensor mean;        ///< [C, *spatial]
-  at::Tensor cov_diag;    ///< [C, *spatial]
-  at::Tensor cov_factor;  ///< [C*R, *spatial]
-};
-
-/// Reads the three maps of a case and checks that their shapes agree; errors name the file.
-PredictionMaps read_prediction_maps(const PredictionCase& prediction);
-
-/// Reads the annotations of a case as labels [M, *spatial] (uint8 class indices; with
-/// num_classes = 2 any non-zero value is 1). Errors name the file: unreadable, a shape other than
-/// `spatial`, a label >= num_classes.
-at::Tensor read_annotations(const PredictionCase& prediction, int64_t num_classes,
-                            at::IntArrayRef spatial);
-
-/// Reads dir/prediction.csv: columns id, logit_mean, cov_diag, cov_factor, annotations (paths
-/// separated by ';'), optional image, other columns ignored. Errors name the file, line and column.
-/// With require_annotations false, cases without annotations are allowed (sampling unlabelled
-/// predictions).
-std::vector<PredictionCase> read_prediction_csv(const std::filesystem::path& dir,
-                                                bool require_annotations = true);
+/// Calls draw(start, count) for consecutive chunks of num_samples samples of logits_per_sample
+/// logits each (N = C*S), each chunk at most kSampleChunkLogits logits (one sample at least).
+void for_each_sample_chunk(int64_t num_samples, int64_t logits_per_sample,
+                           const std::function<void(int64_t, int64_t)>& draw);
 
 struct SamplingOptions {
   /// Samples drawn per case.

@@ -22,4 +22,7 @@ void write_folder_atomically(const std::filesystem::path& path, const std::strin
 /// write_atomically for text.
 void write_text_file(const std::filesystem::path& path, const std::string& contents);
 
+/// The whole contents of a file; errors name the file.
+std::string read_text_file(const std::filesystem::path& path);
+
 }  // namespace ssn::io

@@ -1,11 +1,10 @@
 #pragma once
 
 // Metrics of a predicted distribution of segmentations against a set of annotations, with the
-// definitions the SSN, PHiSeg and MoSE evaluations use (see ../shared/golden/metrics.json):
+// definitions the SSN, PHiSeg and MoSE evaluations use (see tests/data/golden/metrics.json):
 //   d(a, b)   = 1 - mean over foreground classes of IoU (IoU = 1 where a class is absent from both)
 //   GED       = 2 E d(s, y) - E d(s, s') - E d(y, y'), each E the plain mean over all ordered
-//   pairs,
-//               i = j included
+//               pairs, i = j included
 //   diversity = E d(s, s'), annotator_diversity = E d(y, y')
 //   HM-IoU    = annotations tiled N / M times, optimal (Hungarian) matching on the N x N cost d,
 //               mean of 1 - d over the matched pairs; NaN when N % M != 0.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ssn/nn/backbone.h"
+#include "ssn/nn/nd_layers.h"
 
 namespace ssn::nn {
 
@@ -45,8 +46,8 @@ class PreActBlockImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
-  using BatchNorm = std::conditional_t<D == 2, torch::nn::BatchNorm2d, torch::nn::BatchNorm3d>;
-  using Conv = std::conditional_t<D == 2, torch::nn::Conv2d, torch::nn::Conv3d>;
+  using BatchNorm = typename NdLayers<D>::BatchNorm;
+  using Conv = typename NdLayers<D>::Conv;
   BatchNorm norm_{nullptr};
   Conv conv_{nullptr};
   torch::nn::PReLU prelu_{nullptr};

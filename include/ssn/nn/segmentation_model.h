@@ -4,7 +4,7 @@
 // network (softmax cross-entropy), a diagonal SSN (rank 0) and a low-rank SSN.
 // Shapes: B batch, I input channels, C classes, R rank, *spatial = H, W or D, H, W.
 
-#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/container/any.h>
 #include <torch/nn/pimpl.h>
 
 #include <memory>
@@ -28,25 +28,40 @@ struct ModelOutput {
   std::optional<HeadOutput> stochastic;
 };
 
+struct SegmentationModelOptions {
+  SegmentationModelOptions(ModelKind kind, int64_t num_classes)
+      : kind_(kind), num_classes_(num_classes) {}
+
+  /// Deterministic, diagonal (rank 0) or low-rank SSN.
+  TORCH_ARG(ModelKind, kind);
+  /// C: segmentation classes, background included.
+  TORCH_ARG(int64_t, num_classes);
+  /// R: used by kLowRank only (>= 1); kDiagonal has rank 0.
+  TORCH_ARG(int64_t, rank) = 10;
+  /// Added to the diagonal of the SSN head's covariance (see StochasticSegmentationHeadOptions).
+  TORCH_ARG(double, epsilon) = 1e-5;
+};
+
 class SegmentationModelImpl : public torch::nn::Module {
  public:
-  /// rank is used by kLowRank only (>= 1); kDiagonal has rank 0.
-  SegmentationModelImpl(std::shared_ptr<BackboneImpl> backbone, ModelKind kind, int64_t num_classes,
-                        int64_t rank, double epsilon = 1e-5);
+  SegmentationModelImpl(std::shared_ptr<BackboneImpl> backbone,
+                        const SegmentationModelOptions& options);
 
   /// image [B, I, *spatial]; mask [B, *spatial] or undefined (the SSN head's region of interest).
   ModelOutput forward(const torch::Tensor& image, const torch::Tensor& mask = {});
 
-  ModelKind kind() const { return kind_; }
-  int64_t num_classes() const { return num_classes_; }
+  const SegmentationModelOptions& options() const { return options_; }
+  ModelKind kind() const { return options_.kind(); }
+  int64_t num_classes() const { return options_.num_classes(); }
   BackboneImpl& backbone() { return *backbone_; }
+  /// The SSN head; null for a deterministic model.
+  StochasticSegmentationHeadImpl* head() { return head_.is_empty() ? nullptr : head_.get(); }
 
  private:
   std::shared_ptr<BackboneImpl> backbone_;
-  ModelKind kind_;
-  int64_t num_classes_;
+  SegmentationModelOptions options_;
   StochasticSegmentationHead head_{nullptr};
-  std::shared_ptr<torch::nn::Module> logits_l_;  // the deterministic 1x1 convolution
+  torch::nn::AnyModule logits_l_;  // the deterministic 1x1 convolution
 };
 
 TORCH_MODULE(SegmentationModel);

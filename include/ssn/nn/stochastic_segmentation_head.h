@@ -4,7 +4,7 @@
 // logit map. Shapes: B batch, F feature channels, C classes, R rank, S pixels/voxels, N = C*S.
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/container/any.h>
 #include <torch/nn/pimpl.h>
 
 #include <vector>
@@ -54,16 +54,21 @@ class StochasticSegmentationHeadImpl : public torch::nn::Module {
 
   const StochasticSegmentationHeadOptions& options() const { return options_; }
 
- private:
-  torch::Tensor apply_conv(const std::shared_ptr<torch::nn::Module>& conv,
-                           const torch::Tensor& input) const;
+  /// The parameters of the covariance (log D and P convolutions, weights and biases): what a
+  /// mean-only warm-up freezes.
+  std::vector<torch::Tensor> covariance_parameters() const;
+  /// The bias [C] of the log-diagonal convolution (initialisation recipes set it).
+  torch::Tensor log_cov_diag_bias() const;
+  /// The weight [C*R, F, 1, ...] of the factor convolution; undefined for R = 0.
+  torch::Tensor cov_factor_weight() const;
 
+ private:
   StochasticSegmentationHeadOptions options_;
-  // 1x1 convolutions named as the reference's state_dict keys (mean_l, log_cov_diag_l,
-  // cov_factor_l), Conv2d or Conv3d by dimension.
-  std::shared_ptr<torch::nn::Module> mean_l_;
-  std::shared_ptr<torch::nn::Module> log_cov_diag_l_;
-  std::shared_ptr<torch::nn::Module> cov_factor_l_;  // null for R = 0
+  // 1x1 convolutions registered under the reference's state_dict names (mean_l, log_cov_diag_l,
+  // cov_factor_l); cov_factor_l_ is empty for R = 0.
+  torch::nn::AnyModule mean_l_;
+  torch::nn::AnyModule log_cov_diag_l_;
+  torch::nn::AnyModule cov_factor_l_;
 };
 
 TORCH_MODULE(StochasticSegmentationHead);

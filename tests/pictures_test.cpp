@@ -1,11 +1,11 @@
-#include "ssn/report/render.h"
+#include "ssn/draw/pictures.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "golden.h"
 
-namespace ssn::report {
+namespace ssn::draw {
 namespace {
 
 using ssn::testing::error_of;
@@ -71,4 +71,4 @@ TEST(Render, RepresentativeSliceHasTheMostForeground) {
 }
 
 }  // namespace
-}  // namespace ssn::report
+}  // namespace ssn::draw

@@ -1,4 +1,4 @@
-#include "ssn/report/render.h"
+#include "ssn/draw/pictures.h"
 
 #include <c10/util/Exception.h>
 
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <map>
 
-namespace ssn::report {
+namespace ssn::draw {
 namespace {
 
 // A 5 x 7 bitmap font for the row labels of figures: each glyph is 7 rows of 5 bits, the most
@@ -182,4 +182,4 @@ int64_t representative_slice(const at::Tensor& labels) {
   return per_slice.argmax().item<int64_t>();
 }
 
-}  // namespace ssn::report
+}  // namespace ssn::draw

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace ssn::report {
+namespace ssn::draw {
 
 /// image [H, W] of any numeric type -> grey RGB [H, W, 3], stretched from its min to its max
 /// (a constant image is black).
@@ -45,4 +45,4 @@ at::Tensor tile_grid(const std::vector<std::vector<at::Tensor>>& rows,
 /// slice when there is none), the slice a picture of a volume shows.
 int64_t representative_slice(const at::Tensor& labels);
 
-}  // namespace ssn::report
+}  // namespace ssn::draw

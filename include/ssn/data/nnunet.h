@@ -1,0 +1,35 @@
+#pragma once
+
+// The nnU-Net raw layout (dataset.json, imagesTr/, labelsTr/, imagesTs/) as the CSV indexes that
+// ssn train and ssn predict read.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace ssn::data {
+
+struct NnUnetIndexOptions {
+  /// Fractions of imagesTr/labelsTr cases for train / valid / test, drawn with `seed`.
+  std::vector<double> fractions = {0.8, 0.2, 0.0};
+  uint64_t seed = 0;
+};
+
+struct NnUnetIndex {
+  std::vector<std::string> channels;  ///< column names, from dataset.json's channel_names
+  int64_t num_classes = 0;            ///< from dataset.json's labels
+  int64_t train = 0, valid = 0, test = 0, unlabelled = 0;
+};
+
+/// Indexes a dataset in the nnU-Net raw layout (dataset.json with channel_names, labels and
+/// file_ending; imagesTr/<case>_<XXXX><ending>, labelsTr/<case><ending>, optionally imagesTs/)
+/// as CSV files in `out`: train.csv, valid.csv, test.csv (labelled cases, split by `fractions`)
+/// and, when imagesTs/ exists, unlabelled.csv without a target column. Columns: id, one per
+/// channel (named as dataset.json, lower-cased, spaces as '_'), seg; absolute paths, so no image
+/// is copied. Errors name the file: a missing or malformed dataset.json, a case without one of its
+/// channel files. `out` must not exist or be empty.
+NnUnetIndex index_nnunet_raw(const std::filesystem::path& dataset, const std::filesystem::path& out,
+                             const NnUnetIndexOptions& options);
+
+}  // namespace ssn::data

@@ -1,0 +1,44 @@
+#pragma once
+
+// The one place where ssn checkpoints are written and read: `ssn train` (every epoch, and
+// --resume), `ssn predict` and whatever else loads a trained model. A checkpoint is a LibTorch
+// archive with the keys model, optimizer, epoch, best_ged, rng, noise_rng, torch_rng and log
+// (docs/file-formats.md), each written once, by save_checkpoint.
+
+#include <ATen/ATen.h>
+#include <torch/optim/optimizer.h>
+
+#include <filesystem>
+#include <limits>
+#include <vector>
+
+#include "ssn/nn/segmentation_model.h"
+#include "ssn/train/train_log.h"
+
+namespace ssn::train {
+
+/// Everything of a training run besides the weights and the optimiser.
+struct TrainingState {
+  /// Epochs done.
+  int64_t epoch = 0;
+  /// The lowest validation GED so far (infinity before the first validation).
+  double best_ged = std::numeric_limits<double>::infinity();
+  /// Generator states (at::Generator::get_state): the data generator, the Monte-Carlo noise of the
+  /// loss, and LibTorch's default CPU generator (dropout draws from it).
+  at::Tensor data_rng, noise_rng, torch_rng;
+  std::vector<EpochRecord> log;
+};
+
+/// Writes the checkpoint to `path` atomically (a kill never leaves a half-written file there).
+void save_checkpoint(const std::filesystem::path& path, nn::SegmentationModelImpl& model,
+                     torch::optim::Optimizer& optimizer, const TrainingState& state);
+
+/// Loads a checkpoint written by save_checkpoint into `model` (built from the same config) and
+/// `optimizer`, and returns the rest of the state. Errors name the file.
+TrainingState load_checkpoint(const std::filesystem::path& path, nn::SegmentationModelImpl& model,
+                              torch::optim::Optimizer& optimizer);
+
+/// Loads only the weights of a checkpoint into `model` (prediction). Errors name the file.
+void load_model_weights(const std::filesystem::path& path, nn::SegmentationModelImpl& model);
+
+}  // namespace ssn::train

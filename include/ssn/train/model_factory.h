@@ -1,0 +1,49 @@
+#pragma once
+
+// Everything a config builds for training and inference, in one place: the model (with the
+// config's initialisation recipe), the optimiser, the learning-rate schedule, the loss and the
+// device.
+
+#include <torch/optim/optimizer.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ssn/config/config.h"
+#include "ssn/data/lidc.h"
+#include "ssn/data/volumes.h"
+#include "ssn/loss/segmentation_loss.h"
+#include "ssn/nn/segmentation_model.h"
+
+namespace ssn::train {
+
+/// The model a config describes, with the config's initialisation recipe applied
+/// (model.log_diag_bias, model.factor_init_scale).
+nn::SegmentationModel build_model(const config::ModelConfig& config);
+
+/// The optimiser of the config's optimizer section over `parameters`.
+std::unique_ptr<torch::optim::Optimizer> build_optimizer(
+    const config::OptimizerConfig& config, const std::vector<torch::Tensor>& parameters);
+
+/// MultiStepLR: the initial rate times gamma for every milestone <= epoch (0-based).
+double learning_rate(const config::OptimizerConfig& optimizer,
+                     const config::SchedulerConfig& scheduler, int64_t epoch);
+
+/// Sets the learning rate of every parameter group.
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
+
+/// The loss of the config's loss section.
+loss::SegmentationLoss build_loss(const config::LossConfig& config);
+
+/// The LIDC crops reader's options of a config's data section.
+data::LidcOptions lidc_options(const config::DataConfig& config);
+
+/// The CSV columns of a config's data section (csv datasets).
+data::CsvColumns csv_columns(const config::DataConfig& config);
+
+/// The device named `name` ("cpu", "cuda", "cuda:1"); an error when it names CUDA and this
+/// LibTorch build has no usable CUDA device.
+torch::Device checked_device(const std::string& name);
+
+}  // namespace ssn::train

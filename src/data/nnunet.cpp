@@ -1,0 +1,117 @@
+#include "ssn/data/nnunet.h"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "ssn/data/splits.h"
+#include "ssn/io/atomic_file.h"
+
+namespace fs = std::filesystem;
+
+namespace ssn::data {
+
+NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
+                             const NnUnetIndexOptions& options) {
+  const fs::path json_path = dataset / "dataset.json";
+  TORCH_CHECK(fs::is_regular_file(json_path), dataset.string(),
+              " is not an nnU-Net raw dataset: no dataset.json");
+  nlohmann::json description;
+  {
+    std::ifstream in(json_path);
+    description = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  }
+  TORCH_CHECK(!description.is_discarded() && description.is_object(), json_path.string(),
+              " is not valid JSON");
+  const nlohmann::json& names = description.contains("channel_names")
+                                    ? description["channel_names"]
+                                    : description.value("modality", nlohmann::json());
+  TORCH_CHECK(names.is_object() && !names.empty(), json_path.string(),
+              ": expected \"channel_names\" (or \"modality\"), an object {\"0\": \"T1\", ...}");
+  TORCH_CHECK(description.contains("labels") && description["labels"].is_object() &&
+                  !description["labels"].empty(),
+              json_path.string(), ": expected \"labels\", an object of the classes");
+  const std::string ending = description.value("file_ending", std::string(".nii.gz"));
+  NnUnetIndex index;
+  index.num_classes = static_cast<int64_t>(description["labels"].size());
+  for (size_t c = 0; c < names.size(); ++c) {
+    const std::string key = std::to_string(c);
+    TORCH_CHECK(names.contains(key) && names[key].is_string(), json_path.string(),
+                ": channel_names has no entry \"", key, "\" (channels are numbered from 0)");
+    std::string name = names[key].get<std::string>();
+    for (char& ch : name) ch = ch == ' ' ? '_' : static_cast<char>(std::tolower(ch));
+    index.channels.push_back(name);
+  }
+  const auto ends_with = [&](const std::string& name) {
+    return name.size() > ending.size() &&
+           name.compare(name.size() - ending.size(), ending.size(), ending) == 0;
+  };
+  // Rows "id,channel paths..." of the cases found in labelsTr (labelled) or imagesTs (unlabelled).
+  const auto row = [&](const std::string& id, const fs::path& images) {
+    std::string line = id;
+    for (size_t c = 0; c < names.size(); ++c) {
+      char suffix[32];
+      std::snprintf(suffix, sizeof(suffix), "_%04zu", c);
+      const fs::path channel = fs::absolute(images / (id + suffix + ending));
+      TORCH_CHECK(fs::is_regular_file(channel), "case ", id, ": ", channel.string(),
+                  " is missing (channel ", c, " of ", names.size(), ")");
+      line += "," + channel.string();
+    }
+    return line;
+  };
+  std::vector<std::string> labelled, unlabelled;
+  TORCH_CHECK(fs::is_directory(dataset / "labelsTr"), dataset.string(), ": no labelsTr/ folder");
+  std::vector<fs::path> labels;
+  for (const auto& entry : fs::directory_iterator(dataset / "labelsTr")) {
+    if (ends_with(entry.path().filename().string())) labels.push_back(entry.path());
+  }
+  std::sort(labels.begin(), labels.end());
+  for (const auto& label : labels) {
+    const std::string name = label.filename().string();
+    const std::string id = name.substr(0, name.size() - ending.size());
+    labelled.push_back(row(id, dataset / "imagesTr") + "," + fs::absolute(label).string());
+  }
+  TORCH_CHECK(!labelled.empty(), dataset.string(), ": labelsTr/ holds no *", ending, " file");
+  if (fs::is_directory(dataset / "imagesTs")) {
+    std::set<std::string> ids;
+    const std::string first = "_0000" + ending;
+    for (const auto& entry : fs::directory_iterator(dataset / "imagesTs")) {
+      const std::string name = entry.path().filename().string();
+      if (name.size() > first.size() &&
+          name.compare(name.size() - first.size(), first.size(), first) == 0) {
+        ids.insert(name.substr(0, name.size() - first.size()));
+      }
+    }
+    for (const auto& id : ids) unlabelled.push_back(row(id, dataset / "imagesTs"));
+  }
+  std::string header = "id";
+  for (const auto& name : index.channels) header += "," + name;
+  const Split split =
+      split_cases(static_cast<int64_t>(labelled.size()), options.fractions, options.seed);
+  index.train = static_cast<int64_t>(split.parts[0].size());
+  index.valid = static_cast<int64_t>(split.parts[1].size());
+  index.test = static_cast<int64_t>(split.parts[2].size());
+  index.unlabelled = static_cast<int64_t>(unlabelled.size());
+  io::write_folder_atomically(out, "output folder", [&](const fs::path& staging) {
+    std::string csv[3] = {header + ",seg\n", header + ",seg\n", header + ",seg\n"};
+    for (size_t part = 0; part < 3; ++part) {
+      for (int64_t i : split.parts[part]) csv[part] += labelled[static_cast<size_t>(i)] + "\n";
+    }
+    io::write_text_file(staging / "train.csv", csv[0]);
+    io::write_text_file(staging / "valid.csv", csv[1]);
+    io::write_text_file(staging / "test.csv", csv[2]);
+    if (!unlabelled.empty()) {
+      std::string text = header + "\n";
+      for (const auto& line : unlabelled) text += line + "\n";
+      io::write_text_file(staging / "unlabelled.csv", text);
+    }
+  });
+  return index;
+}
+
+}  // namespace ssn::data

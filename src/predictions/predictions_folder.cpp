@@ -1,0 +1,179 @@
+#include "ssn/predictions/predictions_folder.h"
+
+#include <c10/util/Exception.h>
+
+#include <map>
+#include <sstream>
+
+#include "ssn/io/atomic_file.h"
+#include "ssn/io/csv.h"
+
+namespace ssn::predictions {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kHeader = "id,image,prediction,logit_mean,cov_diag,cov_factor,annotations";
+
+std::string file_stem(const std::string& id) {
+  std::string stem = id;
+  for (char& c : stem) {
+    if (c == '/') c = '_';
+  }
+  return stem;
+}
+
+}  // namespace
+
+std::vector<PredictionCase> read_prediction_csv(const fs::path& dir, bool require_annotations) {
+  const fs::path csv = dir / "prediction.csv";
+  TORCH_CHECK(fs::is_regular_file(csv), "predictions folder ", dir.string(),
+              " has no prediction.csv (", csv.string(), ": no such file)");
+  const io::CsvTable table = io::read_csv(csv);
+  for (const char* required : {"id", "logit_mean", "cov_diag", "cov_factor", "annotations"}) {
+    TORCH_CHECK(table.column.count(required), csv.string(), ": the header has no column '",
+                required, "' (expected id,logit_mean,cov_diag,cov_factor,annotations)");
+  }
+  std::vector<PredictionCase> cases;
+  std::map<std::string, int> seen;
+  for (size_t row = 0; row < table.rows.size(); ++row) {
+    const int line_number = table.line_numbers[row];
+    PredictionCase c;
+    c.id = table.field(row, "id");
+    TORCH_CHECK(!c.id.empty(), csv.string(), " line ", line_number, ": empty id");
+    TORCH_CHECK(seen.emplace(c.id, line_number).second, csv.string(), " line ", line_number,
+                ": id '", c.id, "' repeats line ", seen[c.id]);
+    c.logit_mean = dir / table.field(row, "logit_mean");
+    c.cov_diag = dir / table.field(row, "cov_diag");
+    c.cov_factor = dir / table.field(row, "cov_factor");
+    for (const std::string& path : io::split_fields(table.field(row, "annotations"), ';')) {
+      if (!path.empty()) c.annotations.push_back(dir / path);
+    }
+    TORCH_CHECK(!require_annotations || !c.annotations.empty(), csv.string(), " line ", line_number,
+                ": case ", c.id,
+                " has no annotations (column 'annotations', paths separated by ';')");
+    if (table.column.count("image") && !table.field(row, "image").empty()) {
+      c.image = dir / table.field(row, "image");
+    }
+    cases.push_back(std::move(c));
+  }
+  TORCH_CHECK(!cases.empty(), csv.string(), " lists no cases");
+  return cases;
+}
+
+PredictionMaps read_prediction_maps(const PredictionCase& c) {
+  PredictionMaps maps{io::read_image(c.logit_mean), io::read_image(c.cov_diag),
+                      io::read_image(c.cov_factor)};
+  TORCH_CHECK(maps.mean.is_floating_point() && maps.mean.dim() >= 3, c.logit_mean.string(),
+              ": expected floating-point maps [C, *spatial] with 2 or 3 spatial axes, got ",
+              maps.mean.scalar_type(), " ", maps.mean.sizes());
+  TORCH_CHECK(maps.cov_diag.sizes() == maps.mean.sizes(), c.cov_diag.string(), " has shape ",
+              maps.cov_diag.sizes(), ", but ", c.logit_mean.filename().string(), " has ",
+              maps.mean.sizes());
+  TORCH_CHECK(maps.cov_factor.dim() == maps.mean.dim() &&
+                  maps.cov_factor.size(0) % maps.mean.size(0) == 0 &&
+                  maps.cov_factor.sizes().slice(1) == maps.mean.sizes().slice(1),
+              c.cov_factor.string(), " has shape ", maps.cov_factor.sizes(), ", expected [C*R, ",
+              maps.mean.sizes().slice(1), "] with C = ", maps.mean.size(0));
+  return maps;
+}
+
+at::Tensor read_label_maps(const std::vector<fs::path>& files, int64_t num_classes,
+                           at::IntArrayRef spatial, const fs::path& shape_source) {
+  std::vector<at::Tensor> maps;
+  for (const auto& file : files) {
+    at::Tensor labels = io::read_label_image(file);
+    if (!spatial.empty()) {
+      TORCH_CHECK(labels.sizes() == spatial, file.string(), " has shape ", labels.sizes(), ", but ",
+                  shape_source.filename().string(), " has ", spatial);
+    }
+    if (num_classes == 2) {
+      labels = labels.ne(0).to(at::kLong);  // 0/255 masks and the like
+    } else if (labels.numel() > 0) {
+      const int64_t high = labels.max().item<int64_t>();
+      const int64_t low = labels.min().item<int64_t>();
+      TORCH_CHECK(low >= 0 && high < num_classes, file.string(), " holds labels in [", low, ", ",
+                  high, "], expected class indices in [0, ", num_classes, ") (--num-classes ",
+                  num_classes, ")");
+    }
+    maps.push_back(labels.to(at::kByte));  // checked < K <= 256: the packing needs no second pass
+  }
+  return at::stack(maps);
+}
+
+at::Tensor read_annotations(const PredictionCase& c, int64_t num_classes, at::IntArrayRef spatial) {
+  return read_label_maps(c.annotations, num_classes, spatial, c.logit_mean);
+}
+
+PredictionsWriter::PredictionsWriter(fs::path folder) : folder_(std::move(folder)) {}
+
+void PredictionsWriter::write_case(const CasePrediction& p) {
+  TORCH_CHECK(p.mean.defined() && p.mean.dim() >= 3 && p.mean.dim() <= 4,
+              "PredictionsWriter: case ", p.id, ": expected mean [C, *spatial], got ",
+              p.mean.defined() ? p.mean.sizes() : at::IntArrayRef{});
+  const std::string stem = file_stem(p.id);
+  for (size_t i = 0; i < stems_.size(); ++i) {
+    TORCH_CHECK(stems_[i] != stem, "PredictionsWriter: case ids '", p.id,
+                "' and an earlier one both give the file stem '", stem, "'");
+  }
+  stems_.push_back(stem);
+  const bool planar = p.mean.dim() == 3;  // pictures as PNG; volumes as NIfTI with geometry
+  const int64_t classes = p.mean.size(0);
+  // Two-class PNGs are 0/255 masks, as the LIDC crops layout; everything else class indices.
+  const int64_t label_scale = planar && classes == 2 ? 255 : 1;
+  const std::string label_ext = planar ? ".png" : ".nii.gz";
+  const at::Tensor cov_diag =
+      p.cov_diag.defined() ? p.cov_diag : at::full_like(p.mean, kDeterministicVariance);
+  // R = 0 is written as one zero factor channel per class (R = 1, P = 0).
+  const at::Tensor cov_factor = p.cov_factor.defined() && p.cov_factor.size(0) > 0
+                                    ? p.cov_factor
+                                    : at::zeros_like(p.mean);
+  io::write_float_image(folder_ / (stem + "_logit_mean.nii.gz"), p.mean, p.geometry);
+  io::write_float_image(folder_ / (stem + "_cov_diag.nii.gz"), cov_diag, p.geometry);
+  io::write_float_image(folder_ / (stem + "_cov_factor.nii.gz"), cov_factor, p.geometry);
+  io::write_label_image(folder_ / (stem + "_prediction" + label_ext),
+                        p.mean.argmax(0) * label_scale, p.geometry);
+  const std::string image = stem + (planar ? "_image.png" : "_image.nii.gz");
+  if (planar) {
+    const at::Tensor grey = p.image;
+    io::write_label_image(
+        folder_ / image,
+        ((grey - grey.min()) / (grey.max() - grey.min()).clamp_min(1e-6) * 255).round());
+  } else {
+    io::write_float_image(folder_ / image, p.image, p.geometry);
+  }
+  std::string annotations;
+  if (p.annotations.defined()) {
+    for (int64_t a = 0; a < p.annotations.size(0); ++a) {
+      const std::string name = stem + "_l" + std::to_string(a + 1) + label_ext;
+      io::write_label_image(folder_ / name, p.annotations[a] * label_scale, p.geometry);
+      annotations += (a ? ";" : "") + name;
+    }
+  }
+  std::ostringstream row;
+  row << stem << "," << image << "," << stem << "_prediction" << label_ext << "," << stem
+      << "_logit_mean.nii.gz," << stem << "_cov_diag.nii.gz," << stem << "_cov_factor.nii.gz,"
+      << annotations;
+  rows_.push_back(row.str());
+}
+
+void PredictionsWriter::finish() {
+  std::ostringstream csv;
+  csv << kHeader << "\n";
+  for (const auto& row : rows_) csv << row << "\n";
+  io::write_text_file(folder_ / "prediction.csv", csv.str());
+}
+
+int64_t write_predictions_folder(const fs::path& out, const std::string& what,
+                                 const std::function<void(PredictionsWriter&)>& write) {
+  int64_t cases = 0;
+  io::write_folder_atomically(out, what, [&](const fs::path& staging) {
+    PredictionsWriter writer(staging);
+    write(writer);
+    writer.finish();
+    cases = static_cast<int64_t>(writer.rows_count());
+  });
+  return cases;
+}
+
+}  // namespace ssn::predictions

@@ -1,0 +1,90 @@
+#include "ssn/train/checkpoint.h"
+
+#include <torch/serialize.h>
+
+#include <string>
+
+#include "ssn/io/atomic_file.h"
+
+namespace ssn::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Runs `body` and prefixes any LibTorch error with the checkpoint's path.
+template <typename Body>
+void naming_file(const fs::path& path, const char* what, Body&& body) {
+  try {
+    body();
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, "cannot ", what, " the checkpoint ", path.string(), ": ",
+                error.what_without_backtrace());
+  }
+}
+
+torch::serialize::InputArchive open_archive(const fs::path& path) {
+  TORCH_CHECK(fs::is_regular_file(path), "checkpoint ", path.string(), ": no such file");
+  torch::serialize::InputArchive archive;
+  naming_file(path, "read", [&] { archive.load_from(path.string()); });
+  return archive;
+}
+
+void read_model(const fs::path& path, torch::serialize::InputArchive& archive,
+                nn::SegmentationModelImpl& model) {
+  naming_file(path, "load the model of", [&] {
+    torch::serialize::InputArchive model_archive;
+    archive.read("model", model_archive);
+    model.load(model_archive);
+  });
+}
+
+}  // namespace
+
+void save_checkpoint(const fs::path& path, nn::SegmentationModelImpl& model,
+                     torch::optim::Optimizer& optimizer, const TrainingState& state) {
+  io::write_atomically(path, [&](const fs::path& temporary) {
+    torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
+    model.save(model_archive);
+    optimizer.save(optimizer_archive);
+    archive.write("model", model_archive);
+    archive.write("optimizer", optimizer_archive);
+    archive.write("epoch", torch::tensor(state.epoch));
+    archive.write("best_ged", torch::tensor(state.best_ged, torch::kDouble));
+    archive.write("rng", state.data_rng);
+    archive.write("noise_rng", state.noise_rng);
+    archive.write("torch_rng", state.torch_rng);
+    archive.write("log", c10::IValue(format_train_log(state.log)));
+    naming_file(path, "write", [&] { archive.save_to(temporary.string()); });
+  });
+}
+
+TrainingState load_checkpoint(const fs::path& path, nn::SegmentationModelImpl& model,
+                              torch::optim::Optimizer& optimizer) {
+  torch::serialize::InputArchive archive = open_archive(path);
+  read_model(path, archive, model);
+  TrainingState state;
+  naming_file(path, "read the training state of", [&] {
+    torch::serialize::InputArchive optimizer_archive;
+    archive.read("optimizer", optimizer_archive);
+    optimizer.load(optimizer_archive);
+    torch::Tensor epoch, best_ged;
+    archive.read("epoch", epoch);
+    archive.read("best_ged", best_ged);
+    archive.read("rng", state.data_rng);
+    archive.read("noise_rng", state.noise_rng);
+    archive.read("torch_rng", state.torch_rng);
+    c10::IValue log;
+    archive.read("log", log);
+    state.epoch = epoch.item<int64_t>();
+    state.best_ged = best_ged.item<double>();
+    state.log = parse_train_log(log.toStringRef(), path.string() + " (log)");
+  });
+  return state;
+}
+
+void load_model_weights(const fs::path& path, nn::SegmentationModelImpl& model) {
+  torch::serialize::InputArchive archive = open_archive(path);
+  read_model(path, archive, model);
+}
+
+}  // namespace ssn::train

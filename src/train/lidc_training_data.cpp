@@ -1,0 +1,70 @@
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "ssn/train/model_factory.h"
+#include "ssn/train/training_data.h"
+
+namespace ssn::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+// 2-D images in the LIDC crops layout: the train split in random batches (one annotator drawn per
+// example, flips and turns), assembled two ahead on a background thread; the first
+// valid.num_cases images of the val split for validation, scored against all their annotations.
+class LidcData : public TrainingData {
+ public:
+  LidcData(const config::Config& config, const fs::path& data_dir)
+      : config_(config),
+        train_(data_dir, "train", lidc_options(config.data)),
+        valid_(data_dir, "val", lidc_options(config.data)),
+        batch_size_(std::min(config.training.batch_size, train_.size())) {}
+
+  int64_t begin_epoch(at::Generator& generator) override {
+    const int64_t n = train_.size();
+    const int64_t steps = n / batch_size_;  // the last incomplete batch is dropped
+    const at::Tensor order = at::randperm(n, generator, at::kLong);
+    std::vector<std::vector<int64_t>> batches(static_cast<size_t>(steps));
+    for (int64_t step = 0; step < steps; ++step) {
+      for (int64_t b = 0; b < batch_size_; ++b) {
+        batches[step].push_back(order[step * batch_size_ + b].item<int64_t>());
+      }
+    }
+    prefetcher_ = std::make_unique<data::BatchPrefetcher>(train_, std::move(batches), generator,
+                                                          config_.training.augment);
+    return steps;
+  }
+  data::TrainingBatch next() override { return prefetcher_->next(); }
+  void end_epoch() override { prefetcher_.reset(); }  // joined: the generator is at the epoch's end
+  int64_t batch_size() const override { return batch_size_; }
+
+  Validation validate(nn::SegmentationModel& model, const loss::SegmentationLoss& loss_fn,
+                      torch::Device device) override {
+    at::Generator generator = at::detail::createCPUGenerator(12345);  // the same noise every time
+    const int64_t cases = std::min(config_.valid.num_cases, valid_.size());
+    Validation total;
+    for (int64_t i = 0; i < cases; ++i) {
+      const auto& example = valid_[i];
+      const Validation v =
+          score_batch(model, example.image.unsqueeze(0), example.annotations[0].unsqueeze(0),
+                      at::Tensor(), {example.annotations}, config_, loss_fn, device, generator);
+      total.loss += v.loss;
+      total.ged += v.ged;
+    }
+    return {total.loss / static_cast<double>(cases), total.ged / static_cast<double>(cases)};
+  }
+
+ private:
+  const config::Config& config_;
+  data::LidcDataset train_, valid_;
+  int64_t batch_size_;
+  std::unique_ptr<data::BatchPrefetcher> prefetcher_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainingData> make_lidc_training_data(const config::Config& config,
+                                                      const std::filesystem::path& data_dir) {
+  return std::make_unique<LidcData>(config, data_dir);
+}
+
+}  // namespace ssn::train

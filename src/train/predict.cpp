@@ -1,0 +1,98 @@
+#include "ssn/train/predict.h"
+
+#include <torch/torch.h>
+
+#include "ssn/data/lidc.h"
+#include "ssn/data/volumes.h"
+#include "ssn/io/csv.h"
+#include "ssn/predictions/predictions_folder.h"
+#include "ssn/train/checkpoint.h"
+#include "ssn/train/inference.h"
+#include "ssn/train/model_factory.h"
+
+namespace ssn::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+// CSV-indexed volumes: each case predicted whole by tiling, every map written with the geometry
+// of the case's first channel.
+void predict_volumes(const config::Config& config, const PredictOptions& options,
+                     nn::SegmentationModel& model, torch::Device device,
+                     predictions::PredictionsWriter& writer) {
+  data::CsvColumns columns = csv_columns(config.data);
+  if (!io::read_csv(options.test_csv).column.count(columns.target)) columns.target.clear();
+  const std::vector<data::VolumeCase> cases = data::read_case_csv(options.test_csv, columns);
+  TilingOptions tiling;
+  tiling.tile_input = config.test.input_patch_size.empty() ? config.training.input_patch_size
+                                                           : config.test.input_patch_size;
+  if (tiling.tile_input.empty()) {
+    tiling.tile_input.assign(static_cast<size_t>(config.model.dimensions),
+                             model->backbone().input_size_for(1));
+  }
+  tiling.batch_size = config.test.batch_size;
+  tiling.device = device;
+  for (const auto& c : cases) {
+    const data::Volume volume =
+        data::load_volume(c, config.model.num_classes, config.model.dimensions);
+    const ImagePrediction prediction = predict_image(model, volume.image, volume.mask, tiling);
+    predictions::CasePrediction p;
+    p.id = c.id;
+    p.mean = prediction.mean;
+    p.cov_diag = prediction.cov_diag;
+    p.cov_factor = prediction.cov_factor;
+    p.image = volume.image[0];
+    if (volume.target.defined()) p.annotations = volume.target.unsqueeze(0);
+    p.geometry = volume.geometry;
+    writer.write_case(p);
+  }
+}
+
+// The LIDC crops layout: one forward pass per image.
+void predict_images(const config::Config& config, const PredictOptions& options,
+                    nn::SegmentationModel& model, torch::Device device,
+                    predictions::PredictionsWriter& writer) {
+  const data::LidcDataset dataset(options.data_dir, options.split, lidc_options(config.data));
+  torch::NoGradGuard no_grad;
+  for (int64_t i = 0; i < dataset.size(); ++i) {
+    const data::LidcExample& example = dataset[i];
+    const nn::ModelOutput out = model->forward(example.image.unsqueeze(0).to(device));
+    predictions::CasePrediction p;
+    p.id = example.id;
+    p.mean = out.mean_logits[0].cpu();  // [C, H, W]
+    if (out.stochastic) {
+      p.cov_diag = out.stochastic->cov_diag[0].cpu();
+      p.cov_factor = out.stochastic->cov_factor[0].cpu();
+    }
+    p.image = example.image[0];
+    p.annotations = example.annotations;
+    writer.write_case(p);
+  }
+}
+
+}  // namespace
+
+int64_t predict(const config::Config& config, const PredictOptions& options) {
+  const torch::Device device = checked_device(options.device);
+  const bool volumes = config.data.dataset == config::Dataset::kCsv;
+  TORCH_CHECK(!volumes || !options.test_csv.empty(),
+              "the config's data section describes CSV-indexed volumes: give --test-csv-path");
+  TORCH_CHECK(volumes || !options.data_dir.empty(),
+              "the config's data section describes the LIDC crops layout: give --data-dir");
+  TORCH_CHECK(!fs::exists(options.out) || fs::is_empty(options.out), "output folder ",
+              options.out.string(), " already exists and is not empty");
+  nn::SegmentationModel model = build_model(config.model);
+  load_model_weights(options.checkpoint, *model);
+  model->to(device);
+  model->eval();
+  return predictions::write_predictions_folder(
+      options.out, "output folder", [&](predictions::PredictionsWriter& writer) {
+        if (volumes) {
+          predict_volumes(config, options, model, device, writer);
+        } else {
+          predict_images(config, options, model, device, writer);
+        }
+      });
+}
+
+}  // namespace ssn::train

@@ -1,0 +1,57 @@
+#include "ssn/train/training_data.h"
+
+#include "ssn/metrics/metrics.h"
+
+namespace ssn::train {
+
+std::unique_ptr<TrainingData> make_training_data(const config::Config& config,
+                                                 const DataPaths& paths,
+                                                 const nn::BackboneImpl& backbone) {
+  switch (config.data.dataset) {
+    case config::Dataset::kCsv:
+      TORCH_CHECK(!paths.train_csv.empty() && !paths.valid_csv.empty(),
+                  "the config's data section describes CSV-indexed volumes: give --train-csv-path "
+                  "and --valid-csv-path");
+      return make_volume_training_data(config, paths.train_csv, paths.valid_csv, backbone);
+    case config::Dataset::kLidc:
+      break;
+  }
+  TORCH_CHECK(config.model.dimensions == 2,
+              "the LIDC crops layout (--data-dir) is 2-D, but the model has ",
+              config.model.dimensions, " spatial dimensions");
+  TORCH_CHECK(!paths.data_dir.empty(),
+              "the config's data section describes the LIDC crops layout: give --data-dir");
+  return make_lidc_training_data(config, paths.data_dir);
+}
+
+Validation score_batch(nn::SegmentationModel& model, const at::Tensor& images,
+                       const at::Tensor& targets, const at::Tensor& masks,
+                       const std::vector<at::Tensor>& annotations, const config::Config& config,
+                       const loss::SegmentationLoss& loss_fn, torch::Device device,
+                       at::Generator& generator) {
+  const nn::ModelOutput out =
+      model->forward(images.to(device), masks.defined() ? masks.to(device) : masks);
+  Validation result;
+  const LowRankNormal* distribution = out.stochastic ? &out.stochastic->distribution : nullptr;
+  at::Tensor samples;  // [B, N, *spatial]
+  const int64_t batch = images.size(0);
+  if (distribution != nullptr) {
+    const LowRankNormal on_cpu(distribution->loc().cpu(), distribution->cov_factor().cpu(),
+                               distribution->cov_diag().cpu(), distribution->event_shape());
+    result.loss +=
+        loss_fn(out.mean_logits.cpu(), &on_cpu, targets.cpu(), generator).item<double>() * batch;
+    samples = on_cpu.to_event_shape(on_cpu.rsample(config.valid.num_samples, generator))
+                  .argmax(/*dim=*/2)
+                  .transpose(0, 1);
+  } else {
+    result.loss += loss_fn(out.mean_logits.cpu(), nullptr, targets.cpu()).item<double>() * batch;
+    samples = out.mean_logits.cpu().argmax(/*dim=*/1).unsqueeze(1);
+  }
+  for (int64_t b = 0; b < batch; ++b) {
+    result.ged +=
+        metrics::distribution_metrics(samples[b], annotations[b], config.model.num_classes).ged;
+  }
+  return result;
+}
+
+}  // namespace ssn::train
