@@ -16,8 +16,17 @@ namespace fs = std::filesystem;
 
 namespace ssn::data {
 
-NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
-                             const NnUnetIndexOptions& options) {
+namespace {
+
+// What dataset.json says: the channel names (lower-cased, spaces as '_'), the number of classes
+// and the file ending.
+struct Description {
+  std::vector<std::string> channels;
+  int64_t num_classes = 0;
+  std::string ending;
+};
+
+Description read_description(const fs::path& dataset) {
   const fs::path json_path = dataset / "dataset.json";
   TORCH_CHECK(fs::is_regular_file(json_path), dataset.string(),
               " is not an nnU-Net raw dataset: no dataset.json");
@@ -36,17 +45,30 @@ NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
   TORCH_CHECK(description.contains("labels") && description["labels"].is_object() &&
                   !description["labels"].empty(),
               json_path.string(), ": expected \"labels\", an object of the classes");
-  const std::string ending = description.value("file_ending", std::string(".nii.gz"));
-  NnUnetIndex index;
-  index.num_classes = static_cast<int64_t>(description["labels"].size());
+  Description result;
+  result.ending = description.value("file_ending", std::string(".nii.gz"));
+  result.num_classes = static_cast<int64_t>(description["labels"].size());
   for (size_t c = 0; c < names.size(); ++c) {
     const std::string key = std::to_string(c);
     TORCH_CHECK(names.contains(key) && names[key].is_string(), json_path.string(),
                 ": channel_names has no entry \"", key, "\" (channels are numbered from 0)");
     std::string name = names[key].get<std::string>();
     for (char& ch : name) ch = ch == ' ' ? '_' : static_cast<char>(std::tolower(ch));
-    index.channels.push_back(name);
+    result.channels.push_back(name);
   }
+  return result;
+}
+
+}  // namespace
+
+NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
+                             const NnUnetIndexOptions& options) {
+  const Description description = read_description(dataset);
+  const std::string& ending = description.ending;
+  const size_t channels = description.channels.size();
+  NnUnetIndex index;
+  index.num_classes = description.num_classes;
+  index.channels = description.channels;
   const auto ends_with = [&](const std::string& name) {
     return name.size() > ending.size() &&
            name.compare(name.size() - ending.size(), ending.size(), ending) == 0;
@@ -54,12 +76,12 @@ NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
   // Rows "id,channel paths..." of the cases found in labelsTr (labelled) or imagesTs (unlabelled).
   const auto row = [&](const std::string& id, const fs::path& images) {
     std::string line = id;
-    for (size_t c = 0; c < names.size(); ++c) {
+    for (size_t c = 0; c < channels; ++c) {
       char suffix[32];
       std::snprintf(suffix, sizeof(suffix), "_%04zu", c);
       const fs::path channel = fs::absolute(images / (id + suffix + ending));
       TORCH_CHECK(fs::is_regular_file(channel), "case ", id, ": ", channel.string(),
-                  " is missing (channel ", c, " of ", names.size(), ")");
+                  " is missing (channel ", c, " of ", channels, ")");
       line += "," + channel.string();
     }
     return line;

@@ -48,6 +48,34 @@ void prepare_folder(const DemoOptions& options) {
   fs::create_directories(out);
 }
 
+// Trains one model of the demo in `job`, predicts the test split with its best checkpoint and
+// evaluates it; records the seconds of training in `record`. Returns the evaluation summary.
+nlohmann::json train_predict_evaluate(const config::Config& config, const DemoOptions& options,
+                                      const fs::path& data_dir, const fs::path& job,
+                                      nlohmann::json& record, const std::string& name,
+                                      Stopwatch& watch) {
+  train::TrainOptions train_options;
+  train_options.data.data_dir = data_dir;
+  train_options.job_dir = job;
+  train_options.seed = options.seed;
+  train_options.on_step = options.on_step;
+  train::train(config, train_options);
+  record["seconds"]["train_" + name] = watch.lap();
+
+  train::PredictOptions predict_options;
+  predict_options.data_dir = data_dir;
+  predict_options.checkpoint = job / "checkpoint_best.pt";
+  predict_options.out = job / "predictions";
+  train::predict(config, predict_options);
+  evaluation::EvaluationOptions evaluation_options;
+  evaluation::SamplingOptions sampling;
+  sampling.num_samples = options.eval_samples;
+  sampling.seed = options.seed;
+  return evaluation::write_evaluation(
+      job / "evaluation",
+      evaluation::evaluate_prediction_folder(job / "predictions", evaluation_options, sampling));
+}
+
 }  // namespace
 
 nlohmann::json demo_config(bool low_rank, const DemoOptions& options) {
@@ -117,26 +145,8 @@ DemoResult run_demo(const DemoOptions& options) {
           " for " + std::to_string(options.epochs) +
           (options.epochs == 1 ? " epoch in " : " epochs in ") + job.string() +
           ", then predicting and evaluating the test split");
-    train::TrainOptions train_options;
-    train_options.data.data_dir = data_dir;
-    train_options.job_dir = job;
-    train_options.seed = options.seed;
-    train_options.on_step = options.on_step;
-    train::train(config, train_options);
-    record["seconds"]["train_" + name] = watch.lap();
-
-    train::PredictOptions predict_options;
-    predict_options.data_dir = data_dir;
-    predict_options.checkpoint = job / "checkpoint_best.pt";
-    predict_options.out = job / "predictions";
-    train::predict(config, predict_options);
-    evaluation::EvaluationOptions evaluation_options;
-    evaluation::SamplingOptions sampling;
-    sampling.num_samples = options.eval_samples;
-    sampling.seed = options.seed;
-    const nlohmann::json summary = evaluation::write_evaluation(
-        job / "evaluation",
-        evaluation::evaluate_prediction_folder(job / "predictions", evaluation_options, sampling));
+    const nlohmann::json summary =
+        train_predict_evaluate(config, options, data_dir, job, record, name, watch);
     record["seconds"]["predict_evaluate_" + name] = watch.lap();
     const double ged = summary_mean(summary, "ged");
     if (low_rank) {

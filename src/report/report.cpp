@@ -197,6 +197,66 @@ at::Tensor planar(const at::Tensor& map, int64_t slice) {
   return map.dim() == 3 ? map.select(0, slice) : map;
 }
 
+// One row of the montage (with the header row before the first case): image, annotations, argmax
+// of the mean, samples and entropy. Sets `stochastic` when the case's covariance is not zero.
+std::string montage_row(const predictions::PredictionCase& c, int64_t i,
+                        const ReportOptions& options, bool& stochastic) {
+  std::ostringstream html;
+    const predictions::PredictionMaps maps = predictions::read_prediction_maps(c);
+  const int64_t classes = maps.mean.size(0);
+  const at::Tensor annotations =
+      c.annotations.empty()
+          ? at::empty({0}, at::kByte)
+          : predictions::read_annotations(c, classes, maps.mean.sizes().slice(1));
+  const at::Tensor mode = maps.mean.argmax(/*dim=*/0);
+  const int64_t slice = mode.dim() == 3 ? representative_slice(mode) : 0;
+  const at::Tensor image = c.image.empty() ? at::Tensor() : io::read_image(c.image);
+  const at::Tensor background =
+      image.defined() ? grey_picture(planar(image, slice))
+                      : black_picture(planar(mode, slice).size(0), planar(mode, slice).size(1));
+  const int64_t factor =
+      std::max<int64_t>(1, 128 / std::max(background.size(0), background.size(1)));
+  std::vector<at::Tensor> samples;
+  at::Generator generator =
+      at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(i));
+  const evaluation::SampleStatistics statistics =
+      evaluation::draw_samples(maps, std::max(options.entropy_samples, options.num_samples), {},
+                               generator, [&](int64_t n, const at::Tensor& labels) {
+                                 if (n < options.num_samples) samples.push_back(labels);
+                               });
+  stochastic = stochastic || maps.cov_factor.abs().max().item<double>() > 0 ||
+               maps.cov_diag.max().item<double>() > 1e-9;
+  if (i == 0) {
+    html << "<tr><th>case</th><th>image</th>";
+    for (int64_t j = 0; j < annotations.size(0); ++j)
+      html << "<th>annotation " << j + 1 << "</th>";
+    html << "<th>mean</th>";
+    for (int64_t n = 0; n < options.num_samples; ++n) html << "<th>sample " << n + 1 << "</th>";
+    html << "<th>entropy</th></tr>";
+  }
+  const auto overlay = [&](const at::Tensor& labels) {
+    return upscale(label_overlay(background, planar(labels, slice), classes), factor);
+  };
+  html << "<tr><td>" << escape(c.id)
+       << (mode.dim() == 3 ? "<br>slice " + std::to_string(slice) : "") << "</td><td>"
+       << img(upscale(background, factor), "image") << "</td>";
+  for (int64_t j = 0; j < annotations.size(0); ++j) {
+    html << "<td>" << img(overlay(annotations[j]), "annotation " + std::to_string(j + 1))
+         << "</td>";
+  }
+  html << "<td>" << img(overlay(mode), "argmax of the mean") << "</td>";
+  for (size_t n = 0; n < samples.size(); ++n) {
+    html << "<td>" << img(overlay(samples[n]), "sample " + std::to_string(n + 1)) << "</td>";
+  }
+  html << "<td>"
+       << img(upscale(heat_picture(planar(statistics.entropy, slice),
+                                   std::log(static_cast<double>(classes))),
+                      factor),
+              "pixel-wise entropy")
+       << "</td></tr>";
+  return html.str();
+}
+
 std::string montage_section(const fs::path& job, const ReportOptions& options) {
   const fs::path predictions = job / "predictions";
   if (!fs::is_regular_file(predictions / "prediction.csv")) {
@@ -210,59 +270,7 @@ std::string montage_section(const fs::path& job, const ReportOptions& options) {
   bool stochastic = false;
   html << "<table class=\"montage\">";
   for (int64_t i = 0; i < shown; ++i) {
-    const predictions::PredictionCase& c = cases[i];
-    const predictions::PredictionMaps maps = predictions::read_prediction_maps(c);
-    const int64_t classes = maps.mean.size(0);
-    const at::Tensor annotations =
-        c.annotations.empty()
-            ? at::empty({0}, at::kByte)
-            : predictions::read_annotations(c, classes, maps.mean.sizes().slice(1));
-    const at::Tensor mode = maps.mean.argmax(/*dim=*/0);
-    const int64_t slice = mode.dim() == 3 ? representative_slice(mode) : 0;
-    const at::Tensor image = c.image.empty() ? at::Tensor() : io::read_image(c.image);
-    const at::Tensor background =
-        image.defined() ? grey_picture(planar(image, slice))
-                        : black_picture(planar(mode, slice).size(0), planar(mode, slice).size(1));
-    const int64_t factor =
-        std::max<int64_t>(1, 128 / std::max(background.size(0), background.size(1)));
-    std::vector<at::Tensor> samples;
-    at::Generator generator =
-        at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(i));
-    const evaluation::SampleStatistics statistics =
-        evaluation::draw_samples(maps, std::max(options.entropy_samples, options.num_samples), {},
-                                 generator, [&](int64_t n, const at::Tensor& labels) {
-                                   if (n < options.num_samples) samples.push_back(labels);
-                                 });
-    stochastic = stochastic || maps.cov_factor.abs().max().item<double>() > 0 ||
-                 maps.cov_diag.max().item<double>() > 1e-9;
-    if (i == 0) {
-      html << "<tr><th>case</th><th>image</th>";
-      for (int64_t j = 0; j < annotations.size(0); ++j)
-        html << "<th>annotation " << j + 1 << "</th>";
-      html << "<th>mean</th>";
-      for (int64_t n = 0; n < options.num_samples; ++n) html << "<th>sample " << n + 1 << "</th>";
-      html << "<th>entropy</th></tr>";
-    }
-    const auto overlay = [&](const at::Tensor& labels) {
-      return upscale(label_overlay(background, planar(labels, slice), classes), factor);
-    };
-    html << "<tr><td>" << escape(c.id)
-         << (mode.dim() == 3 ? "<br>slice " + std::to_string(slice) : "") << "</td><td>"
-         << img(upscale(background, factor), "image") << "</td>";
-    for (int64_t j = 0; j < annotations.size(0); ++j) {
-      html << "<td>" << img(overlay(annotations[j]), "annotation " + std::to_string(j + 1))
-           << "</td>";
-    }
-    html << "<td>" << img(overlay(mode), "argmax of the mean") << "</td>";
-    for (size_t n = 0; n < samples.size(); ++n) {
-      html << "<td>" << img(overlay(samples[n]), "sample " + std::to_string(n + 1)) << "</td>";
-    }
-    html << "<td>"
-         << img(upscale(heat_picture(planar(statistics.entropy, slice),
-                                     std::log(static_cast<double>(classes))),
-                        factor),
-                "pixel-wise entropy")
-         << "</td></tr>";
+    html << montage_row(cases[i], i, options, stochastic);
   }
   html << "</table><p class=\"note\">Samples overlaid on the image (class 1 red, 2 green, 3 blue); "
           "entropy of the class frequencies over "

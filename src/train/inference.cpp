@@ -31,6 +31,59 @@ std::vector<int64_t> tile_starts(int64_t length, int64_t tile, int64_t step, boo
   return starts;
 }
 
+// Every combination of per-axis tile starts: exact tiles of the output size (the last one may
+// stick out), or tiles overlapping by a quarter whose last one ends at the axis' end.
+std::vector<std::vector<int64_t>> tile_grid(const std::vector<int64_t>& spatial,
+                                            const std::vector<int64_t>& tile_output,
+                                            bool overlapping) {
+  std::vector<std::vector<int64_t>> tiles = {{}};
+  for (size_t d = 0; d < spatial.size(); ++d) {
+    const int64_t step =
+        overlapping ? std::max<int64_t>(1, tile_output[d] * 3 / 4) : tile_output[d];
+    std::vector<std::vector<int64_t>> extended;
+    for (const auto& prefix : tiles) {
+      for (int64_t start : tile_starts(spatial[d], tile_output[d], step, overlapping)) {
+        auto tile = prefix;
+        tile.push_back(start);
+        extended.push_back(tile);
+      }
+    }
+    tiles = std::move(extended);
+  }
+  return tiles;
+}
+
+// Writes one tile's maps (cov_diag, cov_factor undefined for deterministic / diagonal models) at
+// `start` into `result`, cut where the tile sticks out of the image: summed with a count in
+// `weight` when averaging overlapping tiles, copied otherwise.
+void place_tile(const ImagePrediction& tile, const std::vector<int64_t>& start, bool average,
+                ImagePrediction& result, const at::Tensor& weight) {
+  at::Tensor mean_tile = tile.mean, diag_tile = tile.cov_diag, factor_tile = tile.cov_factor;
+  at::Tensor mean_target = result.mean, diag_target = result.cov_diag,
+             factor_target = result.cov_factor, weight_target = weight;
+  for (size_t d = 0; d < start.size(); ++d) {
+    const auto axis = static_cast<int64_t>(d);
+    const int64_t length = std::min(tile.mean.size(1 + axis), result.mean.size(1 + axis) - start[d]);
+    mean_tile = mean_tile.narrow(1 + axis, 0, length);
+    if (diag_tile.defined()) diag_tile = diag_tile.narrow(1 + axis, 0, length);
+    if (factor_tile.defined()) factor_tile = factor_tile.narrow(1 + axis, 0, length);
+    mean_target = mean_target.narrow(1 + axis, start[d], length);
+    diag_target = diag_target.narrow(1 + axis, start[d], length);
+    factor_target = factor_target.narrow(1 + axis, start[d], length);
+    if (weight.defined()) weight_target = weight_target.narrow(axis, start[d], length);
+  }
+  if (average) {
+    mean_target.add_(mean_tile);
+    if (diag_tile.defined()) diag_target.add_(diag_tile);
+    if (factor_tile.defined()) factor_target.add_(factor_tile);
+    weight_target.add_(1.0);
+  } else {
+    mean_target.copy_(mean_tile);
+    if (diag_tile.defined()) diag_target.copy_(diag_tile);
+    if (factor_tile.defined()) factor_target.copy_(factor_tile);
+  }
+}
+
 }  // namespace
 
 ImagePrediction predict_image(nn::SegmentationModel& model, const at::Tensor& image,
@@ -51,25 +104,7 @@ ImagePrediction predict_image(nn::SegmentationModel& model, const at::Tensor& im
     offset.push_back(options.tile_input[d] / 2 - tile_output[d] / 2);
     same_size = same_size && tile_output[d] == options.tile_input[d];
   }
-  // Tile grid: every combination of per-axis starts.
-  std::vector<std::vector<int64_t>> axis_starts;
-  for (int64_t d = 0; d < dims; ++d) {
-    const int64_t step = same_size ? std::max<int64_t>(1, tile_output[d] * 3 / 4) : tile_output[d];
-    axis_starts.push_back(tile_starts(spatial[d], tile_output[d], step, /*shift_last=*/same_size));
-  }
-  std::vector<std::vector<int64_t>> tiles = {{}};
-  for (const auto& starts : axis_starts) {
-    std::vector<std::vector<int64_t>> extended;
-    for (const auto& prefix : tiles) {
-      for (int64_t start : starts) {
-        auto tile = prefix;
-        tile.push_back(start);
-        extended.push_back(tile);
-      }
-    }
-    tiles = std::move(extended);
-  }
-
+  const std::vector<std::vector<int64_t>> tiles = tile_grid(spatial, tile_output, same_size);
   const int64_t classes = model->num_classes();
   const bool stochastic = model->kind() != nn::ModelKind::kDeterministic;
   std::vector<int64_t> map_shape = {classes};
@@ -110,31 +145,9 @@ ImagePrediction predict_image(nn::SegmentationModel& model, const at::Tensor& im
     }
     for (size_t t = first; t < last; ++t) {
       const int64_t b = static_cast<int64_t>(t - first);
-      // The part of the tile inside the image (tiles may stick out of images smaller than them).
-      at::Tensor mean_tile = mean[b], diag_tile = stochastic ? cov_diag[b] : at::Tensor(),
-                 factor_tile = stochastic && cov_factor.size(1) > 0 ? cov_factor[b] : at::Tensor();
-      at::Tensor mean_target = result.mean, diag_target = result.cov_diag,
-                 factor_target = result.cov_factor, weight_target = weight;
-      for (int64_t d = 0; d < dims; ++d) {
-        const int64_t length = std::min(tile_output[d], spatial[d] - tiles[t][d]);
-        mean_tile = mean_tile.narrow(1 + d, 0, length);
-        if (diag_tile.defined()) diag_tile = diag_tile.narrow(1 + d, 0, length);
-        if (factor_tile.defined()) factor_tile = factor_tile.narrow(1 + d, 0, length);
-        mean_target = mean_target.narrow(1 + d, tiles[t][d], length);
-        diag_target = diag_target.narrow(1 + d, tiles[t][d], length);
-        factor_target = factor_target.narrow(1 + d, tiles[t][d], length);
-        if (weight.defined()) weight_target = weight_target.narrow(d, tiles[t][d], length);
-      }
-      if (same_size) {
-        mean_target.add_(mean_tile);
-        if (diag_tile.defined()) diag_target.add_(diag_tile);
-        if (factor_tile.defined()) factor_target.add_(factor_tile);
-        weight_target.add_(1.0);
-      } else {
-        mean_target.copy_(mean_tile);
-        if (diag_tile.defined()) diag_target.copy_(diag_tile);
-        if (factor_tile.defined()) factor_target.copy_(factor_tile);
-      }
+      ImagePrediction tile{mean[b], stochastic ? cov_diag[b] : at::Tensor(),
+                           stochastic && cov_factor.size(1) > 0 ? cov_factor[b] : at::Tensor()};
+      place_tile(tile, tiles[t], /*average=*/same_size, result, weight);
     }
   }
   if (same_size) {
