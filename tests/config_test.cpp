@@ -75,20 +75,22 @@ namespace {
 TEST(Config, PatchAugmentationAxesOutOfRangeAreRefused) {
   const auto with = [](const std::string& augmentation) {
     return nlohmann::json::parse(R"({"model": {"StochasticUNet": {"dimensions": 3}},
-      "training": {"patch_augmentation": )" + augmentation + "}}");
+      "training": {"patch_augmentation": )" +
+                                 augmentation + "}}");
   };
   EXPECT_NO_THROW(parse_config(with(R"({"RandomPatchRotation": {"prob": 0.5,
       "allowed_planes": [[2, 1], [0, 2]]}, "RandomPatchFlip": {"prob": 0.5, "allowed_axis": [0, 2]}})")));
   EXPECT_THAT(
       error_of(with(R"({"RandomPatchRotation": {"prob": 0.5, "allowed_planes": [[2, 3]]}})")),
-              HasSubstr("RandomPatchRotation.allowed_planes: expected pairs of different spatial "
-                        "axes in 0..2 (0 = the first voxel axis), got [2,3]"));
+      HasSubstr("RandomPatchRotation.allowed_planes: expected pairs of different spatial "
+                "axes in 0..2 (0 = the first voxel axis), got [2,3]"));
   EXPECT_THAT(
       error_of(with(R"({"RandomPatchRotation": {"prob": 0.5, "allowed_planes": [[1, 1]]}})")),
-              HasSubstr("got [1,1]"));
-  EXPECT_THAT(error_of(with(R"({"RandomPatchFlip": {"prob": 0.5, "allowed_axis": [3]}})")),
-              HasSubstr("RandomPatchFlip.allowed_axis: expected spatial axes in 0..2 (0 = the first "
-                        "voxel axis), got 3"));
+      HasSubstr("got [1,1]"));
+  EXPECT_THAT(
+      error_of(with(R"({"RandomPatchFlip": {"prob": 0.5, "allowed_axis": [3]}})")),
+      HasSubstr("RandomPatchFlip.allowed_axis: expected spatial axes in 0..2 (0 = the first "
+                "voxel axis), got 3"));
   EXPECT_THAT(error_of(with(R"({"RandomPatchFlip": {"prob": 1.5, "allowed_axis": [0]}})")),
               HasSubstr("RandomPatchFlip.prob must be in [0, 1], got 1.5"));
 }

@@ -65,8 +65,8 @@ void expect_reference_outputs(const std::string& folder, std::shared_ptr<Backbon
   const auto state = load_reference_state_dict(checkpoint);
   if (state.empty()) GTEST_SKIP() << "python3 with torch is needed to convert the checkpoint";
   const auto io = load_tensor_dict(golden_dir() / folder / "io.pt");
-  SegmentationModel model(backbone,
-                          SegmentationModelOptions(ModelKind::kLowRank, /*num_classes=*/4).rank(10));
+  SegmentationModel model(
+      backbone, SegmentationModelOptions(ModelKind::kLowRank, /*num_classes=*/4).rank(10));
   size_t matched = 0;
   {
     torch::NoGradGuard no_grad;

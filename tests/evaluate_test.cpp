@@ -91,14 +91,13 @@ TEST_F(EvaluateFolder, BratsRegionsAddThreeDiceColumns) {
   EXPECT_THAT(names, ::testing::Contains("dice_et"));
 }
 
-// Hand-made labels with known region Dice: annotation [[1, 2, 3, 0], [0, 0, 0, 0]], sample
-// [[1, 1, 3, 0], [2, 0, 0, 0]]. Dice = 2 |A and B| / (|A| + |B|): whole tumour {1, 2, 3}: 3 shared
-// of 3 + 4 voxels -> 6/7; tumour core {1, 3}: 2 shared of 2 + 3 -> 4/5; enhancing {3}: 1 of 1 + 1
-// -> 1.
+// Hand-made labels with known region Dice: annotation [[1, 2, 3, 3], [0, 0, 0, 0]], sample
+// [[1, 1, 3, 0], [3, 0, 0, 0]]. Dice = 2 |A and B| / (|A| + |B|): whole tumour {1, 2, 3}: 3 shared
+// of 4 + 4 voxels -> 3/4; tumour core {1, 3}: 2 shared of 3 + 4 -> 4/7; enhancing {3}: 1 shared of
+// 2 + 2 -> 1/2.
 TEST(BratsRegions, DiceOfHandMadeMapsIsTheCountedValue) {
-  const at::Tensor annotation =
-      at::tensor({1, 2, 3, 0, 0, 0, 0, 0}, at::kByte).reshape({1, 2, 4});
-  const at::Tensor sample = at::tensor({1, 1, 3, 0, 2, 0, 0, 0}, at::kByte).reshape({1, 2, 4});
+  const at::Tensor annotation = at::tensor({1, 2, 3, 3, 0, 0, 0, 0}, at::kByte).reshape({1, 2, 4});
+  const at::Tensor sample = at::tensor({1, 1, 3, 0, 3, 0, 0, 0}, at::kByte).reshape({1, 2, 4});
   EvaluationOptions options;
   options.num_classes = 4;
   options.brats_regions = true;
@@ -106,9 +105,9 @@ TEST(BratsRegions, DiceOfHandMadeMapsIsTheCountedValue) {
   for (const auto& [name, value] : overlap_metrics(sample, annotation, options)) {
     values[name] = value;
   }
-  EXPECT_NEAR(values.at("dice_wt"), 6.0 / 7.0, 1e-12);
-  EXPECT_NEAR(values.at("dice_tc"), 4.0 / 5.0, 1e-12);
-  EXPECT_NEAR(values.at("dice_et"), 1.0, 1e-12);
+  EXPECT_NEAR(values.at("dice_wt"), 3.0 / 4.0, 1e-12);
+  EXPECT_NEAR(values.at("dice_tc"), 4.0 / 7.0, 1e-12);
+  EXPECT_NEAR(values.at("dice_et"), 1.0 / 2.0, 1e-12);
 }
 
 TEST_F(EvaluateFolder, BadInputIsAnErrorThatNamesTheFileAndWritesNothing) {

@@ -16,7 +16,8 @@ nn::SegmentationModel tiny_deepmedic() {
                                                             .fully_connected({8})
                                                             .scale_factors({3, 1})
                                                             .dropout({0.0, 0.0}));
-  return nn::SegmentationModel(backbone, nn::SegmentationModelOptions(nn::ModelKind::kLowRank, 3).rank(2));
+  return nn::SegmentationModel(backbone,
+                               nn::SegmentationModelOptions(nn::ModelKind::kLowRank, 3).rank(2));
 }
 
 // Exact tiling is the whole-volume forward pass cut into pieces: the tiles' strided downsampling
@@ -135,9 +136,8 @@ TEST(PredictImage, RaggedLastTileIsCutAtTheVolumeEdge) {
   EXPECT_LT((tiled.mean - inside(whole.mean_logits[0])).abs().max().item<double>(), 1e-5);
   EXPECT_LT((tiled.cov_diag - inside(whole.stochastic->cov_diag[0])).abs().max().item<double>(),
             1e-5);
-  EXPECT_LT(
-      (tiled.cov_factor - inside(whole.stochastic->cov_factor[0])).abs().max().item<double>(),
-      1e-5);
+  EXPECT_LT((tiled.cov_factor - inside(whole.stochastic->cov_factor[0])).abs().max().item<double>(),
+            1e-5);
 }
 
 }  // namespace

@@ -80,7 +80,7 @@ TEST_F(LidcFolder, HandMadeFolderIsCroppedDownscaledAndNormalised) {
 TEST_F(LidcFolder, DownscalingAveragesBlocksAndTakesTheMajorityOfMasks) {
   at::Tensor image = (at::arange(256, at::kLong).reshape({16, 16}) * 7) % 251;
   at::Tensor mask = at::zeros({16, 16}, at::kLong);
-  mask.slice(0, 4, 12).slice(1, 4, 12).fill_(255);  // the crop is all foreground ...
+  mask.slice(0, 4, 12).slice(1, 4, 12).fill_(255);             // the crop is all foreground ...
   mask.slice(0, 4, 12).slice(1, 4, 12).select(0, 0).fill_(0);  // ... but its first row
   mask[5][4] = 0;  // block (0, 0) keeps 1 of 4: background
   write_slice("train", image, {mask});
@@ -90,17 +90,13 @@ TEST_F(LidcFolder, DownscalingAveragesBlocksAndTakesTheMajorityOfMasks) {
   options.annotators = 1;
   const LidcDataset dataset(root_, "train", options);
   const LidcExample& example = dataset[0];
-  const at::Tensor blocks = image.slice(0, 4, 12)
-                                .slice(1, 4, 12)
-                                .to(at::kDouble)
-                                .reshape({4, 2, 4, 2})
-                                .mean({1, 3});
+  const at::Tensor blocks =
+      image.slice(0, 4, 12).slice(1, 4, 12).to(at::kDouble).reshape({4, 2, 4, 2}).mean({1, 3});
   const at::Tensor expected = (blocks - blocks.mean()) / blocks.std(/*unbiased=*/false);
   EXPECT_LT((example.image[0].to(at::kDouble) - expected).abs().max().item<double>(), 1e-5);
   at::Tensor expected_mask = at::ones({4, 4}, at::kLong);
   expected_mask[0][0] = 0;  // rows 4-5, columns 4-5: one foreground pixel of four
-  EXPECT_TRUE(example.annotations[0].to(at::kLong).equal(expected_mask))
-      << example.annotations[0];
+  EXPECT_TRUE(example.annotations[0].to(at::kLong).equal(expected_mask)) << example.annotations[0];
 }
 
 // Flips and quarter turns move image and mask together: the image is bright exactly where the

@@ -1,5 +1,4 @@
 #include "ssn/data/volumes.h"
-#include "ssn/data/nnunet.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <gmock/gmock.h>
@@ -14,6 +13,7 @@
 
 #include "golden.h"
 #include "ssn/config/config.h"
+#include "ssn/data/nnunet.h"
 #include "ssn/data/synthetic.h"
 #include "ssn/io/atomic_file.h"
 #include "ssn/io/png.h"
@@ -222,8 +222,8 @@ TEST(Patches, ReferenceAugmentationTurnsAndFlipsTheYxPlaneOnly) {
     const at::Tensor z = patch.target.div(100, "floor");
     EXPECT_TRUE(z.equal(at::arange(6, at::kLong).reshape({6, 1, 1}).expand({6, 6, 6})))
         << "a voxel left its z slice";
-    orientations.insert({patch.target[0][0][0].item<int64_t>(),
-                         patch.target[0][0][5].item<int64_t>()});
+    orientations.insert(
+        {patch.target[0][0][0].item<int64_t>(), patch.target[0][0][5].item<int64_t>()});
   }
   // Quarter turns either way composed with the flip of both axes: 0, 90 or 270 degrees.
   EXPECT_EQ(orientations.size(), 3u) << "the turns should vary";

@@ -30,9 +30,10 @@ struct TrainFlags {
 void run_train(const TrainFlags& flags) {
   const std::filesystem::path last = std::filesystem::path(flags.job_dir) / "checkpoint_last.pt";
   if (!flags.resume && std::filesystem::exists(last)) {
-    throw CLI::ValidationError("--job-dir", flags.job_dir +
-                                                " already holds a training run (checkpoint_last.pt);"
-                                                " use --resume to continue it or another folder");
+    throw CLI::ValidationError("--job-dir",
+                               flags.job_dir +
+                                   " already holds a training run (checkpoint_last.pt);"
+                                   " use --resume to continue it or another folder");
   }
   if (flags.resume && !std::filesystem::exists(last)) {
     throw CLI::ValidationError("--resume", "no checkpoint_last.pt in " + flags.job_dir);
@@ -73,7 +74,6 @@ void run_train(const TrainFlags& flags) {
   std::printf("job folder: %s (train_log.csv, checkpoint_last.pt, checkpoint_best.pt)\n",
               flags.job_dir.c_str());
 }
-
 
 }  // namespace
 
@@ -125,7 +125,6 @@ void add_train_command(CLI::App& app) {
     }
     run_train(*flags);
   });
-
 }
 
 }  // namespace ssn::cli

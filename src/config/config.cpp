@@ -320,8 +320,9 @@ void parse_optimizer(const json& value, const std::string& origin, OptimizerConf
   if (value.empty()) return;
   Section optimizer(value, "optimizer", origin);
   const auto [name, options] = optimizer.named({"Adam", "RMSprop", "SGD"});
-  c.kind = name == "Adam" ? Optimizer::kAdam
-                          : name == "RMSprop" ? Optimizer::kRMSprop : Optimizer::kSGD;
+  c.kind = name == "Adam"      ? Optimizer::kAdam
+           : name == "RMSprop" ? Optimizer::kRMSprop
+                               : Optimizer::kSGD;
   Section o(options, "optimizer." + name, origin);
   o.read_number("lr", c.lr);
   o.read_number("weight_decay", c.weight_decay);

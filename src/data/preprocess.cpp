@@ -96,7 +96,8 @@ PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& out
       row << "," << id.string() << "_seg.nii.gz," << id.string() << "_brain_mask.nii.gz";
       rows.push_back(row.str());
     }
-    const Split split = split_cases(static_cast<int64_t>(rows.size()), options.fractions, options.seed);
+    const Split split =
+        split_cases(static_cast<int64_t>(rows.size()), options.fractions, options.seed);
     counts = {static_cast<int64_t>(split.parts[0].size()),
               static_cast<int64_t>(split.parts[1].size()),
               static_cast<int64_t>(split.parts[2].size())};

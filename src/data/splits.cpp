@@ -22,8 +22,7 @@ Split split_cases(int64_t cases, const std::vector<double>& fractions, uint64_t 
   const at::Tensor order = at::randperm(cases, generator, at::kLong);
   const auto n = static_cast<double>(cases);
   const int64_t train = std::min(cases, static_cast<int64_t>(std::round(fractions[0] * n)));
-  const int64_t valid =
-      std::min(cases - train, static_cast<int64_t>(std::round(fractions[1] * n)));
+  const int64_t valid = std::min(cases - train, static_cast<int64_t>(std::round(fractions[1] * n)));
   Split split;
   for (int64_t i = 0; i < cases; ++i) {
     const size_t part = i < train ? 0 : (i < train + valid ? 1 : 2);

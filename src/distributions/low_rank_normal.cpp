@@ -59,9 +59,9 @@ LowRankNormal::LowRankNormal(at::Tensor loc, at::Tensor cov_factor, at::Tensor c
   check_same_kind(loc_, cov_diag_, "cov_diag");
   // One reduction (and one device sync) buys a clear message instead of NaN samples later.
   if (cov_diag_.numel() > 0 && !(cov_diag_ > 0).all().item<bool>()) {
-    throw InvalidCovariance(c10::str(
-        "LowRankNormal: cov_diag must be > 0 and finite everywhere, got minimum ",
-        cov_diag_.min().item<double>(), " (NaN counts as invalid)"));
+    throw InvalidCovariance(
+        c10::str("LowRankNormal: cov_diag must be > 0 and finite everywhere, got minimum ",
+                 cov_diag_.min().item<double>(), " (NaN counts as invalid)"));
   }
   if (cov_diag_.numel() > 0 && !at::isfinite(cov_diag_).all().item<bool>()) {
     throw InvalidCovariance(

@@ -123,7 +123,6 @@ MetricRow evaluate_labels(const at::Tensor& samples, const at::Tensor& annotatio
   return row;
 }
 
-
 std::vector<CaseResult> evaluate_sample_folder(const fs::path& dir,
                                                const EvaluationOptions& options,
                                                const Progress& progress) {

@@ -7,10 +7,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "ssn/draw/pictures.h"
 #include "ssn/io/atomic_file.h"
 #include "ssn/io/image.h"
 #include "ssn/io/png.h"
-#include "ssn/draw/pictures.h"
 
 namespace ssn::evaluation {
 namespace fs = std::filesystem;
@@ -164,8 +164,7 @@ at::Tensor render_sweep(const PredictionMaps& maps, const at::Tensor& image, con
   for (int64_t s = 0; s < samples.size(0); ++s) {
     std::vector<at::Tensor> row = {draw::upscale(background, factor)};
     for (int64_t n = 0; n < num_samples; ++n) {
-      row.push_back(
-          draw::upscale(draw::label_overlay(background, samples[s][n], classes), factor));
+      row.push_back(draw::upscale(draw::label_overlay(background, samples[s][n], classes), factor));
     }
     rows.push_back(std::move(row));
   }
@@ -183,60 +182,62 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
     runtime::for_each_case(
         static_cast<int64_t>(cases.size()),
         [&](int64_t i) {
-        const PredictionCase& c = cases[i];
-        const PredictionMaps maps = predictions::read_prediction_maps(c);
-        const int64_t classes = maps.mean.size(0);
-        const int64_t rank = maps.cov_factor.size(0) / classes;
-        const at::Tensor& class_weights = options.controls.class_weights;
-        TORCH_CHECK(!class_weights.defined() || class_weights.numel() == classes,
-                    "--class-weights has ", class_weights.defined() ? class_weights.numel() : 0,
-                    " values, but ", c.logit_mean.string(), " has C = ", classes,
-                    " classes: expected one weight per class");
-        const at::Tensor& rank_weights = options.controls.rank_weights;
-        TORCH_CHECK(!rank_weights.defined() || rank_weights.numel() == rank, "--rank-weights has ",
-                    rank_weights.defined() ? rank_weights.numel() : 0, " values, but ",
-                    c.cov_factor.string(), " has rank R = ", rank,
-                    ": expected one weight per rank");
-        const bool planar = maps.mean.dim() == 3;
-        const std::string ext = planar ? ".png" : ".nii.gz";
-        // Volumes keep the geometry of their maps, so that samples overlay the input.
-        const io::Geometry geometry =
-            planar
-                ? io::Geometry{}
-                : io::read_geometry(c.logit_mean).leading(static_cast<size_t>(maps.mean.dim() - 1));
-        at::Generator generator =
-            at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(i));
-        if (options.sweep) {
-          const at::Tensor image = c.image.empty() ? at::Tensor() : io::read_image(c.image);
-          TORCH_CHECK(!image.defined() || image.sizes() == maps.mean.sizes().slice(1),
-                      c.image.string(), " has shape ", image.sizes(), ", but the maps of case ",
-                      c.id, " have ", maps.mean.sizes().slice(1));
-          io::write_rgb_png(staging / (c.id + "_sweep_" + options.sweep->name() + ".png"),
-                            render_sweep(maps, image, *options.sweep, options.controls,
-                                         options.num_samples, generator));
-        } else {
-          const SampleStatistics statistics = draw_samples(
-              maps, options.num_samples, options.controls, generator,
-              [&](int64_t n, const at::Tensor& labels) {
-                io::write_label_image(staging / (c.id + "_s" + std::to_string(n) + ext),
-                                      stored_labels(labels, classes), geometry);
-              });
-          const at::Tensor annotations =
-              c.annotations.empty() ? at::empty({0}, at::kByte)
-                                    : predictions::read_annotations(c, classes, maps.mean.sizes().slice(1));
-          for (int64_t j = 0; j < annotations.size(0); ++j) {
-            io::write_label_image(staging / (c.id + "_l" + std::to_string(j + 1) + ext),
-                                  stored_labels(annotations[j], classes), geometry);
+          const PredictionCase& c = cases[i];
+          const PredictionMaps maps = predictions::read_prediction_maps(c);
+          const int64_t classes = maps.mean.size(0);
+          const int64_t rank = maps.cov_factor.size(0) / classes;
+          const at::Tensor& class_weights = options.controls.class_weights;
+          TORCH_CHECK(!class_weights.defined() || class_weights.numel() == classes,
+                      "--class-weights has ", class_weights.defined() ? class_weights.numel() : 0,
+                      " values, but ", c.logit_mean.string(), " has C = ", classes,
+                      " classes: expected one weight per class");
+          const at::Tensor& rank_weights = options.controls.rank_weights;
+          TORCH_CHECK(!rank_weights.defined() || rank_weights.numel() == rank,
+                      "--rank-weights has ", rank_weights.defined() ? rank_weights.numel() : 0,
+                      " values, but ", c.cov_factor.string(), " has rank R = ", rank,
+                      ": expected one weight per rank");
+          const bool planar = maps.mean.dim() == 3;
+          const std::string ext = planar ? ".png" : ".nii.gz";
+          // Volumes keep the geometry of their maps, so that samples overlay the input.
+          const io::Geometry geometry =
+              planar ? io::Geometry{}
+                     : io::read_geometry(c.logit_mean)
+                           .leading(static_cast<size_t>(maps.mean.dim() - 1));
+          at::Generator generator =
+              at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(i));
+          if (options.sweep) {
+            const at::Tensor image = c.image.empty() ? at::Tensor() : io::read_image(c.image);
+            TORCH_CHECK(!image.defined() || image.sizes() == maps.mean.sizes().slice(1),
+                        c.image.string(), " has shape ", image.sizes(), ", but the maps of case ",
+                        c.id, " have ", maps.mean.sizes().slice(1));
+            io::write_rgb_png(staging / (c.id + "_sweep_" + options.sweep->name() + ".png"),
+                              render_sweep(maps, image, *options.sweep, options.controls,
+                                           options.num_samples, generator));
+          } else {
+            const SampleStatistics statistics = draw_samples(
+                maps, options.num_samples, options.controls, generator,
+                [&](int64_t n, const at::Tensor& labels) {
+                  io::write_label_image(staging / (c.id + "_s" + std::to_string(n) + ext),
+                                        stored_labels(labels, classes), geometry);
+                });
+            const at::Tensor annotations =
+                c.annotations.empty()
+                    ? at::empty({0}, at::kByte)
+                    : predictions::read_annotations(c, classes, maps.mean.sizes().slice(1));
+            for (int64_t j = 0; j < annotations.size(0); ++j) {
+              io::write_label_image(staging / (c.id + "_l" + std::to_string(j + 1) + ext),
+                                    stored_labels(annotations[j], classes), geometry);
+            }
+            io::write_float_image(staging / (c.id + "_frequency.nii.gz"), statistics.frequency,
+                                  geometry);
+            io::write_float_image(staging / (c.id + "_entropy.nii.gz"), statistics.entropy,
+                                  geometry);
+            if (planar) {
+              io::write_rgb_png(
+                  staging / (c.id + "_entropy.png"),
+                  draw::heat_picture(statistics.entropy, std::log(static_cast<double>(classes))));
+            }
           }
-          io::write_float_image(staging / (c.id + "_frequency.nii.gz"), statistics.frequency,
-                                geometry);
-          io::write_float_image(staging / (c.id + "_entropy.nii.gz"), statistics.entropy, geometry);
-          if (planar) {
-            io::write_rgb_png(
-                staging / (c.id + "_entropy.png"),
-                draw::heat_picture(statistics.entropy, std::log(static_cast<double>(classes))));
-          }
-        }
         },
         progress);
   });

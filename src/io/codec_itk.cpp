@@ -4,6 +4,7 @@
 #include <itkImage.h>
 #include <itkImageFileWriter.h>
 #include <itkImageIOFactory.h>
+#include <itkImportImageFilter.h>
 #include <itkMetaImageIO.h>
 #include <itkMetaImageIOFactory.h>
 #include <itkNiftiImageIO.h>
@@ -12,21 +13,15 @@
 #include <itkNrrdImageIOFactory.h>
 #include <itkPNGImageIO.h>
 #include <itkPNGImageIOFactory.h>
-
-#include <cstring>
-#include <functional>
-#include <mutex>
-#include <numeric>
-#include <itkImage.h>
-#include <itkImageFileWriter.h>
-#include <itkImportImageFilter.h>
-#include <itkPNGImageIO.h>
 #include <itkRGBPixel.h>
 #include <itksys/Base64.h>
 
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
+#include <mutex>
+#include <numeric>
 #include <random>
 
 #include "codec.h"

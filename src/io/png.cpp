@@ -9,8 +9,8 @@ bool image_io_available() { return detail::codecs_available(); }
 namespace {
 
 void check_rgb(const at::Tensor& rgb, const std::string& what) {
-  TORCH_CHECK(rgb.dim() == 3 && rgb.size(2) == 3 && rgb.scalar_type() == at::kByte, "cannot ",
-              what, ": expected an RGB image [H, W, 3] of uint8, got ", rgb.sizes(), " ",
+  TORCH_CHECK(rgb.dim() == 3 && rgb.size(2) == 3 && rgb.scalar_type() == at::kByte, "cannot ", what,
+              ": expected an RGB image [H, W, 3] of uint8, got ", rgb.sizes(), " ",
               rgb.scalar_type());
 }
 

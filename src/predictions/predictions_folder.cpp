@@ -125,9 +125,8 @@ void PredictionsWriter::write_case(const CasePrediction& p) {
   const at::Tensor cov_diag =
       p.cov_diag.defined() ? p.cov_diag : at::full_like(p.mean, kDeterministicVariance);
   // R = 0 is written as one zero factor channel per class (R = 1, P = 0).
-  const at::Tensor cov_factor = p.cov_factor.defined() && p.cov_factor.size(0) > 0
-                                    ? p.cov_factor
-                                    : at::zeros_like(p.mean);
+  const at::Tensor cov_factor =
+      p.cov_factor.defined() && p.cov_factor.size(0) > 0 ? p.cov_factor : at::zeros_like(p.mean);
   io::write_float_image(folder_ / (stem + "_logit_mean.nii.gz"), p.mean, p.geometry);
   io::write_float_image(folder_ / (stem + "_cov_diag.nii.gz"), cov_diag, p.geometry);
   io::write_float_image(folder_ / (stem + "_cov_factor.nii.gz"), cov_factor, p.geometry);

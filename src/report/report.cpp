@@ -202,12 +202,11 @@ at::Tensor planar(const at::Tensor& map, int64_t slice) {
 std::string montage_row(const predictions::PredictionCase& c, int64_t i,
                         const ReportOptions& options, bool& stochastic) {
   std::ostringstream html;
-    const predictions::PredictionMaps maps = predictions::read_prediction_maps(c);
+  const predictions::PredictionMaps maps = predictions::read_prediction_maps(c);
   const int64_t classes = maps.mean.size(0);
   const at::Tensor annotations =
-      c.annotations.empty()
-          ? at::empty({0}, at::kByte)
-          : predictions::read_annotations(c, classes, maps.mean.sizes().slice(1));
+      c.annotations.empty() ? at::empty({0}, at::kByte)
+                            : predictions::read_annotations(c, classes, maps.mean.sizes().slice(1));
   const at::Tensor mode = maps.mean.argmax(/*dim=*/0);
   const int64_t slice = mode.dim() == 3 ? representative_slice(mode) : 0;
   const at::Tensor image = c.image.empty() ? at::Tensor() : io::read_image(c.image);
@@ -217,8 +216,7 @@ std::string montage_row(const predictions::PredictionCase& c, int64_t i,
   const int64_t factor =
       std::max<int64_t>(1, 128 / std::max(background.size(0), background.size(1)));
   std::vector<at::Tensor> samples;
-  at::Generator generator =
-      at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(i));
+  at::Generator generator = at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(i));
   const evaluation::SampleStatistics statistics =
       evaluation::draw_samples(maps, std::max(options.entropy_samples, options.num_samples), {},
                                generator, [&](int64_t n, const at::Tensor& labels) {
@@ -228,8 +226,7 @@ std::string montage_row(const predictions::PredictionCase& c, int64_t i,
                maps.cov_diag.max().item<double>() > 1e-9;
   if (i == 0) {
     html << "<tr><th>case</th><th>image</th>";
-    for (int64_t j = 0; j < annotations.size(0); ++j)
-      html << "<th>annotation " << j + 1 << "</th>";
+    for (int64_t j = 0; j < annotations.size(0); ++j) html << "<th>annotation " << j + 1 << "</th>";
     html << "<th>mean</th>";
     for (int64_t n = 0; n < options.num_samples; ++n) html << "<th>sample " << n + 1 << "</th>";
     html << "<th>entropy</th></tr>";

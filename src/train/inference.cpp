@@ -8,8 +8,8 @@
 #include <chrono>
 
 #include "ssn/data/volumes.h"
-#include "ssn/runtime/memory_tracker.h"
 #include "ssn/predictions/predictions_folder.h"
+#include "ssn/runtime/memory_tracker.h"
 #include "ssn/train/model_factory.h"
 
 namespace ssn::train {
@@ -63,7 +63,8 @@ void place_tile(const ImagePrediction& tile, const std::vector<int64_t>& start, 
              factor_target = result.cov_factor, weight_target = weight;
   for (size_t d = 0; d < start.size(); ++d) {
     const auto axis = static_cast<int64_t>(d);
-    const int64_t length = std::min(tile.mean.size(1 + axis), result.mean.size(1 + axis) - start[d]);
+    const int64_t length =
+        std::min(tile.mean.size(1 + axis), result.mean.size(1 + axis) - start[d]);
     mean_tile = mean_tile.narrow(1 + axis, 0, length);
     if (diag_tile.defined()) diag_tile = diag_tile.narrow(1 + axis, 0, length);
     if (factor_tile.defined()) factor_tile = factor_tile.narrow(1 + axis, 0, length);

@@ -32,7 +32,8 @@ nn::SegmentationModel build_model(const config::ModelConfig& c) {
     }
   }
   nn::SegmentationModel model(
-      backbone, nn::SegmentationModelOptions(c.kind, c.num_classes).rank(c.rank).epsilon(c.epsilon));
+      backbone,
+      nn::SegmentationModelOptions(c.kind, c.num_classes).rank(c.rank).epsilon(c.epsilon));
   torch::NoGradGuard no_grad;
   if (nn::StochasticSegmentationHeadImpl* head = model->head()) {
     if (c.log_diag_bias != 0.0) head->log_cov_diag_bias().fill_(c.log_diag_bias);
@@ -50,17 +51,15 @@ std::unique_ptr<torch::optim::Optimizer> build_optimizer(
       return std::make_unique<torch::optim::Adam>(
           parameters, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
     case config::Optimizer::kRMSprop:
-      return std::make_unique<torch::optim::RMSprop>(parameters,
-                                                     torch::optim::RMSpropOptions(c.lr)
-                                                         .weight_decay(c.weight_decay)
-                                                         .momentum(c.momentum)
-                                                         .alpha(c.alpha));
+      return std::make_unique<torch::optim::RMSprop>(parameters, torch::optim::RMSpropOptions(c.lr)
+                                                                     .weight_decay(c.weight_decay)
+                                                                     .momentum(c.momentum)
+                                                                     .alpha(c.alpha));
     case config::Optimizer::kSGD:
       break;
   }
   return std::make_unique<torch::optim::SGD>(
-      parameters,
-      torch::optim::SGDOptions(c.lr).weight_decay(c.weight_decay).momentum(c.momentum));
+      parameters, torch::optim::SGDOptions(c.lr).weight_decay(c.weight_decay).momentum(c.momentum));
 }
 
 double learning_rate(const config::OptimizerConfig& optimizer,

@@ -96,9 +96,10 @@ EpochRecord run_epoch(Run& run, int64_t epoch) {
     if (!std::isfinite(value)) {
       ++bad;
       ++run.bad_total;
-      TORCH_CHECK(run.bad_total <= config.training.max_bad_steps, "training stopped: ",
-                  run.bad_total, " steps had a non-finite loss (training.max_bad_steps = ",
-                  config.training.max_bad_steps, ")");
+      TORCH_CHECK(
+          run.bad_total <= config.training.max_bad_steps, "training stopped: ", run.bad_total,
+          " steps had a non-finite loss (training.max_bad_steps = ", config.training.max_bad_steps,
+          ")");
     } else {
       loss.backward();
       run.optimizer->step();
@@ -148,7 +149,8 @@ void validate_and_save(Run& run, EpochRecord record, double epoch_start_seconds)
     record.val_loss = v.loss;
     record.val_ged = v.ged;
   }
-  record.seconds = epoch_start_seconds + std::chrono::duration<double>(Clock::now() - start).count();
+  record.seconds =
+      epoch_start_seconds + std::chrono::duration<double>(Clock::now() - start).count();
   run.records.push_back(record);
   const bool best = evaluate && record.val_ged < run.best_ged;
   if (best) run.best_ged = record.val_ged;

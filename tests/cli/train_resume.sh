@@ -25,14 +25,21 @@ kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 lines=$(wc -l < "$work/killed/train_log.csv")
 echo "killed after $((lines - 1)) complete epoch(s)"
+[ "$lines" -ge 2 ] || { echo "killed before the first epoch ended; the resume starts at 0"; exit 1; }
 [ "$lines" -lt 5 ] || { echo "the run finished before the kill; nothing was tested"; exit 1; }
+cp "$work/killed/train_log.csv" "$work/log_before_resume.csv"
 "$ssn" --threads 1 train --config-file "$config" --job-dir "$work/killed" --data-dir "$work/data" \
   --random-seeds 7 --resume > /dev/null
 
+# The rows written before the kill are kept byte for byte (their seconds too: not recomputed), and
+# the resumed run starts at the epoch after them.
+before=$(wc -l < "$work/log_before_resume.csv")
+head -n "$before" "$work/killed/train_log.csv" | cmp - "$work/log_before_resume.csv"
 python3 - "$work/full/train_log.csv" "$work/killed/train_log.csv" <<'PY'
 import csv, math, sys
 full = list(csv.DictReader(open(sys.argv[1])))
 resumed = list(csv.DictReader(open(sys.argv[2])))
+assert [int(r["epoch"]) for r in resumed] == [1, 2, 3, 4], [r["epoch"] for r in resumed]
 assert len(full) == len(resumed) == 4, (len(full), len(resumed))
 for a, b in zip(full, resumed):
     for key in ("train_loss", "val_loss", "val_ged", "lr"):

@@ -70,11 +70,11 @@ at::Tensor read_annotations(const PredictionCase& prediction, int64_t num_classe
 struct CasePrediction {
   /// Any string; '/' becomes '_' in file names, and ids that collide after that are an error.
   std::string id;
-  at::Tensor mean;        ///< [C, *spatial]
-  at::Tensor cov_diag;    ///< [C, *spatial]; undefined for a deterministic model
-  at::Tensor cov_factor;  ///< [C*R, *spatial]; undefined or no channels for R = 0
-  at::Tensor image;       ///< [*spatial] the input (its first channel) for pictures
-  at::Tensor annotations; ///< [M, *spatial] class indices; undefined when the case has none
+  at::Tensor mean;         ///< [C, *spatial]
+  at::Tensor cov_diag;     ///< [C, *spatial]; undefined for a deterministic model
+  at::Tensor cov_factor;   ///< [C*R, *spatial]; undefined or no channels for R = 0
+  at::Tensor image;        ///< [*spatial] the input (its first channel) for pictures
+  at::Tensor annotations;  ///< [M, *spatial] class indices; undefined when the case has none
   /// The input's geometry (3-D cases; empty for 2-D ones).
   io::Geometry geometry;
 };
