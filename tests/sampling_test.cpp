@@ -106,12 +106,12 @@ TEST(Sweep, ParsesKindsAndDefaultValues) {
   const SamplingControls controls = weight.apply({}, 1, 3);
   EXPECT_TRUE(controls.class_weights.equal(at::tensor({1.0f, 1.0f, 0.5f})));
   EXPECT_THAT(error_of([] { Sweep::parse("rank"); }),
-              HasSubstr("--sweep rank: expected 'temperature' or 'class:<c>'"));
+              HasSubstr("'rank': expected 'temperature' or 'class:<c>'"));
   EXPECT_THAT(error_of([] { Sweep::parse("class:x"); }), HasSubstr("expected class:<c>"));
   EXPECT_THAT(error_of([] { Sweep::parse("temperature", {-1}); }),
               HasSubstr("temperatures must be >= 0"));
   EXPECT_THAT(error_of([&] { weight.apply({}, 0, 2); }),
-              HasSubstr("--sweep class:2: the predictions have classes 0 .. 1"));
+              HasSubstr("sweep class:2: the predictions have classes 0 .. 1"));
 }
 
 class SampleFolder : public ::testing::Test {
@@ -208,7 +208,7 @@ TEST_F(SampleFolder, BadControlsWriteNothing) {
   options.controls.class_weights = at::ones({3});
   EXPECT_THAT(
       error_of([&] { write_samples(root_ / "predictions", root_ / "out", options); }),
-      HasSubstr("--class-weights has 3 values, but " +
+      HasSubstr("class weights: 3 values, but " +
                 (root_ / "predictions" / "c1_logit_mean.nii.gz").string() + " has C = 2 classes"));
   options.controls.class_weights = at::Tensor();
   options.controls.rank_weights = at::ones({5});

@@ -28,7 +28,11 @@ void run_sample(SampleFlags& flags) {
     flags.options.controls.rank_weights = at::tensor(flags.rank_weights, at::kFloat);
   }
   if (!flags.sweep.empty()) {
-    flags.options.sweep = evaluation::Sweep::parse(flags.sweep, flags.sweep_values);
+    try {
+      flags.options.sweep = evaluation::Sweep::parse(flags.sweep, flags.sweep_values);
+    } catch (const c10::Error& error) {  // the library names the text; the CLI names the flag
+      throw CLI::ValidationError("--sweep", error.what_without_backtrace());
+    }
   }
   int64_t cases = 0;
   {

@@ -20,9 +20,11 @@ struct ToyFlags {
 
 void run_toy(const ToyFlags& flags) {
   namespace fs = std::filesystem;
+  bool created = false;  // --out made by this run: removed again if the figure cannot be written
   if (!flags.out.empty()) {
     // Fail on a bad --out before minutes of fitting, not after.
     std::error_code error;
+    created = !fs::exists(flags.out);
     fs::create_directories(flags.out, error);
     TORCH_CHECK(!error && fs::is_directory(flags.out), "cannot create the folder given by --out (",
                 flags.out, "): ", error ? error.message() : "not a folder");
@@ -33,7 +35,13 @@ void run_toy(const ToyFlags& flags) {
   std::string figure;
   if (!flags.out.empty()) {
     figure = (fs::path(flags.out) / "toy.png").string();
-    io::write_rgb_png(figure, toy::render_toy_figure(result));
+    try {
+      io::write_rgb_png(figure, toy::render_toy_figure(result));
+    } catch (...) {
+      std::error_code ignored;
+      if (created && fs::is_empty(flags.out, ignored)) fs::remove(flags.out, ignored);
+      throw;
+    }
   }
   if (flags.json) {
     nlohmann::json out = {{"low_rank", {{"loglikelihood", result.low_rank.log_likelihood}}},

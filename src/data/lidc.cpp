@@ -33,10 +33,10 @@ at::Tensor downscale(const at::Tensor& map, int64_t size) {
 
 std::vector<LidcCase> scan_lidc_split(const fs::path& data_dir, const std::string& split,
                                       const LidcOptions& options) {
-  TORCH_CHECK(fs::is_directory(data_dir), "--data-dir ", data_dir.string(), " is not a folder");
+  TORCH_CHECK(fs::is_directory(data_dir), "data folder ", data_dir.string(), " is not a folder");
   const fs::path images = data_dir / split / "images";
   const fs::path gt = data_dir / split / "gt";
-  TORCH_CHECK(fs::is_directory(images), "--data-dir ", data_dir.string(), " has no ", split,
+  TORCH_CHECK(fs::is_directory(images), "data folder ", data_dir.string(), " has no ", split,
               "/images folder (expected the LIDC crops layout <split>/images/<patient>/<slice>.png"
               " and <split>/gt/<patient>/<slice>_l1.png ...)");
   std::vector<LidcCase> cases;

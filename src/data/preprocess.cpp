@@ -44,7 +44,7 @@ at::Tensor z_score_normalise(const at::Tensor& channel, const at::Tensor& brain)
 
 PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& output_dir,
                                   const PreprocessOptions& options) {
-  TORCH_CHECK(fs::is_directory(input_dir), "--input-dir ", input_dir.string(), ": no such folder");
+  TORCH_CHECK(fs::is_directory(input_dir), "input folder ", input_dir.string(), ": no such folder");
   check_fractions(options.fractions);
   // Case folders: every <dir>/<name>/<name>_flair.nii.gz.
   std::vector<fs::path> cases;
@@ -58,10 +58,10 @@ PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& out
     }
   }
   std::sort(cases.begin(), cases.end());
-  TORCH_CHECK(!cases.empty(), "--input-dir ", input_dir.string(),
+  TORCH_CHECK(!cases.empty(), "input folder ", input_dir.string(),
               " holds no case (<case>_flair.nii.gz with t1, t1ce, t2 and seg next to it)");
   PreprocessCounts counts;
-  io::write_folder_atomically(output_dir, "--output-dir", [&](const fs::path& staging) {
+  io::write_folder_atomically(output_dir, "output folder", [&](const fs::path& staging) {
     const char* channels[4] = {"flair", "t1", "t1ce", "t2"};
     std::vector<std::string> rows;
     for (const auto& id : cases) {

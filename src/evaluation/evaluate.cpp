@@ -50,7 +50,7 @@ std::vector<fs::path> ordered(std::map<int64_t, fs::path>& files, int64_t first,
 }  // namespace
 
 std::vector<SampleCase> find_sample_cases(const fs::path& dir) {
-  TORCH_CHECK(fs::is_directory(dir), "--samples folder ", dir.string(), " does not exist");
+  TORCH_CHECK(fs::is_directory(dir), "samples folder ", dir.string(), " does not exist");
   static const std::regex pattern(R"((.+)_([sl])(\d+)\.(png|nii\.gz|nii|nrrd|mha))");
   std::map<std::string, std::pair<std::map<int64_t, fs::path>, std::map<int64_t, fs::path>>> found;
   for (const auto& entry : fs::directory_iterator(dir)) {
@@ -65,7 +65,7 @@ std::vector<SampleCase> find_sample_cases(const fs::path& dir) {
                 ": two files with number ", index, " (", name, " and ",
                 target[index].filename().string(), ")");
   }
-  TORCH_CHECK(!found.empty(), "--samples folder ", dir.string(),
+  TORCH_CHECK(!found.empty(), "samples folder ", dir.string(),
               " has no files named <case>_s<i>.png|.nii.gz (samples) and <case>_l<j>.png|.nii.gz "
               "(annotations)");
   std::vector<SampleCase> cases;
@@ -217,7 +217,7 @@ MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag
                               const at::Tensor& cov_factor, const at::Tensor& annotations,
                               const EvaluationOptions& options, int64_t num_samples,
                               at::Generator generator) {
-  TORCH_CHECK(num_samples >= 1, "--num-samples must be >= 1, got ", num_samples);
+  TORCH_CHECK(num_samples >= 1, "the number of samples must be >= 1, got ", num_samples);
   const int64_t classes = mean.size(0);
   TORCH_CHECK(classes == options.num_classes, "the mean logits have ", classes,
               " channels, but --num-classes is ", options.num_classes);

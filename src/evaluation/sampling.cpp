@@ -99,16 +99,16 @@ Sweep Sweep::parse(const std::string& text, std::vector<double> values) {
     sweep.kind = Kind::kClassWeight;
     const std::string index = text.substr(6);
     TORCH_CHECK(!index.empty() && index.find_first_not_of("0123456789") == std::string::npos,
-                "--sweep ", text, ": expected class:<c> with a class index c, e.g. class:1");
+                "'", text, "': expected class:<c> with a class index c, e.g. class:1");
     sweep.swept_class = std::stoll(index);
     if (values.empty()) values = {-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0};
   } else {
-    TORCH_CHECK(false, "--sweep ", text, ": expected 'temperature' or 'class:<c>'");
+    TORCH_CHECK(false, "'", text, "': expected 'temperature' or 'class:<c>'");
   }
   for (double v : values) {
-    TORCH_CHECK(std::isfinite(v), "--sweep-values: expected finite numbers, got ", v);
+    TORCH_CHECK(std::isfinite(v), "sweep values: expected finite numbers, got ", v);
     TORCH_CHECK(sweep.kind != Kind::kTemperature || v >= 0,
-                "--sweep-values: temperatures must be >= 0, got ", v);
+                "sweep values: temperatures must be >= 0, got ", v);
   }
   sweep.values = std::move(values);
   return sweep;
@@ -128,7 +128,7 @@ SamplingControls Sweep::apply(const SamplingControls& base, size_t i, int64_t nu
   if (kind == Kind::kTemperature) {
     controls.temperature = values.at(i);
   } else {
-    TORCH_CHECK(swept_class < num_classes, "--sweep class:", swept_class,
+    TORCH_CHECK(swept_class < num_classes, "sweep class:", swept_class,
                 ": the predictions have classes 0 .. ", num_classes - 1);
     at::Tensor weights = base.class_weights.defined() ? base.class_weights.clone()
                                                       : at::ones({num_classes}, at::kFloat);
@@ -173,12 +173,12 @@ at::Tensor render_sweep(const PredictionMaps& maps, const at::Tensor& image, con
 
 int64_t write_samples(const fs::path& predictions, const fs::path& out,
                       const SampleFolderOptions& options, const Progress& progress) {
-  TORCH_CHECK(options.num_samples >= 1, "--num-samples must be >= 1, got ", options.num_samples);
+  TORCH_CHECK(options.num_samples >= 1, "the number of samples must be >= 1, got ", options.num_samples);
   TORCH_CHECK(std::isfinite(options.controls.temperature) && options.controls.temperature >= 0,
-              "--temperature must be finite and >= 0, got ", options.controls.temperature);
+              "temperature must be finite and >= 0, got ", options.controls.temperature);
   const std::vector<PredictionCase> cases =
       predictions::read_prediction_csv(predictions, /*require_annotations=*/false);
-  io::write_folder_atomically(out, "--out", [&](const fs::path& staging) {
+  io::write_folder_atomically(out, "output folder", [&](const fs::path& staging) {
     runtime::for_each_case(
         static_cast<int64_t>(cases.size()),
         [&](int64_t i) {
@@ -188,12 +188,12 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
           const int64_t rank = maps.cov_factor.size(0) / classes;
           const at::Tensor& class_weights = options.controls.class_weights;
           TORCH_CHECK(!class_weights.defined() || class_weights.numel() == classes,
-                      "--class-weights has ", class_weights.defined() ? class_weights.numel() : 0,
+                      "class weights: ", class_weights.defined() ? class_weights.numel() : 0,
                       " values, but ", c.logit_mean.string(), " has C = ", classes,
                       " classes: expected one weight per class");
           const at::Tensor& rank_weights = options.controls.rank_weights;
           TORCH_CHECK(!rank_weights.defined() || rank_weights.numel() == rank,
-                      "--rank-weights has ", rank_weights.defined() ? rank_weights.numel() : 0,
+                      "rank weights: ", rank_weights.defined() ? rank_weights.numel() : 0,
                       " values, but ", c.cov_factor.string(), " has rank R = ", rank,
                       ": expected one weight per rank");
           const bool planar = maps.mean.dim() == 3;

@@ -1,7 +1,11 @@
 #include "ssn/io/atomic_file.h"
 
 #include <c10/util/Exception.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <fstream>
 #include <sstream>
@@ -61,10 +65,29 @@ void write_folder_atomically(const std::filesystem::path& given, const std::stri
 
 void write_text_file(const std::filesystem::path& path, const std::string& contents) {
   write_atomically(path, [&](const std::filesystem::path& temporary) {
-    std::ofstream out(temporary, std::ios::binary);
-    out << contents;
-    out.close();
-    TORCH_CHECK(out.good(), "cannot write ", path.string(), ": the write failed (disk full?)");
+    // POSIX calls, each checked, so that the error says what happened (no space, no permission)
+    // and a short write is never taken for a whole file.
+    const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    TORCH_CHECK(fd >= 0, "cannot write ", path.string(), ": ", std::strerror(errno));
+    const char* data = contents.data();
+    size_t left = contents.size();
+    while (left > 0) {
+      const ssize_t written = ::write(fd, data, left);
+      if (written < 0 && errno == EINTR) continue;
+      if (written <= 0) {
+        const int error = written < 0 ? errno : ENOSPC;
+        ::close(fd);
+        TORCH_CHECK(false, "cannot write ", path.string(), ": ", std::strerror(error));
+      }
+      data += written;
+      left -= static_cast<size_t>(written);
+    }
+    if (::fsync(fd) != 0 && errno != EINVAL) {
+      const int error = errno;
+      ::close(fd);
+      TORCH_CHECK(false, "cannot write ", path.string(), ": ", std::strerror(error));
+    }
+    TORCH_CHECK(::close(fd) == 0, "cannot write ", path.string(), ": ", std::strerror(errno));
   });
 }
 

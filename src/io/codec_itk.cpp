@@ -16,6 +16,9 @@
 #include <itkRGBPixel.h>
 #include <itksys/Base64.h>
 
+#include <sys/statvfs.h>
+
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -25,6 +28,7 @@
 #include <random>
 
 #include "codec.h"
+#include "completeness.h"
 #include "ssn/io/atomic_file.h"
 
 namespace ssn::io::detail {
@@ -143,6 +147,39 @@ at::Tensor read_pixels(const std::filesystem::path& path, itk::ImageIOBase* io) 
   }
 }
 
+// Refuses a write that cannot fit: ITK's writers do not report a short write, and libpng's error
+// path on a full disk is not safe. `bytes` is the uncompressed size, an upper bound of any file.
+void check_free_space(const std::filesystem::path& path, uint64_t bytes) {
+  const std::filesystem::path folder =
+      path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  struct statvfs disk {};
+  if (::statvfs(folder.c_str(), &disk) != 0) return;  // unknown: the check after writing remains
+  const uint64_t free_bytes = static_cast<uint64_t>(disk.f_bavail) * disk.f_frsize;
+  const uint64_t needed = bytes + (uint64_t{64} << 10);  // headers and file-system blocks
+  TORCH_CHECK(free_bytes >= needed, "cannot write ", path.string(), ": not enough space on its disk (",
+              free_bytes, " bytes free, the file may need up to ", needed, ")");
+}
+
+// Reads back the header of a file just written to `temporary` and checks that it holds all its
+// pixel data (a full disk can cut it short without any error from ITK).
+void check_written(const std::filesystem::path& path, const std::filesystem::path& temporary,
+                   uint64_t data_bytes) {
+  try {
+    itk::ImageIOBase::Pointer io = image_io_for(temporary);
+    io->SetFileName(temporary.string());
+    io->ReadImageInformation();
+    TORCH_CHECK(static_cast<uint64_t>(io->GetImageSizeInBytes()) == data_bytes, "the header describes ",
+                io->GetImageSizeInBytes(), " bytes of pixel data, not ", data_bytes);
+    check_complete(temporary, data_bytes);
+  } catch (const itk::ExceptionObject& error) {
+    TORCH_CHECK(false, "cannot write ", path.string(), ": the written file cannot be read back (",
+                error.GetDescription(), ")");
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, "cannot write ", path.string(), ": the written file is incomplete (",
+                error.what_without_backtrace(), ")");
+  }
+}
+
 template <typename Pixel, unsigned int D>
 void write_pixels(const std::filesystem::path& path, const at::Tensor& values,
                   const Geometry& geometry) {
@@ -174,6 +211,8 @@ void write_pixels(const std::filesystem::path& path, const at::Tensor& values,
     image->SetOrigin(origin);
     image->SetDirection(direction);
   }
+  const auto data_bytes = static_cast<uint64_t>(bytes.numel()) * sizeof(Pixel);
+  check_free_space(path, data_bytes);
   write_atomically(path, [&](const std::filesystem::path& temporary) {
     auto writer = itk::ImageFileWriter<Image>::New();
     writer->SetFileName(temporary.string());
@@ -184,6 +223,7 @@ void write_pixels(const std::filesystem::path& path, const at::Tensor& values,
     } catch (const itk::ExceptionObject& error) {
       TORCH_CHECK(false, "cannot write ", path.string(), ": ", error.GetDescription());
     }
+    check_written(path, temporary, data_bytes);
   });
 }
 
@@ -234,6 +274,7 @@ at::Tensor read_image(const std::filesystem::path& path) {
   const unsigned int dims = image_io->GetNumberOfDimensions();
   TORCH_CHECK(dims >= 2 && dims <= 4, "cannot read ", path.string(),
               ": expected an image of 2 to 4 dimensions, got ", dims);
+  check_complete(path, image_io->GetImageSizeInBytes());
   return read_pixels(path, image_io);
 }
 
@@ -274,6 +315,8 @@ void write_rgb_png(const std::filesystem::path& path, const at::Tensor& rgb) {
   image->SetRegions(region);
   image->Allocate();
   std::memcpy(image->GetBufferPointer(), pixels.data_ptr<uint8_t>(), pixels.numel());
+  const auto data_bytes = static_cast<uint64_t>(pixels.numel());
+  check_free_space(path, data_bytes);
   write_atomically(path, [&](const std::filesystem::path& temporary) {
     auto writer = itk::ImageFileWriter<Image>::New();
     writer->SetImageIO(itk::PNGImageIO::New());
@@ -284,6 +327,7 @@ void write_rgb_png(const std::filesystem::path& path, const at::Tensor& rgb) {
     } catch (const itk::ExceptionObject& error) {
       TORCH_CHECK(false, "cannot write ", path.string(), ": ", error.GetDescription());
     }
+    check_written(path, temporary, data_bytes);
   });
 }
 

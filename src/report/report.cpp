@@ -375,15 +375,15 @@ figure { display: inline-block; margin: 0 16px 8px 0; } figure img { image-rende
 }  // namespace
 
 fs::path write_report(const ReportOptions& options) {
-  TORCH_CHECK(!options.job_dirs.empty(), "--job-dir: expected at least one job folder");
-  TORCH_CHECK(options.num_cases >= 1, "--num-cases must be >= 1, got ", options.num_cases);
-  TORCH_CHECK(options.num_samples >= 1, "--num-samples must be >= 1, got ", options.num_samples);
+  TORCH_CHECK(!options.job_dirs.empty(), "report: expected at least one job folder");
+  TORCH_CHECK(options.num_cases >= 1, "the number of cases must be >= 1, got ", options.num_cases);
+  TORCH_CHECK(options.num_samples >= 1, "the number of samples must be >= 1, got ", options.num_samples);
   for (const auto& job : options.job_dirs) {
-    TORCH_CHECK(fs::is_directory(job), "--job-dir ", job.string(), ": no such folder");
+    TORCH_CHECK(fs::is_directory(job), "job folder ", job.string(), ": no such folder");
     TORCH_CHECK(fs::is_regular_file(job / "train_log.csv") ||
                     fs::is_regular_file(job / "predictions" / "prediction.csv") ||
                     fs::is_regular_file(job / "evaluation" / "summary.json"),
-                "--job-dir ", job.string(),
+                "folder ", job.string(),
                 " is not a job folder: it has none of train_log.csv, predictions/prediction.csv, "
                 "evaluation/summary.json");
   }

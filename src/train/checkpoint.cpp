@@ -2,6 +2,7 @@
 
 #include <torch/serialize.h>
 
+#include <sstream>
 #include <string>
 
 #include "ssn/io/atomic_file.h"
@@ -42,7 +43,10 @@ void read_model(const fs::path& path, torch::serialize::InputArchive& archive,
 
 void save_checkpoint(const fs::path& path, nn::SegmentationModelImpl& model,
                      torch::optim::Optimizer& optimizer, const TrainingState& state) {
-  io::write_atomically(path, [&](const fs::path& temporary) {
+  // Serialised in memory first: LibTorch's zip writer finishes the file in a destructor, where a
+  // full disk aborts the process; the bytes then go to disk through checked writes.
+  std::ostringstream bytes;
+  {
     torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
     model.save(model_archive);
     optimizer.save(optimizer_archive);
@@ -54,8 +58,9 @@ void save_checkpoint(const fs::path& path, nn::SegmentationModelImpl& model,
     archive.write("noise_rng", state.noise_rng);
     archive.write("torch_rng", state.torch_rng);
     archive.write("log", c10::IValue(format_train_log(state.log)));
-    naming_file(path, "write", [&] { archive.save_to(temporary.string()); });
-  });
+    naming_file(path, "write", [&] { archive.save_to(bytes); });
+  }
+  io::write_text_file(path, bytes.str());
 }
 
 TrainingState load_checkpoint(const fs::path& path, nn::SegmentationModelImpl& model,

@@ -51,11 +51,11 @@ expect_error() {  # expect_error PATTERN OUT ARGS...: fails with PATTERN on stde
 }
 expect_error "ssn: error: --num-samples: Value 0 not in range" "$work/e1" \
   sample --predictions "$predictions" --num-samples 0 --out "$work/e1"
-expect_error "ssn: error: --class-weights has 3 values, but .* has C = 2 classes" "$work/e2" \
+expect_error "ssn: error: class weights: 3 values, but .* has C = 2 classes" "$work/e2" \
   sample --predictions "$predictions" --num-samples 2 --class-weights 1,1,1 --out "$work/e2"
 mkdir -p "$work/empty"
 expect_error "ssn: error: predictions folder .*/empty has no prediction.csv" "$work/e3" \
   sample --predictions "$work/empty" --num-samples 2 --out "$work/e3"
-expect_error "ssn: error: --sweep rank: expected 'temperature' or 'class:<c>'" "$work/e4" \
+expect_error "ssn: error: --sweep: 'rank': expected 'temperature' or 'class:<c>'" "$work/e4" \
   sample --predictions "$predictions" --num-samples 2 --sweep rank --out "$work/e4"
 echo "sample CLI checks passed"

@@ -19,7 +19,8 @@ void write_atomically(const std::filesystem::path& path,
 void write_folder_atomically(const std::filesystem::path& path, const std::string& what,
                              const std::function<void(const std::filesystem::path&)>& write);
 
-/// write_atomically for text.
+/// write_atomically for text or any bytes: every write, the flush to disk and the close are
+/// checked, and an error names the file and the system's reason (no space left, permission).
 void write_text_file(const std::filesystem::path& path, const std::string& contents);
 
 /// The whole contents of a file; errors name the file.
