@@ -38,7 +38,34 @@ void run_train(const TrainFlags& flags) {
   if (flags.resume && !std::filesystem::exists(last)) {
     throw CLI::ValidationError("--resume", "no checkpoint_last.pt in " + flags.job_dir);
   }
-  config::Config config = config::load_config(flags.config_file);
+  config::Config config;
+  if (flags.resume) {
+    // A run continues with the config it started with, which its checkpoint was made for.
+    config = config::load_config(std::filesystem::path(flags.job_dir) / "config.json");
+    if (!flags.config_file.empty()) {
+      const std::vector<std::string> changed =
+          config::differences(config.source, config::load_config(flags.config_file).source);
+      std::string model, other;
+      for (const auto& key : changed) {
+        std::string& list = key.rfind("/model", 0) == 0 ? model : other;
+        list += (list.empty() ? "" : ", ") + key;
+      }
+      if (!model.empty()) {
+        throw CLI::ValidationError(
+            "--config-file", flags.config_file + " changes the model of the job in " +
+                                 flags.job_dir + "/config.json (" + model +
+                                 "): its checkpoint cannot continue with another model");
+      }
+      if (!other.empty()) {
+        std::fprintf(stderr,
+                     "ssn: note: --resume continues with %s/config.json; %s differs in %s, "
+                     "which is ignored\n",
+                     flags.job_dir.c_str(), flags.config_file.c_str(), other.c_str());
+      }
+    }
+  } else {
+    config = config::load_config(flags.config_file);
+  }
   if (flags.num_epochs >= 0) config.training.num_epochs = flags.num_epochs;
   train::TrainOptions options;
   options.data.data_dir = flags.data_dir;
@@ -91,8 +118,10 @@ void add_train_command(CLI::App& app) {
       "--data-dir data/lidc_like\n  ssn train --config-file configs/brats_small_lowrank.json "
       "--job-dir runs/brats --train-csv-path data/brats_like/train.csv --valid-csv-path "
       "data/brats_like/valid.csv");
-  command->add_option("--config-file", flags->config_file, "JSON config (see configs/)")
-      ->required()
+  command
+      ->add_option("--config-file", flags->config_file,
+                   "JSON config (see configs/); with --resume the job's own config.json is used "
+                   "and this one may only repeat it")
       ->check(CLI::ExistingFile);
   command->add_option("--job-dir", flags->job_dir, "Output folder of the run")->required();
   auto* data_dir = command
@@ -120,6 +149,9 @@ void add_train_command(CLI::App& app) {
                     "Continue the run in --job-dir from checkpoint_last.pt");
   command->add_option("--device", flags->device, "cpu or cuda[:i]")->capture_default_str();
   command->callback([flags]() {
+    if (flags->config_file.empty() && !flags->resume) {
+      throw CLI::RequiredError("--config-file");
+    }
     if (flags->data_dir.empty() && flags->train_csv.empty()) {
       throw CLI::RequiredError("--data-dir or --train-csv-path with --valid-csv-path");
     }

@@ -393,4 +393,13 @@ Config load_config(const std::filesystem::path& path) {
   return parse_config(root, path.string());
 }
 
+std::vector<std::string> differences(const json& a, const json& b) {
+  std::vector<std::string> paths;
+  for (const auto& operation : json::diff(a, b)) {
+    const std::string path = operation.at("path").get<std::string>();
+    if (paths.empty() || paths.back() != path) paths.push_back(path);
+  }
+  return paths;
+}
+
 }  // namespace ssn::config

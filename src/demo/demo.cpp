@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 
 #include <chrono>
+#include <set>
 #include <cmath>
 
 #include "ssn/config/config.h"
@@ -43,6 +44,17 @@ void prepare_folder(const DemoOptions& options) {
                 " exists and was not written by `ssn demo` (no demo.json): choose another folder");
     TORCH_CHECK(options.overwrite, "--out ", out.string(),
                 " holds an earlier demo: pass --overwrite to replace it, or choose another folder");
+    // Only a folder that holds nothing but what a demo writes is deleted.
+    static const std::set<std::string> kDemoOutputs = {"demo.json", "data", "lowrank",
+                                                       "deterministic", "report.html"};
+    for (const auto& entry : fs::directory_iterator(out)) {
+      const std::string name = entry.path().filename().string();
+      const bool leftover = name.rfind(".ssn-tmp", 0) == 0 ||
+                            name.find(".ssn-partial-") != std::string::npos;
+      TORCH_CHECK(kDemoOutputs.count(name) || leftover, "--out ", out.string(),
+                  " holds ", name, ", which `ssn demo` does not write: not deleting it; move it "
+                  "away or choose another folder");
+    }
     fs::remove_all(out);
   }
   fs::create_directories(out);

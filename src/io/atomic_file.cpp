@@ -2,12 +2,16 @@
 
 #include <c10/util/Exception.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include <cstdio>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <system_error>
 
@@ -21,7 +25,7 @@ void write_atomically(const std::filesystem::path& path,
               folder.string(), " does not exist");
   // A prefix keeps every extension (".nii.gz" too): image writers choose the format by it.
   const fs::path temporary =
-      folder / (".tmp" + std::to_string(::getpid()) + "-" + path.filename().string());
+      folder / (".ssn-tmp" + std::to_string(::getpid()) + "-" + path.filename().string());
   try {
     write(temporary);
   } catch (...) {
@@ -48,8 +52,9 @@ void write_folder_atomically(const std::filesystem::path& given, const std::stri
               given.string(), ": expected a folder name");
   TORCH_CHECK(!fs::exists(path) || (fs::is_directory(path) && fs::is_empty(path)), what, " ",
               path.string(), " already exists and is not an empty folder");
+  remove_leftovers(path.has_parent_path() ? path.parent_path() : fs::path("."));
   const fs::path staging =
-      path.parent_path() / (path.filename().string() + ".partial-" + std::to_string(::getpid()));
+      path.parent_path() / (path.filename().string() + ".ssn-partial-" + std::to_string(::getpid()));
   fs::remove_all(staging);
   try {
     fs::create_directories(staging);
@@ -98,6 +103,54 @@ std::string read_text_file(const std::filesystem::path& path) {
   text << in.rdbuf();
   TORCH_CHECK(!in.bad(), "cannot read ", path.string(), ": the read failed");
   return text.str();
+}
+
+FolderLock::FolderLock(const std::filesystem::path& folder, const std::string& what) {
+  const std::filesystem::path file = folder / ".ssn.lock";
+  fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  TORCH_CHECK(fd_ >= 0, "cannot lock ", what, " ", folder.string(), ": ", std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    ::close(fd_);
+    fd_ = -1;
+    TORCH_CHECK(error != EWOULDBLOCK, what, " ", folder.string(),
+                " is in use by another ssn process (", file.string(),
+                " is locked): wait for it to finish or use another folder");
+    TORCH_CHECK(false, "cannot lock ", what, " ", folder.string(), ": ", std::strerror(error));
+  }
+}
+
+FolderLock::~FolderLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+}
+
+int remove_leftovers(const std::filesystem::path& folder) {
+  namespace fs = std::filesystem;
+  static const std::regex temporary(R"(^\.ssn-tmp([0-9]+)-.+)");
+  static const std::regex staging(R"(^.+\.ssn-partial-([0-9]+)$)");
+  std::error_code error;
+  if (!fs::is_directory(folder, error)) return 0;
+  std::vector<std::pair<fs::path, long>> found;
+  for (const auto& entry : fs::directory_iterator(folder, error)) {
+    const std::string name = entry.path().filename().string();
+    std::smatch match;
+    if (std::regex_match(name, match, temporary) || std::regex_match(name, match, staging)) {
+      found.emplace_back(entry.path(), std::stol(match[1].str()));
+    }
+  }
+  int removed = 0;
+  for (const auto& [path, pid] : found) {
+    // A process that still runs may still be writing; only the dead's leftovers go.
+    if (pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+    if (!fs::exists(path)) {
+      std::fprintf(stderr, "ssn: removed %s, left by process %ld, which no longer runs\n",
+                   path.c_str(), pid);
+      ++removed;
+    }
+  }
+  return removed;
 }
 
 }  // namespace ssn::io

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "ssn/io/atomic_file.h"
+#include "ssn/io/zip_check.h"
 
 namespace ssn::train {
 namespace {
@@ -25,6 +26,7 @@ void naming_file(const fs::path& path, const char* what, Body&& body) {
 
 torch::serialize::InputArchive open_archive(const fs::path& path) {
   TORCH_CHECK(fs::is_regular_file(path), "checkpoint ", path.string(), ": no such file");
+  io::check_zip_integrity(path);  // LibTorch would load a damaged record as other weights
   torch::serialize::InputArchive archive;
   naming_file(path, "read", [&] { archive.load_from(path.string()); });
   return archive;

@@ -130,7 +130,9 @@ EpochRecord run_epoch(Run& run, int64_t epoch) {
 // A copy of `source` at `target`, renamed into place (a failed copy never truncates `target`).
 void copy_atomically(const fs::path& source, const fs::path& target) {
   io::write_atomically(target, [&](const fs::path& temporary) {
-    fs::copy_file(source, temporary, fs::copy_options::overwrite_existing);
+    std::error_code error;
+    fs::copy_file(source, temporary, fs::copy_options::overwrite_existing, error);
+    TORCH_CHECK(!error, "cannot write ", target.string(), ": ", error.message());
   });
 }
 
@@ -204,9 +206,19 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
   fs::create_directories(options.job_dir, error);
   TORCH_CHECK(!error && fs::is_directory(options.job_dir), "cannot create the job folder ",
               options.job_dir.string());
-  io::write_text_file(options.job_dir / "config.json", config.source.dump(2) + "\n");
+  // One run per job folder at a time; checked again under the lock, which a run that started
+  // meanwhile may have held.
+  const io::FolderLock lock(options.job_dir, "job folder");
+  TORCH_CHECK(options.resume || !fs::exists(last), "job folder ", options.job_dir.string(),
+              " already holds a training run (checkpoint_last.pt); resume it or use another "
+              "folder");
+  io::remove_leftovers(options.job_dir);
   Run run(config, options, device, model, std::move(data));
-  if (options.resume) resume(run);
+  if (options.resume) {
+    resume(run);  // the job's config.json stays as it is
+  } else {
+    io::write_text_file(options.job_dir / "config.json", config.source.dump(2) + "\n");
+  }
   for (int64_t epoch = run.start_epoch; epoch < config.training.num_epochs; ++epoch) {
     const EpochRecord record = run_epoch(run, epoch);
     validate_and_save(run, record, record.seconds);

@@ -168,4 +168,7 @@ Config parse_config(const nlohmann::json& json, const std::string& origin = "con
 /// Reads a JSON file and parses it.
 Config load_config(const std::filesystem::path& path);
 
+/// The keys where two configs differ, as JSON pointers ("/model/StochasticUNet/rank"), in order.
+std::vector<std::string> differences(const nlohmann::json& a, const nlohmann::json& b);
+
 }  // namespace ssn::config

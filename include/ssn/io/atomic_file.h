@@ -12,7 +12,7 @@ namespace ssn::io {
 void write_atomically(const std::filesystem::path& path,
                       const std::function<void(const std::filesystem::path&)>& write);
 
-/// Builds the folder `path` through `write(staging)`: a sibling folder <path>.partial-<pid> that
+/// Builds the folder `path` through `write(staging)`: a sibling folder <path>.ssn-partial-<pid> that
 /// becomes `path` when `write` returns and is removed when it throws, so that a failure never
 /// leaves a half-written folder under the final name. `path` must not exist or be an empty folder;
 /// `what` names it in that error (e.g. "--out").
@@ -25,5 +25,30 @@ void write_text_file(const std::filesystem::path& path, const std::string& conte
 
 /// The whole contents of a file; errors name the file.
 std::string read_text_file(const std::filesystem::path& path);
+
+}  // namespace ssn::io
+
+namespace ssn::io {
+
+/// An exclusive lock on a folder for the lifetime of the object (flock on <folder>/.ssn.lock), so
+/// that two runs never write into the same job folder. Throws, naming `what` and the folder, when
+/// another process holds it.
+class FolderLock {
+ public:
+  FolderLock(const std::filesystem::path& folder, const std::string& what);
+  ~FolderLock();
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+/// Removes what killed or crashed ssn processes left in `folder`: temporary files
+/// `.ssn-tmp<pid>-<name>` and staging folders `<name>.ssn-partial-<pid>` (names nothing else uses)
+/// whose process no longer runs
+/// (those of running processes, this one included, are kept). Says so on stderr; returns how
+/// many were removed.
+int remove_leftovers(const std::filesystem::path& folder);
 
 }  // namespace ssn::io
