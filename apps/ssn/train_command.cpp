@@ -51,10 +51,10 @@ void run_train(const TrainFlags& flags) {
         list += (list.empty() ? "" : ", ") + key;
       }
       if (!model.empty()) {
-        throw CLI::ValidationError(
-            "--config-file", flags.config_file + " changes the model of the job in " +
-                                 flags.job_dir + "/config.json (" + model +
-                                 "): its checkpoint cannot continue with another model");
+        throw CLI::ValidationError("--config-file",
+                                   flags.config_file + " changes the model of the job in " +
+                                       flags.job_dir + "/config.json (" + model +
+                                       "): its checkpoint cannot continue with another model");
       }
       if (!other.empty()) {
         std::fprintf(stderr,

@@ -3,8 +3,8 @@
 #include <c10/util/Exception.h>
 
 #include <chrono>
-#include <set>
 #include <cmath>
+#include <set>
 
 #include "ssn/config/config.h"
 #include "ssn/data/synthetic.h"
@@ -49,10 +49,10 @@ void prepare_folder(const DemoOptions& options) {
                                                        "deterministic", "report.html"};
     for (const auto& entry : fs::directory_iterator(out)) {
       const std::string name = entry.path().filename().string();
-      const bool leftover = name.rfind(".ssn-tmp", 0) == 0 ||
-                            name.find(".ssn-partial-") != std::string::npos;
-      TORCH_CHECK(kDemoOutputs.count(name) || leftover, "--out ", out.string(),
-                  " holds ", name, ", which `ssn demo` does not write: not deleting it; move it "
+      const bool leftover =
+          name.rfind(".ssn-tmp", 0) == 0 || name.find(".ssn-partial-") != std::string::npos;
+      TORCH_CHECK(kDemoOutputs.count(name) || leftover, "--out ", out.string(), " holds ", name,
+                  ", which `ssn demo` does not write: not deleting it; move it "
                   "away or choose another folder");
     }
     fs::remove_all(out);

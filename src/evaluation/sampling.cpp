@@ -98,8 +98,8 @@ Sweep Sweep::parse(const std::string& text, std::vector<double> values) {
   } else if (text.rfind("class:", 0) == 0) {
     sweep.kind = Kind::kClassWeight;
     const std::string index = text.substr(6);
-    TORCH_CHECK(!index.empty() && index.find_first_not_of("0123456789") == std::string::npos,
-                "'", text, "': expected class:<c> with a class index c, e.g. class:1");
+    TORCH_CHECK(!index.empty() && index.find_first_not_of("0123456789") == std::string::npos, "'",
+                text, "': expected class:<c> with a class index c, e.g. class:1");
     sweep.swept_class = std::stoll(index);
     if (values.empty()) values = {-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0};
   } else {
@@ -173,7 +173,8 @@ at::Tensor render_sweep(const PredictionMaps& maps, const at::Tensor& image, con
 
 int64_t write_samples(const fs::path& predictions, const fs::path& out,
                       const SampleFolderOptions& options, const Progress& progress) {
-  TORCH_CHECK(options.num_samples >= 1, "the number of samples must be >= 1, got ", options.num_samples);
+  TORCH_CHECK(options.num_samples >= 1, "the number of samples must be >= 1, got ",
+              options.num_samples);
   TORCH_CHECK(std::isfinite(options.controls.temperature) && options.controls.temperature >= 0,
               "temperature must be finite and >= 0, got ", options.controls.temperature);
   const std::vector<PredictionCase> cases =

@@ -7,9 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
-
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -53,8 +52,8 @@ void write_folder_atomically(const std::filesystem::path& given, const std::stri
   TORCH_CHECK(!fs::exists(path) || (fs::is_directory(path) && fs::is_empty(path)), what, " ",
               path.string(), " already exists and is not an empty folder");
   remove_leftovers(path.has_parent_path() ? path.parent_path() : fs::path("."));
-  const fs::path staging =
-      path.parent_path() / (path.filename().string() + ".ssn-partial-" + std::to_string(::getpid()));
+  const fs::path staging = path.parent_path() / (path.filename().string() + ".ssn-partial-" +
+                                                 std::to_string(::getpid()));
   fs::remove_all(staging);
   try {
     fs::create_directories(staging);

@@ -15,7 +15,6 @@
 #include <itkPNGImageIOFactory.h>
 #include <itkRGBPixel.h>
 #include <itksys/Base64.h>
-
 #include <sys/statvfs.h>
 
 #include <cerrno>
@@ -156,8 +155,9 @@ void check_free_space(const std::filesystem::path& path, uint64_t bytes) {
   if (::statvfs(folder.c_str(), &disk) != 0) return;  // unknown: the check after writing remains
   const uint64_t free_bytes = static_cast<uint64_t>(disk.f_bavail) * disk.f_frsize;
   const uint64_t needed = bytes + (uint64_t{64} << 10);  // headers and file-system blocks
-  TORCH_CHECK(free_bytes >= needed, "cannot write ", path.string(), ": not enough space on its disk (",
-              free_bytes, " bytes free, the file may need up to ", needed, ")");
+  TORCH_CHECK(free_bytes >= needed, "cannot write ", path.string(),
+              ": not enough space on its disk (", free_bytes,
+              " bytes free, the file may need up to ", needed, ")");
 }
 
 // Reads back the header of a file just written to `temporary` and checks that it holds all its
@@ -168,8 +168,9 @@ void check_written(const std::filesystem::path& path, const std::filesystem::pat
     itk::ImageIOBase::Pointer io = image_io_for(temporary);
     io->SetFileName(temporary.string());
     io->ReadImageInformation();
-    TORCH_CHECK(static_cast<uint64_t>(io->GetImageSizeInBytes()) == data_bytes, "the header describes ",
-                io->GetImageSizeInBytes(), " bytes of pixel data, not ", data_bytes);
+    TORCH_CHECK(static_cast<uint64_t>(io->GetImageSizeInBytes()) == data_bytes,
+                "the header describes ", io->GetImageSizeInBytes(), " bytes of pixel data, not ",
+                data_bytes);
     check_complete(temporary, data_bytes);
   } catch (const itk::ExceptionObject& error) {
     TORCH_CHECK(false, "cannot write ", path.string(), ": the written file cannot be read back (",

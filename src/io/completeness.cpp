@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,10 +49,10 @@ uint64_t size_of(const fs::path& path) {
 
 // Inflates the stream that starts `offset` bytes into `path` (zlib or gzip framing by
 // window_bits; concatenated gzip members are followed) and returns the number of bytes it
-// yields, up to `keep` of which are copied into `head`. A stream that ends early or fails its
+// yields, each piece also handed to `sink` when given. A stream that ends early or fails its
 // checksum is an error naming the file.
 uint64_t inflated_size(const fs::path& path, uint64_t offset, int window_bits,
-                       std::vector<unsigned char>* head = nullptr, size_t keep = 0) {
+                       const std::function<void(const unsigned char*, size_t)>& sink = {}) {
   std::ifstream in(path, std::ios::binary);
   TORCH_CHECK(in, "cannot read ", path.string());
   in.seekg(static_cast<std::streamoff>(offset));
@@ -73,7 +75,7 @@ uint64_t inflated_size(const fs::path& path, uint64_t offset, int window_bits,
     bool output_full = false;
     do {
       if (ended) {
-        if (window_bits < 16 || stream.avail_in == 0) break;  // zlib: one stream, rest ignored
+        if (window_bits < 16 || stream.avail_in == 0) break;      // zlib: one stream, rest ignored
         if (inflateReset(&stream) != Z_OK) fail("cannot reset");  // the next gzip member
         ended = false;
       }
@@ -81,10 +83,7 @@ uint64_t inflated_size(const fs::path& path, uint64_t offset, int window_bits,
       stream.avail_out = static_cast<uInt>(output.size());
       const int status = inflate(&stream, Z_NO_FLUSH);
       const uint64_t produced = output.size() - stream.avail_out;
-      if (head != nullptr && head->size() < keep) {
-        const size_t take = std::min<size_t>(keep - head->size(), produced);
-        head->insert(head->end(), output.begin(), output.begin() + static_cast<int64_t>(take));
-      }
+      if (sink && produced > 0) sink(output.data(), static_cast<size_t>(produced));
       total += produced;
       if (status == Z_STREAM_END) {
         ended = true;
@@ -127,8 +126,8 @@ uint64_t nifti_data_offset(const fs::path& path, const std::vector<unsigned char
     std::memcpy(&offset, bytes.data(), 8);
     return static_cast<uint64_t>(std::max<int64_t>(offset, 540));
   }
-  TORCH_CHECK(size == 348, "cannot read ", path.string(), ": not a NIfTI header (sizeof_hdr ",
-              size, ")");
+  TORCH_CHECK(size == 348, "cannot read ", path.string(), ": not a NIfTI header (sizeof_hdr ", size,
+              ")");
   std::copy(header.begin() + 108, header.begin() + 112, bytes.begin());
   swap(bytes.data(), 4);
   float offset = 0;
@@ -136,19 +135,88 @@ uint64_t nifti_data_offset(const fs::path& path, const std::vector<unsigned char
   return static_cast<uint64_t>(std::max(offset, 0.0f));
 }
 
-void check_nifti(const fs::path& path, uint64_t data_bytes, bool gzipped) {
-  std::vector<unsigned char> header;
-  uint64_t total = 0;
-  if (gzipped) {
-    total = inflated_size(path, 0, kGzip, &header, 544);
-  } else {
-    total = size_of(path);
-    header.resize(static_cast<size_t>(std::min<uint64_t>(total, 544)));
-    std::ifstream in(path, std::ios::binary);
-    in.read(reinterpret_cast<char*>(header.data()), static_cast<std::streamsize>(header.size()));
+// Streams a NIfTI file's bytes: keeps its header, counts the bytes, and looks at every value of
+// float32 / float64 data for NaN and infinities (ITK's NIfTI reader turns NaN into 0 silently).
+class NiftiScanner {
+ public:
+  void feed(const unsigned char* data, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      if (header_.size() < 544) header_.push_back(data[i]);
+      if (parsed_ && total_ >= offset_ && element_ > 0) scan(data[i]);
+      ++total_;
+      if (!parsed_ && header_.size() == 544) parse();
+    }
   }
-  const uint64_t needs = nifti_data_offset(path, header) + data_bytes;
-  if (total < needs) truncated(path, total, needs, "bytes");
+  // The header, once all of it (or the whole file) has been seen.
+  void finish() {
+    if (!parsed_) parse();
+  }
+  const std::vector<unsigned char>& header() const { return header_; }
+  uint64_t total() const { return total_; }
+  bool non_finite() const { return non_finite_; }
+  void set_path(const fs::path& path) { path_ = path; }
+  uint64_t offset() const { return offset_; }
+
+ private:
+  void parse() {
+    offset_ = nifti_data_offset(path_, header_);
+    int32_t size = 0;
+    std::memcpy(&size, header_.data(), 4);
+    swapped_ = size != 348 && size != 540;
+    const bool nifti2 = size == 540 || (swapped_ && size == 0x1C020000);
+    const size_t at = nifti2 ? 12 : 70;
+    unsigned char bytes[2] = {header_[at], header_[at + 1]};
+    if (swapped_) std::swap(bytes[0], bytes[1]);
+    int16_t datatype = 0;
+    std::memcpy(&datatype, bytes, 2);
+    element_ = datatype == 16 ? 4 : datatype == 64 ? 8 : 0;  // DT_FLOAT32, DT_FLOAT64
+    parsed_ = true;
+    // Data bytes already held in the header buffer.
+    for (uint64_t i = offset_; i < header_.size() && element_ > 0; ++i) scan(header_[i]);
+  }
+  void scan(unsigned char byte) {
+    value_[filled_++] = byte;
+    if (filled_ < element_) return;
+    filled_ = 0;
+    if (swapped_) std::reverse(value_, value_ + element_);
+    if (element_ == 4) {
+      float v;
+      std::memcpy(&v, value_, 4);
+      non_finite_ = non_finite_ || !std::isfinite(v);
+    } else {
+      double v;
+      std::memcpy(&v, value_, 8);
+      non_finite_ = non_finite_ || !std::isfinite(v);
+    }
+  }
+  fs::path path_;
+  std::vector<unsigned char> header_;
+  uint64_t total_ = 0, offset_ = 0;
+  bool parsed_ = false, swapped_ = false, non_finite_ = false;
+  size_t element_ = 0, filled_ = 0;
+  unsigned char value_[8] = {};
+};
+
+void check_nifti(const fs::path& path, uint64_t data_bytes, bool gzipped) {
+  NiftiScanner scanner;
+  scanner.set_path(path);
+  const auto sink = [&](const unsigned char* data, size_t n) { scanner.feed(data, n); };
+  if (gzipped) {
+    inflated_size(path, 0, kGzip, sink);
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    TORCH_CHECK(in, "cannot read ", path.string());
+    std::vector<unsigned char> chunk(1 << 20);
+    while (in) {
+      in.read(reinterpret_cast<char*>(chunk.data()), static_cast<std::streamsize>(chunk.size()));
+      sink(chunk.data(), static_cast<size_t>(in.gcount()));
+    }
+  }
+  scanner.finish();
+  const uint64_t needs = scanner.offset() + data_bytes;
+  if (scanner.total() < needs) truncated(path, scanner.total(), needs, "bytes");
+  TORCH_CHECK(!scanner.non_finite(), "cannot read ", path.string(),
+              ": it holds NaN or infinite values (ssn refuses them rather than read them as 0)");
 }
 
 // The text header of a MetaImage or NRRD file: its lines and the offset where data start.
@@ -222,10 +290,10 @@ void check_data(const fs::path& header_path, const std::string& data_file, uint6
 void check_meta(const fs::path& path, uint64_t data_bytes) {
   const TextHeader header = meta_header(path);
   const std::string data_file = field(header, "elementdatafile");
-  TORCH_CHECK(!data_file.empty() && lower(data_file) != "list" &&
-                  data_file.find('%') == std::string::npos,
-              "cannot read ", path.string(), ": ElementDataFile = ", data_file,
-              " (lists and patterns of files) cannot be checked for completeness");
+  TORCH_CHECK(
+      !data_file.empty() && lower(data_file) != "list" && data_file.find('%') == std::string::npos,
+      "cannot read ", path.string(), ": ElementDataFile = ", data_file,
+      " (lists and patterns of files) cannot be checked for completeness");
   const bool compressed = lower(field(header, "compresseddata")) == "true";
   check_data(path, lower(data_file) == "local" ? "" : data_file, header.data_offset, compressed,
              kZlib, data_bytes);

@@ -79,6 +79,8 @@ void write_float_image(const std::filesystem::path& path, const at::Tensor& valu
               "cannot write ", path.string(),
               ": expected a floating-point tensor of 2 to 4 dimensions, got ", values.sizes(), " ",
               values.scalar_type());
+  TORCH_CHECK(at::isfinite(values).all().item<bool>(), "cannot write ", path.string(),
+              ": the values hold NaN or infinite values");
   detail::write_floats(path, values.to(at::kFloat).contiguous(), geometry);
 }
 

@@ -129,8 +129,8 @@ void check_zip_integrity(const fs::path& path) {
   const std::vector<unsigned char> directory = archive.read(directory_offset, directory_size);
   size_t at = 0;
   for (uint64_t e = 0; e < entries; ++e) {
-    TORCH_CHECK(at + 46 <= directory.size() && little_endian(&directory[at], 4) == 0x02014b50,
-                file, ": damaged zip central directory (entry ", e, ")");
+    TORCH_CHECK(at + 46 <= directory.size() && little_endian(&directory[at], 4) == 0x02014b50, file,
+                ": damaged zip central directory (entry ", e, ")");
     const unsigned char* entry = &directory[at];
     const int method = static_cast<int>(little_endian(entry + 10, 2));
     const auto crc = static_cast<uint32_t>(little_endian(entry + 16, 4));
@@ -161,8 +161,8 @@ void check_zip_integrity(const fs::path& path) {
     const std::vector<unsigned char> header = archive.read(local, 30);
     TORCH_CHECK(little_endian(header.data(), 4) == 0x04034b50, file, ": record ", name,
                 " has no local header where the directory says (damaged)");
-    const uint64_t data = local + 30 + little_endian(header.data() + 26, 2) +
-                          little_endian(header.data() + 28, 2);
+    const uint64_t data =
+        local + 30 + little_endian(header.data() + 26, 2) + little_endian(header.data() + 28, 2);
     const uint32_t actual = archive.crc_of(data, compressed, method, uncompressed, name);
     TORCH_CHECK(actual == crc, file, ": record ", name,
                 " fails its CRC-32 check (the file is damaged): not loading it");

@@ -75,6 +75,16 @@ PredictionMaps read_prediction_maps(const PredictionCase& c) {
                   maps.cov_factor.sizes().slice(1) == maps.mean.sizes().slice(1),
               c.cov_factor.string(), " has shape ", maps.cov_factor.sizes(), ", expected [C*R, ",
               maps.mean.sizes().slice(1), "] with C = ", maps.mean.size(0));
+  // NaN would drop the case out of every mean silently; D <= 0 is no covariance.
+  for (const auto& [map, file] : {std::pair{maps.mean, c.logit_mean},
+                                  {maps.cov_diag, c.cov_diag},
+                                  {maps.cov_factor, c.cov_factor}}) {
+    TORCH_CHECK(at::isfinite(map).all().item<bool>(), file.string(), " (case ", c.id,
+                ") holds NaN or infinite values");
+  }
+  TORCH_CHECK(maps.cov_diag.numel() == 0 || maps.cov_diag.min().item<double>() > 0,
+              c.cov_diag.string(), " (case ", c.id, ") holds a variance <= 0 (minimum ",
+              maps.cov_diag.min().item<double>(), "): the diagonal D must be > 0");
   return maps;
 }
 

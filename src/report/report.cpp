@@ -377,7 +377,8 @@ figure { display: inline-block; margin: 0 16px 8px 0; } figure img { image-rende
 fs::path write_report(const ReportOptions& options) {
   TORCH_CHECK(!options.job_dirs.empty(), "report: expected at least one job folder");
   TORCH_CHECK(options.num_cases >= 1, "the number of cases must be >= 1, got ", options.num_cases);
-  TORCH_CHECK(options.num_samples >= 1, "the number of samples must be >= 1, got ", options.num_samples);
+  TORCH_CHECK(options.num_samples >= 1, "the number of samples must be >= 1, got ",
+              options.num_samples);
   for (const auto& job : options.job_dirs) {
     TORCH_CHECK(fs::is_directory(job), "job folder ", job.string(), ": no such folder");
     TORCH_CHECK(fs::is_regular_file(job / "train_log.csv") ||

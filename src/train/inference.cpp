@@ -168,8 +168,9 @@ namespace ssn::train {
 
 nlohmann::json benchmark_predict(const config::Config& config, const std::vector<int64_t>& shape,
                                  uint64_t seed) {
-  TORCH_CHECK(static_cast<int64_t>(shape.size()) == config.model.dimensions, "the benchmark shape needs ",
-              config.model.dimensions, " sizes for this model, got ", shape.size());
+  TORCH_CHECK(static_cast<int64_t>(shape.size()) == config.model.dimensions,
+              "the benchmark shape needs ", config.model.dimensions, " sizes for this model, got ",
+              shape.size());
   torch::manual_seed(seed);
   nn::SegmentationModel model = build_model(config.model);
   TilingOptions options;

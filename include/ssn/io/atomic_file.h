@@ -12,8 +12,8 @@ namespace ssn::io {
 void write_atomically(const std::filesystem::path& path,
                       const std::function<void(const std::filesystem::path&)>& write);
 
-/// Builds the folder `path` through `write(staging)`: a sibling folder <path>.ssn-partial-<pid> that
-/// becomes `path` when `write` returns and is removed when it throws, so that a failure never
+/// Builds the folder `path` through `write(staging)`: a sibling folder <path>.ssn-partial-<pid>
+/// that becomes `path` when `write` returns and is removed when it throws, so that a failure never
 /// leaves a half-written folder under the final name. `path` must not exist or be an empty folder;
 /// `what` names it in that error (e.g. "--out").
 void write_folder_atomically(const std::filesystem::path& path, const std::string& what,
