@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "golden.h"
+#include "ssn/io/atomic_file.h"
 #include "ssn/io/image.h"
 #include "ssn/io/png.h"
 
@@ -229,6 +230,34 @@ TEST_F(EvaluatePredictions, BadFoldersAreErrorsThatNameTheProblem) {
   options.num_classes = 3;
   EXPECT_THAT(error_of([&] { evaluate_prediction_folder(dir, options, sampling); }),
               HasSubstr("the mean logits have 2 channels, but --num-classes is 3"));
+}
+
+// Volumes: annotations on another voxel grid than the maps (or the samples) are refused, naming
+// the file and both geometries, in a predictions folder and in a samples folder.
+TEST_F(EvaluatePredictions, AnnotationsOfAnotherGeometryAreRefused) {
+  const fs::path dir = root_ / "predictions3d";
+  fs::create_directories(dir);
+  io::Geometry geometry;
+  geometry.spacing = {1.0, 1.0, 2.0};
+  geometry.origin = {0.0, 0.0, 0.0};
+  geometry.direction = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+  io::write_float_image(dir / "v_logit_mean.nii.gz", at::randn({2, 4, 5, 6}), geometry);
+  io::write_float_image(dir / "v_cov_diag.nii.gz", at::full({2, 4, 5, 6}, 0.5), geometry);
+  io::write_float_image(dir / "v_cov_factor.nii.gz", at::randn({2, 4, 5, 6}), geometry);
+  io::Geometry shifted = geometry;
+  shifted.origin = {0.0, 3.0, 0.0};
+  io::write_label_image(dir / "v_l1.nii.gz", at::randint(2, {4, 5, 6}, at::kLong), shifted);
+  io::write_text_file(dir / "prediction.csv",
+                      "id,logit_mean,cov_diag,cov_factor,annotations\nv,v_logit_mean.nii.gz,"
+                      "v_cov_diag.nii.gz,v_cov_factor.nii.gz,v_l1.nii.gz\n");
+  EXPECT_THAT(error_of([&] { evaluate_prediction_folder(dir, {}, SamplingOptions{4, 0}); }),
+              HasSubstr("v_l1.nii.gz (case v) has another geometry than v_logit_mean.nii.gz"));
+  const fs::path samples = root_ / "samples3d";
+  fs::create_directories(samples);
+  io::write_label_image(samples / "v_s0.nii.gz", at::randint(2, {4, 5, 6}, at::kLong), geometry);
+  io::write_label_image(samples / "v_l1.nii.gz", at::randint(2, {4, 5, 6}, at::kLong), shifted);
+  EXPECT_THAT(error_of([&] { evaluate_sample_folder(samples, {}); }),
+              HasSubstr("v_l1.nii.gz (case v) has another geometry than v_s0.nii.gz"));
 }
 
 TEST(FindSampleCases, EmptyFolderIsAnError) {

@@ -213,7 +213,7 @@ TEST_F(SampleFolder, BadControlsWriteNothing) {
   options.controls.class_weights = at::Tensor();
   options.controls.rank_weights = at::ones({5});
   EXPECT_THAT(error_of([&] { write_samples(root_ / "predictions", root_ / "out", options); }),
-              HasSubstr("--rank-weights has 5 values"));
+              HasSubstr("rank weights: 5 values"));
   EXPECT_FALSE(fs::exists(root_ / "out"));
   for (const auto& entry : fs::directory_iterator(root_)) {
     EXPECT_EQ(entry.path().filename(), "predictions") << "left behind: " << entry.path();

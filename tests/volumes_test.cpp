@@ -67,6 +67,14 @@ TEST_F(Volumes, SynthBratsLikeLoadsWithItsGeometryAndNestedLabels) {
   EXPECT_FALSE(volume.target.gt(0).logical_and(volume.mask.logical_not()).any().item<bool>());
 }
 
+// Spreadsheet programs save CSV with a UTF-8 byte-order mark: it is not part of the first column.
+TEST_F(Volumes, AnIndexWithAByteOrderMarkReads) {
+  const fs::path bom = edited_csv([](std::string s) { return "\xEF\xBB\xBF" + s; });
+  const auto cases = read_case_csv(bom, kBrats);
+  ASSERT_EQ(cases.size(), 1u);
+  EXPECT_EQ(cases[0].id, "SYN3D-0000");
+}
+
 TEST_F(Volumes, BadIndexFilesAreErrorsNamingTheFile) {
   const fs::path missing_column =
       edited_csv([](std::string s) { return s.replace(s.find(",t1ce"), 5, ",t1c"); });
@@ -108,15 +116,25 @@ TEST_F(Volumes, BadVolumesAreErrorsNamingTheFile) {
   bad.channels[1] = data("moved.nii.gz");
   EXPECT_THAT(error_of([&] { load_volume(bad, 4); }),
               HasSubstr("moved.nii.gz has another geometry than "));
-  // NaN voxels.
+  // NaN voxels (patched into a written file: ssn's writers refuse NaN). ITK's NIfTI reader would
+  // return them as 0; the read refuses them.
   at::Tensor nan = at::zeros({24, 28, 26});
-  nan[3][4][5] = NAN;
-  // NRRD: ITK's NIfTI reader (nifticlib) turns non-finite floats into 0 before ssn sees them.
-  io::write_float_image(data("nan.nrrd"), nan, geometry);
+  constexpr float kSentinel = 4321.5f;
+  nan[3][4][5] = kSentinel;
+  io::write_float_image(data("nan.nii"), nan, geometry);
+  {
+    std::fstream file(data("nan.nii"), std::ios::binary | std::ios::in | std::ios::out);
+    std::string bytes{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+    const size_t at = bytes.find(std::string(reinterpret_cast<const char*>(&kSentinel), 4), 348);
+    ASSERT_NE(at, std::string::npos);
+    const float value = NAN;
+    file.seekp(static_cast<std::streamoff>(at));
+    file.write(reinterpret_cast<const char*>(&value), 4);
+  }
   bad = c;
-  bad.channels[3] = data("nan.nrrd");
+  bad.channels[3] = data("nan.nii");
   EXPECT_THAT(error_of([&] { load_volume(bad, 4); }),
-              HasSubstr("nan.nrrd holds NaN or infinite voxels"));
+              HasSubstr("nan.nii: it holds NaN or infinite values"));
   // Labels outside the classes.
   io::write_label_image(data("seg5.nii.gz"), at::full({24, 28, 26}, 5, at::kLong), geometry);
   bad = c;
@@ -291,6 +309,19 @@ TEST(NnUnetRaw, IndexesCasesAsCsvThatLoad) {
   EXPECT_EQ(
       read_case_csv(root / "index" / "unlabelled.csv", {{"t1", "flair_weighted"}, "", ""}).size(),
       1u);
+  // A training image without a label goes to unlabelled.csv and is counted, not dropped.
+  for (int c = 0; c < 2; ++c) {
+    io::write_float_image(dataset / "imagesTr" / ("nolabel_000" + std::to_string(c) + ".nii.gz"),
+                          at::randn({5, 6, 7}));
+  }
+  const NnUnetIndex with_orphan = index_nnunet_raw(dataset, root / "index_orphan", options);
+  EXPECT_EQ(with_orphan.training_images_without_labels, 1);
+  EXPECT_EQ(with_orphan.unlabelled, 2);
+  EXPECT_EQ(with_orphan.train + with_orphan.valid + with_orphan.test, 4);
+  const auto unlabelled = read_case_csv(root / "index_orphan" / "unlabelled.csv",
+                                        {{"t1", "flair_weighted"}, "", ""});
+  ASSERT_EQ(unlabelled.size(), 2u);
+  EXPECT_EQ(unlabelled[0].id + "," + unlabelled[1].id, "nolabel,new");
   // A case without its second channel.
   fs::remove(dataset / "imagesTr" / "case_2_0001.nii.gz");
   EXPECT_THAT(error_of([&] { index_nnunet_raw(dataset, root / "index2", options); }),

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "flags.h"
 #include "ssn/demo/demo.h"
 
 namespace ssn::cli {
@@ -34,7 +35,7 @@ void add_demo_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{10000}))
       ->capture_default_str();
   command->add_option("--seed", options->seed, "Seed of data, training and sampling")
-      ->capture_default_str();
+      ->check(seed())->capture_default_str();
   command->add_flag("--overwrite", options->overwrite,
                     "Replace --out if an earlier ssn demo wrote it");
   command->callback([options, out]() {

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "flags.h"
 #include "ssn/data/nnunet.h"
 
 namespace ssn::cli {
@@ -35,7 +36,7 @@ void add_index_nnunet_command(CLI::App& app) {
       ->delimiter(',')
       ->expected(3)
       ->capture_default_str();
-  command->add_option("--seed", options->seed, "Seed of the split")->capture_default_str();
+  command->add_option("--seed", options->seed, "Seed of the split")->check(seed())->capture_default_str();
   command->callback([options, dataset, out]() {
     const data::NnUnetIndex index = data::index_nnunet_raw(*dataset, *out, *options);
     std::string channels;
@@ -47,6 +48,12 @@ void add_index_nnunet_command(CLI::App& app) {
         static_cast<long long>(index.train), static_cast<long long>(index.valid),
         static_cast<long long>(index.test), static_cast<long long>(index.unlabelled), out->c_str(),
         channels.c_str(), static_cast<long long>(index.num_classes));
+    if (index.training_images_without_labels > 0) {
+      std::printf(
+          "note: %lld case(s) of imagesTr have no label in labelsTr: they are in unlabelled.csv "
+          "(for ssn predict), not in the training splits\n",
+          static_cast<long long>(index.training_images_without_labels));
+    }
   });
 }
 

@@ -39,7 +39,18 @@ int main(int argc, char** argv) {
   app.add_option_function<int>(
          "--threads", [](const int& threads) { ssn::runtime::configure_threads(threads); },
          "Intra-op CPU threads for LibTorch (default: all cores available to the process)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            // More threads than 4 per core only thrash (100000 would start 100000 threads).
+            const int limit = 4 * ssn::runtime::available_cores();
+            int64_t value = 0;
+            if (!CLI::detail::lexical_cast(text, value) || value < 1 || value > limit) {
+              return "expected an integer from 1 to " + std::to_string(limit) + " (4 per core of " +
+                     std::to_string(ssn::runtime::available_cores()) + "), got " + text;
+            }
+            return "";
+          },
+          "1..4xCORES"));
 
   ssn::cli::add_toy_command(app);
   ssn::cli::add_synth_command(app);
@@ -53,6 +64,29 @@ int main(int argc, char** argv) {
   ssn::cli::add_benchmark_command(app);
   ssn::cli::add_demo_command(app);
 
+  // CLI11 reports a misspelt subcommand as "A subcommand is required": name it instead.
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word == "--threads") {
+      ++i;
+      continue;
+    }
+    if (word.rfind("-", 0) == 0) continue;
+    bool known_command = true;
+    try {
+      known_command = app.get_subcommand_ptr(word) != nullptr;
+    } catch (const CLI::OptionNotFound&) {
+      known_command = false;
+    }
+    if (!known_command) {
+      std::string known;
+      for (const CLI::App* command : app.get_subcommands({})) {
+        known += (known.empty() ? "" : ", ") + command->get_name();
+      }
+      return report_error("unknown subcommand '" + word + "' (expected one of: " + known + ")");
+    }
+    break;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

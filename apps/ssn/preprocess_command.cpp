@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "flags.h"
 #include "ssn/data/preprocess.h"
 
 namespace ssn::cli {
@@ -34,7 +35,7 @@ void add_preprocess_command(CLI::App& app) {
       ->delimiter(',')
       ->expected(3)
       ->capture_default_str();
-  command->add_option("--seed", options->seed, "Seed of the split")->capture_default_str();
+  command->add_option("--seed", options->seed, "Seed of the split")->check(seed())->capture_default_str();
   command->callback([options, input, output]() {
     const data::PreprocessCounts counts = data::preprocess_brats(*input, *output, *options);
     std::printf("wrote %lld train, %lld valid and %lld test cases to %s (data_index_*.csv)\n",

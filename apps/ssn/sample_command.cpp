@@ -1,10 +1,12 @@
 // ssn sample: label-map samples of a predicted distribution, with temperature, class and rank
 // weights, or the sweep figures of the paper.
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
 #include "commands.h"
+#include "flags.h"
 #include "progress.h"
 #include "ssn/evaluation/sampling.h"
 
@@ -21,6 +23,14 @@ struct SampleFlags {
 };
 
 void run_sample(SampleFlags& flags) {
+  for (const auto& [flag, values] : {std::pair{"--class-weights", &flags.class_weights},
+                                     std::pair{"--rank-weights", &flags.rank_weights}}) {
+    for (double value : *values) {
+      if (!std::isfinite(value)) {
+        throw CLI::ValidationError(flag, "expected finite numbers, got " + std::to_string(value));
+      }
+    }
+  }
   if (!flags.class_weights.empty()) {
     flags.options.controls.class_weights = at::tensor(flags.class_weights, at::kFloat);
   }
@@ -86,7 +96,7 @@ void add_sample_command(CLI::App& app) {
   command
       ->add_option("--temperature", flags->options.controls.temperature,
                    "Multiplies the noise; 0 gives the argmax of the mean")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   command
       ->add_option("--class-weights", flags->class_weights,
@@ -96,7 +106,7 @@ void add_sample_command(CLI::App& app) {
       ->add_option("--rank-weights", flags->rank_weights,
                    "one factor per rank on the low-rank noise (R values)")
       ->delimiter(',');
-  command->add_option("--seed", flags->options.seed, "Case i uses seed + i")->capture_default_str();
+  command->add_option("--seed", flags->options.seed, "Case i uses seed + i")->check(seed())->capture_default_str();
   command->add_option("--sweep", flags->sweep,
                       "temperature or class:<c>: write <id>_sweep_<name>.png, one row per value");
   command

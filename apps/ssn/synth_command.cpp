@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "flags.h"
 #include "ssn/data/synthetic.h"
 
 namespace ssn::cli {
@@ -61,7 +62,7 @@ void add_synth_command(CLI::App& app) {
       ->required();
   command->add_option("--cases", flags->cases, "Images (lidc-like) or volumes (brats-like)")
       ->check(CLI::Range(int64_t{3}, int64_t{1000000}));
-  command->add_option("--seed", flags->seed, "Random seed")->capture_default_str();
+  command->add_option("--seed", flags->seed, "Random seed")->check(seed())->capture_default_str();
   command
       ->add_option("--shape", flags->shape,
                    "brats-like: volume size D,H,W in voxels (default 48,64,56)")

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "flags.h"
 #include "ssn/io/png.h"
 #include "ssn/toy/toy_problem.h"
 
@@ -74,19 +75,19 @@ void add_toy_command(CLI::App& app) {
   command->add_option("--out", flags->out,
                       "Folder for toy.png: targets, then per model the mean, covariance and "
                       "samples (created if missing)");
-  command->add_option("--seed", flags->options.seed, "Random seed")->capture_default_str();
+  command->add_option("--seed", flags->options.seed, "Random seed")->check(seed())->capture_default_str();
   command->add_option("--rank", flags->options.rank, "Rank of the low-rank model")
       ->check(CLI::Range(1, 21))
       ->capture_default_str();
   command
       ->add_option("--mean-steps", flags->options.mean_steps,
                    "Adam steps on the mean alone (phase 1)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   command
       ->add_option("--joint-steps", flags->options.joint_steps,
                    "Adam steps on mean and covariance (phase 2)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   command
       ->add_option("--eval-samples", flags->options.num_eval_samples,

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "flags.h"
 #include "progress.h"
 #include "ssn/config/config.h"
 #include "ssn/train/trainer.h"
@@ -142,9 +143,9 @@ void add_train_command(CLI::App& app) {
   train_csv->needs(valid_csv);
   valid_csv->needs(train_csv);
   command->add_option("--num-epochs", flags->num_epochs, "Override training.num_epochs")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   command->add_option("--random-seeds", flags->seed, "Seed of initialisation, batches and noise")
-      ->capture_default_str();
+      ->check(seed())->capture_default_str();
   command->add_flag("--resume", flags->resume,
                     "Continue the run in --job-dir from checkpoint_last.pt");
   command->add_option("--device", flags->device, "cpu or cuda[:i]")->capture_default_str();

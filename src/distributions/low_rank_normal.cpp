@@ -131,11 +131,13 @@ at::Tensor LowRankNormal::perturbation(const at::Tensor& eps_W, const at::Tensor
     TORCH_CHECK(w.dim() == 1 && w.size(0) == rank(),
                 "LowRankNormal: rank_weights must have R = ", rank(),
                 " entries (one per rank), got shape ", w.sizes());
+    TORCH_CHECK(at::isfinite(w).all().item<bool>(), "LowRankNormal: rank_weights must be finite");
     if (rank() > 0) low_rank_noise = low_rank_noise * w.to(loc_.options());
   }
   at::Tensor delta = low_rank_perturbation(cov_factor_, cov_diag_, low_rank_noise, eps_D);
   if (controls.class_weights.defined()) {
     const auto& w = controls.class_weights;
+    TORCH_CHECK(at::isfinite(w).all().item<bool>(), "LowRankNormal: class_weights must be finite");
     TORCH_CHECK(w.dim() == 1 && w.size(0) == num_classes(),
                 "LowRankNormal: class_weights must have C = ", num_classes(),
                 " entries (one per class of the event shape ", shape_string(event_shape_),

@@ -135,6 +135,10 @@ std::vector<CaseResult> evaluate_sample_folder(const fs::path& dir,
         const at::Tensor samples = predictions::read_label_maps(c.samples, options.num_classes);
         const at::Tensor annotations = predictions::read_label_maps(
             c.annotations, options.num_classes, samples.sizes().slice(1), c.samples.front());
+        if (samples.dim() == 4) {  // volumes: every map on the first sample's voxel grid
+          predictions::check_same_geometry(c.annotations, c.samples.front(), 3, c.id);
+          predictions::check_same_geometry(c.samples, c.samples.front(), 3, c.id);
+        }
         results[i] = {c.id, samples.size(0), evaluate_labels(samples, annotations, options)};
       },
       progress);

@@ -30,6 +30,7 @@ CsvTable read_csv(const std::filesystem::path& path) {
   std::string line;
   TORCH_CHECK(std::getline(in, line), path.string(), " is empty, expected a header line");
   if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a UTF-8 byte-order mark
   table.header = split_fields(line, ',');
   for (size_t i = 0; i < table.header.size(); ++i) {
     TORCH_CHECK(table.column.emplace(table.header[i], i).second, path.string(),

@@ -111,8 +111,21 @@ at::Tensor read_label_maps(const std::vector<fs::path>& files, int64_t num_class
   return at::stack(maps);
 }
 
+void check_same_geometry(const std::vector<fs::path>& files, const fs::path& reference,
+                         size_t axes, const std::string& case_id) {
+  const io::Geometry expected = io::read_geometry(reference).leading(axes);
+  for (const auto& file : files) {
+    const io::Geometry geometry = io::read_geometry(file).leading(axes);
+    TORCH_CHECK(geometry.matches(expected), file.string(), " (case ", case_id,
+                ") has another geometry than ", reference.filename().string(), ": ",
+                geometry.describe(), " against ", expected.describe());
+  }
+}
+
 at::Tensor read_annotations(const PredictionCase& c, int64_t num_classes, at::IntArrayRef spatial) {
-  return read_label_maps(c.annotations, num_classes, spatial, c.logit_mean);
+  at::Tensor labels = read_label_maps(c.annotations, num_classes, spatial, c.logit_mean);
+  if (spatial.size() == 3) check_same_geometry(c.annotations, c.logit_mean, 3, c.id);
+  return labels;
 }
 
 PredictionsWriter::PredictionsWriter(fs::path folder) : folder_(std::move(folder)) {}

@@ -20,12 +20,16 @@ struct NnUnetIndex {
   std::vector<std::string> channels;  ///< column names, from dataset.json's channel_names
   int64_t num_classes = 0;            ///< from dataset.json's labels
   int64_t train = 0, valid = 0, test = 0, unlabelled = 0;
+  /// Cases of imagesTr without a label in labelsTr (indexed in unlabelled.csv, counted there too).
+  int64_t training_images_without_labels = 0;
 };
 
 /// Indexes a dataset in the nnU-Net raw layout (dataset.json with channel_names, labels and
 /// file_ending; imagesTr/<case>_<XXXX><ending>, labelsTr/<case><ending>, optionally imagesTs/)
 /// as CSV files in `out`: train.csv, valid.csv, test.csv (labelled cases, split by `fractions`)
-/// and, when imagesTs/ exists, unlabelled.csv without a target column. Columns: id, one per
+/// and unlabelled.csv without a target column, for predict: the cases of imagesTs/ and the cases
+/// of imagesTr/ that have no label (counted in training_images_without_labels, never dropped
+/// silently). Columns: id, one per
 /// channel (named as dataset.json, lower-cased, spaces as '_'), seg; absolute paths, so no image
 /// is copied. Errors name the file: a missing or malformed dataset.json, a case without one of its
 /// channel files. `out` must not exist or be empty.

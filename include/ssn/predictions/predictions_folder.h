@@ -61,8 +61,15 @@ at::Tensor read_label_maps(const std::vector<std::filesystem::path>& files, int6
                            at::IntArrayRef spatial = {},
                            const std::filesystem::path& shape_source = {});
 
+/// For volumes: checks that every file of `files` has the geometry (spacing, origin, direction) of
+/// `reference`'s first `axes` axes; an error names the file, the case and both geometries. Label
+/// maps of another geometry would be scored voxel for voxel against the wrong anatomy.
+void check_same_geometry(const std::vector<std::filesystem::path>& files,
+                         const std::filesystem::path& reference, size_t axes,
+                         const std::string& case_id);
+
 /// Reads the annotations of a case as labels [M, *spatial] (read_label_maps against the shape of
-/// the case's maps).
+/// the case's maps; for volumes, also against their geometry).
 at::Tensor read_annotations(const PredictionCase& prediction, int64_t num_classes,
                             at::IntArrayRef spatial);
 

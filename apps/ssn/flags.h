@@ -1,0 +1,39 @@
+#pragma once
+
+// Validators shared by the subcommands' flags. Their messages name the flag (CLI11 adds it) and
+// what was expected, in words a user reads (no "0 to 1.797e308" ranges of double).
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+
+namespace ssn::cli {
+
+/// An integer >= minimum.
+inline CLI::Validator at_least(int64_t minimum) {
+  return CLI::Validator(
+      [minimum](std::string& text) -> std::string {
+        int64_t value = 0;
+        if (!CLI::detail::lexical_cast(text, value)) return "expected an integer, got " + text;
+        if (value < minimum) {
+          return "expected an integer >= " + std::to_string(minimum) + ", got " + text;
+        }
+        return "";
+      },
+      "INT>=" + std::to_string(minimum));
+}
+
+/// A random seed: an integer from 0 to 2^63 - 1 ("-1" would otherwise wrap around silently).
+inline CLI::Validator seed() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        int64_t value = 0;
+        if (!CLI::detail::lexical_cast(text, value) || value < 0) {
+          return "expected a seed, an integer from 0 to 9223372036854775807, got " + text;
+        }
+        return "";
+      },
+      "SEED");
+}
+
+}  // namespace ssn::cli
