@@ -318,8 +318,8 @@ TEST(NnUnetRaw, IndexesCasesAsCsvThatLoad) {
   EXPECT_EQ(with_orphan.training_images_without_labels, 1);
   EXPECT_EQ(with_orphan.unlabelled, 2);
   EXPECT_EQ(with_orphan.train + with_orphan.valid + with_orphan.test, 4);
-  const auto unlabelled = read_case_csv(root / "index_orphan" / "unlabelled.csv",
-                                        {{"t1", "flair_weighted"}, "", ""});
+  const auto unlabelled =
+      read_case_csv(root / "index_orphan" / "unlabelled.csv", {{"t1", "flair_weighted"}, "", ""});
   ASSERT_EQ(unlabelled.size(), 2u);
   EXPECT_EQ(unlabelled[0].id + "," + unlabelled[1].id, "nolabel,new");
   // A case without its second channel.

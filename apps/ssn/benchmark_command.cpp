@@ -79,7 +79,9 @@ void add_benchmark_command(CLI::App& app) {
   evaluate->add_option("--repeats", flags->repeats, "Timed repetitions (the median is reported)")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
-  evaluate->add_option("--seed", flags->seed, "Seed of the synthetic maps")->check(seed())->capture_default_str();
+  evaluate->add_option("--seed", flags->seed, "Seed of the synthetic maps")
+      ->check(seed())
+      ->capture_default_str();
   evaluate
       ->add_option("--data-out", flags->data_out,
                    "Also write the maps as raw uint8 (<workload>.u8) to this existing folder, for "
@@ -100,7 +102,9 @@ void add_benchmark_command(CLI::App& app) {
   predict->add_option("--shape", flags->shape, "Spatial size, comma-separated")
       ->delimiter(',')
       ->capture_default_str();
-  predict->add_option("--seed", flags->seed, "Seed of weights and image")->check(seed())->capture_default_str();
+  predict->add_option("--seed", flags->seed, "Seed of weights and image")
+      ->check(seed())
+      ->capture_default_str();
   predict->add_flag("--json", flags->json, "Print the results as JSON");
   predict->callback([flags]() { run_predict_benchmark(*flags); });
 }

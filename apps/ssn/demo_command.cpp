@@ -35,7 +35,8 @@ void add_demo_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{10000}))
       ->capture_default_str();
   command->add_option("--seed", options->seed, "Seed of data, training and sampling")
-      ->check(seed())->capture_default_str();
+      ->check(seed())
+      ->capture_default_str();
   command->add_flag("--overwrite", options->overwrite,
                     "Replace --out if an earlier ssn demo wrote it");
   command->callback([options, out]() {

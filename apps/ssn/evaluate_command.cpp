@@ -82,7 +82,8 @@ void add_evaluate_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{100000}))
       ->capture_default_str();
   command->add_option("--seed", flags->sampling.seed, "Seed of the sampling (--predictions)")
-      ->check(seed())->capture_default_str();
+      ->check(seed())
+      ->capture_default_str();
   command->add_option("--out", flags->out, "Output folder (created if missing)")->required();
   command
       ->add_option("--num-classes", flags->options.num_classes,

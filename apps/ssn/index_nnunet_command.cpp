@@ -36,7 +36,9 @@ void add_index_nnunet_command(CLI::App& app) {
       ->delimiter(',')
       ->expected(3)
       ->capture_default_str();
-  command->add_option("--seed", options->seed, "Seed of the split")->check(seed())->capture_default_str();
+  command->add_option("--seed", options->seed, "Seed of the split")
+      ->check(seed())
+      ->capture_default_str();
   command->callback([options, dataset, out]() {
     const data::NnUnetIndex index = data::index_nnunet_raw(*dataset, *out, *options);
     std::string channels;

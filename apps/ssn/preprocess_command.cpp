@@ -35,7 +35,9 @@ void add_preprocess_command(CLI::App& app) {
       ->delimiter(',')
       ->expected(3)
       ->capture_default_str();
-  command->add_option("--seed", options->seed, "Seed of the split")->check(seed())->capture_default_str();
+  command->add_option("--seed", options->seed, "Seed of the split")
+      ->check(seed())
+      ->capture_default_str();
   command->callback([options, input, output]() {
     const data::PreprocessCounts counts = data::preprocess_brats(*input, *output, *options);
     std::printf("wrote %lld train, %lld valid and %lld test cases to %s (data_index_*.csv)\n",

@@ -35,7 +35,9 @@ void add_report_command(CLI::App& app) {
   command->add_option("--num-samples", options->num_samples, "Samples shown per case")
       ->check(CLI::Range(int64_t{1}, int64_t{64}))
       ->capture_default_str();
-  command->add_option("--seed", options->seed, "Seed of the samples")->check(seed())->capture_default_str();
+  command->add_option("--seed", options->seed, "Seed of the samples")
+      ->check(seed())
+      ->capture_default_str();
   command->callback([options, job_dirs, out]() {
     options->job_dirs.assign(job_dirs->begin(), job_dirs->end());
     options->out = *out;

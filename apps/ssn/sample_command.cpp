@@ -106,7 +106,9 @@ void add_sample_command(CLI::App& app) {
       ->add_option("--rank-weights", flags->rank_weights,
                    "one factor per rank on the low-rank noise (R values)")
       ->delimiter(',');
-  command->add_option("--seed", flags->options.seed, "Case i uses seed + i")->check(seed())->capture_default_str();
+  command->add_option("--seed", flags->options.seed, "Case i uses seed + i")
+      ->check(seed())
+      ->capture_default_str();
   command->add_option("--sweep", flags->sweep,
                       "temperature or class:<c>: write <id>_sweep_<name>.png, one row per value");
   command

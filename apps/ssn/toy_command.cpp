@@ -75,7 +75,9 @@ void add_toy_command(CLI::App& app) {
   command->add_option("--out", flags->out,
                       "Folder for toy.png: targets, then per model the mean, covariance and "
                       "samples (created if missing)");
-  command->add_option("--seed", flags->options.seed, "Random seed")->check(seed())->capture_default_str();
+  command->add_option("--seed", flags->options.seed, "Random seed")
+      ->check(seed())
+      ->capture_default_str();
   command->add_option("--rank", flags->options.rank, "Rank of the low-rank model")
       ->check(CLI::Range(1, 21))
       ->capture_default_str();

@@ -145,7 +145,8 @@ void add_train_command(CLI::App& app) {
   command->add_option("--num-epochs", flags->num_epochs, "Override training.num_epochs")
       ->check(at_least(0));
   command->add_option("--random-seeds", flags->seed, "Seed of initialisation, batches and noise")
-      ->check(seed())->capture_default_str();
+      ->check(seed())
+      ->capture_default_str();
   command->add_flag("--resume", flags->resume,
                     "Continue the run in --job-dir from checkpoint_last.pt");
   command->add_option("--device", flags->device, "cpu or cuda[:i]")->capture_default_str();

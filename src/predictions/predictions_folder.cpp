@@ -111,8 +111,8 @@ at::Tensor read_label_maps(const std::vector<fs::path>& files, int64_t num_class
   return at::stack(maps);
 }
 
-void check_same_geometry(const std::vector<fs::path>& files, const fs::path& reference,
-                         size_t axes, const std::string& case_id) {
+void check_same_geometry(const std::vector<fs::path>& files, const fs::path& reference, size_t axes,
+                         const std::string& case_id) {
   const io::Geometry expected = io::read_geometry(reference).leading(axes);
   for (const auto& file : files) {
     const io::Geometry geometry = io::read_geometry(file).leading(axes);

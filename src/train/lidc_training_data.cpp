@@ -36,6 +36,10 @@ class LidcData : public TrainingData {
   data::TrainingBatch next() override { return prefetcher_->next(); }
   void end_epoch() override { prefetcher_.reset(); }  // joined: the generator is at the epoch's end
   int64_t batch_size() const override { return batch_size_; }
+  std::pair<int64_t, int64_t> example_voxels() const override {
+    const int64_t pixels = config_.data.size * config_.data.size;
+    return {pixels, pixels};
+  }
 
   Validation validate(nn::SegmentationModel& model, const loss::SegmentationLoss& loss_fn,
                       torch::Device device) override {

@@ -3,6 +3,10 @@
 #include <torch/cuda.h>
 #include <torch/optim.h>
 
+#include <fstream>
+#include <limits>
+#include <string>
+
 #include "ssn/nn/deepmedic.h"
 #include "ssn/nn/unet.h"
 
@@ -96,6 +100,74 @@ torch::Device checked_device(const std::string& name) {
   TORCH_CHECK(!device.is_cuda() || torch::cuda::is_available(), "device ", name,
               ": this LibTorch build has no usable CUDA device (use the CPU)");
   return device;
+}
+
+int64_t estimate_step_bytes(const config::Config& config, const nn::BackboneImpl& backbone,
+                            int64_t input_voxels, int64_t output_voxels) {
+  const double batch = static_cast<double>(config.training.batch_size);
+  const double levels = config.model.backbone == config::Backbone::kUNet
+                            ? static_cast<double>(config.model.filters.size())
+                            : 1.0;
+  const double activations = batch * static_cast<double>(input_voxels) * 2.0 *
+                             static_cast<double>(backbone.widest_layer()) * 4.0 * levels;
+  const double classes = static_cast<double>(config.model.num_classes);
+  const double logits = batch * classes * static_cast<double>(output_voxels);
+  const double head = logits * (static_cast<double>(config.model.rank) + 2.0) * 4.0 * 2.0;
+  const double loss =
+      config.loss.kind == loss::LossKind::kStochasticMcIntegral
+          ? logits * static_cast<double>(config.loss.num_mc_samples) / 4.0 * 4.0 * 3.0
+          : logits * 4.0 * 3.0;
+  const double total = activations + head + loss;
+  return total > 9.0e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(total);
+}
+
+namespace {
+
+// MemAvailable of /proc/meminfo, in bytes; 0 where unknown.
+int64_t available_memory() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  int64_t value = 0;
+  while (meminfo >> key >> value >> unit) {
+    if (key == "MemAvailable:") return value * 1024;
+  }
+  return 0;
+}
+
+double gib(double bytes) { return bytes / (1 << 30); }
+
+}  // namespace
+
+void check_model_fits_in_memory(const config::ModelConfig& model) {
+  const int64_t available = available_memory();
+  if (available <= 0) return;
+  // The head's factor convolution dominates at large ranks: C x R x F weights, with their
+  // gradient and two optimiser moments.
+  const int64_t features = model.backbone == config::Backbone::kUNet
+                               ? model.filters.front()
+                               : (model.fully_connected.empty() ? model.feature_maps.back()
+                                                                : model.fully_connected.back());
+  const double bytes = static_cast<double>(model.num_classes) * static_cast<double>(model.rank) *
+                       static_cast<double>(features) * 4.0 * 4.0;
+  TORCH_CHECK(bytes <= static_cast<double>(available),
+              "the model's covariance head alone needs about ", gib(bytes), " GiB (",
+              model.num_classes, " classes x rank ", model.rank, " x ", features,
+              " features, with gradients and optimiser state), but ",
+              gib(static_cast<double>(available)), " GiB are available: lower model.rank");
+}
+
+void check_step_fits_in_memory(const config::Config& config, const nn::BackboneImpl& backbone,
+                               int64_t input_voxels, int64_t output_voxels) {
+  const int64_t available = available_memory();
+  if (available <= 0) return;  // unknown here: LibTorch's allocator will say so
+  const int64_t estimate = estimate_step_bytes(config, backbone, input_voxels, output_voxels);
+  TORCH_CHECK(estimate <= available, "one training step would need about ",
+              gib(static_cast<double>(estimate)), " GiB (batch_size ", config.training.batch_size,
+              ", ", input_voxels, " input voxels per example, rank ", config.model.rank, ", ",
+              config.loss.num_mc_samples, " Monte-Carlo samples), but ",
+              gib(static_cast<double>(available)),
+              " GiB are available: lower training.batch_size, the input or patch size, the rank "
+              "or loss num_mc_samples");
 }
 
 }  // namespace ssn::train

@@ -196,10 +196,15 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
               "folder");
   TORCH_CHECK(!options.resume || fs::exists(last), "cannot resume: no checkpoint_last.pt in ",
               options.job_dir.string());
+  if (device.is_cpu()) check_model_fits_in_memory(config.model);
   torch::manual_seed(options.seed);
   nn::SegmentationModel model = build_model(config.model);
   model->to(device);
   std::unique_ptr<TrainingData> data = make_training_data(config, options.data, model->backbone());
+  if (device.is_cpu()) {
+    const auto [input_voxels, output_voxels] = data->example_voxels();
+    check_step_fits_in_memory(config, model->backbone(), input_voxels, output_voxels);
+  }
   // Created once the data are known to be readable, so that a bad --data-dir or CSV leaves no
   // job folder behind.
   std::error_code error;

@@ -81,6 +81,14 @@ class VolumeData : public TrainingData {
   }
   void end_epoch() override { pending_.clear(); }
   int64_t batch_size() const override { return config_.training.batch_size; }
+  std::pair<int64_t, int64_t> example_voxels() const override {
+    int64_t input = 1, output = 1;
+    for (size_t d = 0; d < train_patch_.input_size.size(); ++d) {
+      input *= train_patch_.input_size[d];
+      output *= train_patch_.output_size[d];
+    }
+    return {input, output};
+  }
 
   Validation validate(nn::SegmentationModel& model, const loss::SegmentationLoss& loss_fn,
                       torch::Device device) override {

@@ -9,6 +9,7 @@
 #     config is used, and config.json is not rewritten);
 #   - ssn demo --overwrite on a folder with a demo.json and a file the demo did not write;
 #   - leftovers of a killed process, removed when the folder is next used;
+#   - a rank or a batch that would need more memory than the machine has (refused with the estimate);
 #   - a checkpoint with one flipped bit, and a truncated one.
 set -u
 ssn=$(realpath "$1")
@@ -139,6 +140,25 @@ grep -q "ssn: removed .*out.ssn-partial-$dead, left by process $dead, which no l
 [ ! -e "$work/left/.ssn-tmp$dead-prediction.csv" ] || fail "a dead process' temporary file stayed"
 [ -f "$work/left/.tmp$dead-not-ours.txt" ] || fail "a file that is not ssn's was removed"
 echo "ok: leftovers of a dead process removed, other files kept"
+
+# --- settings that would need more memory than the machine has -------------------------------------
+python3 - "$config" "$work/huge_rank.json" "$work/huge_step.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+name = next(iter(config["model"]))
+config["model"][name]["rank"] = 2000000000
+json.dump(config, open(sys.argv[2], "w"))
+config["model"][name]["rank"] = 2000000
+config["training"]["batch_size"] = 64
+json.dump(config, open(sys.argv[3], "w"))
+PY
+expect_failure "a rank whose head does not fit in memory" \
+  "ssn: error: the model's covariance head alone needs about [0-9.]+ GiB .*lower model.rank" \
+  "$ssn" train --config-file "$work/huge_rank.json" --job-dir "$work/huge_rank" --data-dir "$work/data"
+expect_failure "a step that does not fit in memory" \
+  "ssn: error: one training step would need about [0-9.]+ GiB \(batch_size 64" \
+  "$ssn" train --config-file "$work/huge_step.json" --job-dir "$work/huge_step" --data-dir "$work/data"
+[ ! -e "$work/huge_rank" ] && [ ! -e "$work/huge_step" ] || fail "a refused run left a job folder"
 
 # --- damaged checkpoints --------------------------------------------------------------------------
 python3 - "$work/job/checkpoint_last.pt" "$work/flipped.pt" "$work/truncated.pt" <<'PY'

@@ -42,6 +42,23 @@ data::LidcOptions lidc_options(const config::DataConfig& config);
 /// The CSV columns of a config's data section (csv datasets).
 data::CsvColumns csv_columns(const config::DataConfig& config);
 
+/// A rough upper estimate of the memory one training step of `config` takes, in bytes: the
+/// backbone's activations (batch x input voxels x twice the widest layer, float32, kept for the
+/// backward pass, times the number of levels for a U-Net), the head's maps (C x (R + 2) per output
+/// voxel) and the SSN loss's working set (M samples of the logits, a quarter at a time, with
+/// gradients). `input_voxels` and `output_voxels` are per example.
+int64_t estimate_step_bytes(const config::Config& config, const nn::BackboneImpl& backbone,
+                            int64_t input_voxels, int64_t output_voxels);
+
+/// Refuses, before the model is built, a covariance head whose weights (C x R x F, with gradients
+/// and optimiser state) exceed the memory available (MemAvailable), naming the rank.
+void check_model_fits_in_memory(const config::ModelConfig& model);
+
+/// Refuses, before anything is allocated, a step whose estimate exceeds the memory available to
+/// the process (MemAvailable): the error gives the estimate and the settings behind it.
+void check_step_fits_in_memory(const config::Config& config, const nn::BackboneImpl& backbone,
+                               int64_t input_voxels, int64_t output_voxels);
+
 /// The device named `name` ("cpu", "cuda", "cuda:1"); an error when it names CUDA and this
 /// LibTorch build has no usable CUDA device.
 torch::Device checked_device(const std::string& name);

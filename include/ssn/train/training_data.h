@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "ssn/config/config.h"
@@ -36,6 +37,8 @@ class TrainingData {
   /// Called after the last step, before the generator's state is saved.
   virtual void end_epoch() = 0;
   virtual int64_t batch_size() const = 0;
+  /// Voxels of one example's input and of the model's output for it (to size a step's memory).
+  virtual std::pair<int64_t, int64_t> example_voxels() const = 0;
   /// Scores `model` (in eval mode, gradients off) on the validation cases, with the same cases and
   /// noise every time so that epochs compare.
   virtual Validation validate(nn::SegmentationModel& model, const loss::SegmentationLoss& loss_fn,
