@@ -59,6 +59,21 @@ Description read_description(const fs::path& dataset) {
   return result;
 }
 
+// The cases of a folder of images: the ids of its <id>_0000<ending> files (none if it is absent).
+std::set<std::string> image_ids(const fs::path& folder, const std::string& ending) {
+  std::set<std::string> ids;
+  const std::string first = "_0000" + ending;
+  if (!fs::is_directory(folder)) return ids;
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > first.size() &&
+        name.compare(name.size() - first.size(), first.size(), first) == 0) {
+      ids.insert(name.substr(0, name.size() - first.size()));
+    }
+  }
+  return ids;
+}
+
 }  // namespace
 
 NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
@@ -99,32 +114,18 @@ NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
     labelled.push_back(row(id, dataset / "imagesTr") + "," + fs::absolute(label).string());
   }
   TORCH_CHECK(!labelled.empty(), dataset.string(), ": labelsTr/ holds no *", ending, " file");
-  // The cases of a folder of images: the ids of its <id>_0000<ending> files.
-  const auto image_ids = [&](const fs::path& folder) {
-    std::set<std::string> ids;
-    const std::string first = "_0000" + ending;
-    if (!fs::is_directory(folder)) return ids;
-    for (const auto& entry : fs::directory_iterator(folder)) {
-      const std::string name = entry.path().filename().string();
-      if (name.size() > first.size() &&
-          name.compare(name.size() - first.size(), first.size(), first) == 0) {
-        ids.insert(name.substr(0, name.size() - first.size()));
-      }
-    }
-    return ids;
-  };
   // Training images without a label are not dropped: they go to unlabelled.csv, for predict.
   std::set<std::string> with_labels;
   for (const auto& label : labels) {
     const std::string name = label.filename().string();
     with_labels.insert(name.substr(0, name.size() - ending.size()));
   }
-  for (const auto& id : image_ids(dataset / "imagesTr")) {
+  for (const auto& id : image_ids(dataset / "imagesTr", ending)) {
     if (with_labels.count(id)) continue;
     unlabelled.push_back(row(id, dataset / "imagesTr"));
     ++index.training_images_without_labels;
   }
-  for (const auto& id : image_ids(dataset / "imagesTs")) {
+  for (const auto& id : image_ids(dataset / "imagesTs", ending)) {
     unlabelled.push_back(row(id, dataset / "imagesTs"));
   }
   std::string header = "id";

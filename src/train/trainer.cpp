@@ -191,11 +191,15 @@ void resume(Run& run) {
 std::vector<EpochRecord> train(const config::Config& config, const TrainOptions& options) {
   const torch::Device device = checked_device(options.device);
   const fs::path last = options.job_dir / "checkpoint_last.pt";
-  TORCH_CHECK(options.resume || !fs::exists(last), "job folder ", options.job_dir.string(),
-              " already holds a training run (checkpoint_last.pt); resume it or use another "
-              "folder");
-  TORCH_CHECK(!options.resume || fs::exists(last), "cannot resume: no checkpoint_last.pt in ",
-              options.job_dir.string());
+  // A new run needs a folder without one; a resumed run needs its checkpoint.
+  const auto check_job_folder = [&] {
+    TORCH_CHECK(options.resume || !fs::exists(last), "job folder ", options.job_dir.string(),
+                " already holds a training run (checkpoint_last.pt); resume it or use another "
+                "folder");
+    TORCH_CHECK(!options.resume || fs::exists(last), "cannot resume: no checkpoint_last.pt in ",
+                options.job_dir.string());
+  };
+  check_job_folder();
   if (device.is_cpu()) check_model_fits_in_memory(config.model);
   torch::manual_seed(options.seed);
   nn::SegmentationModel model = build_model(config.model);
@@ -214,9 +218,7 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
   // One run per job folder at a time; checked again under the lock, which a run that started
   // meanwhile may have held.
   const io::FolderLock lock(options.job_dir, "job folder");
-  TORCH_CHECK(options.resume || !fs::exists(last), "job folder ", options.job_dir.string(),
-              " already holds a training run (checkpoint_last.pt); resume it or use another "
-              "folder");
+  check_job_folder();
   io::remove_leftovers(options.job_dir);
   Run run(config, options, device, model, std::move(data));
   if (options.resume) {

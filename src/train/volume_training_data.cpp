@@ -19,9 +19,7 @@ data::PatchOptions patch_options(const config::Config& config, std::vector<int64
   const auto dims = static_cast<size_t>(config.model.dimensions);
   if (input.empty()) input.assign(dims, backbone.input_size_for(1));
   TORCH_CHECK(input.size() == dims, "input_patch_size must have ", dims,
-              " sizes (one per spatial "
-              "axis), got ",
-              input.size());
+              " sizes (one per spatial axis), got ", input.size());
   data::PatchOptions o;
   o.input_size = input;
   for (int64_t size : input) o.output_size.push_back(backbone.output_size(size));
