@@ -125,8 +125,8 @@ FolderLock::~FolderLock() {
 
 int remove_leftovers(const std::filesystem::path& folder) {
   namespace fs = std::filesystem;
-  static const std::regex temporary(R"(^\.ssn-tmp([0-9]+)-.+)");
-  static const std::regex staging(R"(^.+\.ssn-partial-([0-9]+)$)");
+  static const std::regex temporary(R"(^\.ssn-tmp([0-9]{1,9})-.+)");
+  static const std::regex staging(R"(^.+\.ssn-partial-([0-9]{1,9})$)");
   std::error_code error;
   if (!fs::is_directory(folder, error)) return 0;
   std::vector<std::pair<fs::path, long>> found;
