@@ -121,8 +121,8 @@ void add_train_command(CLI::App& app) {
       "data/brats_like/valid.csv");
   command
       ->add_option("--config-file", flags->config_file,
-                   "JSON config (see configs/); with --resume the job's own config.json is used "
-                   "and this one may only repeat it")
+                   "JSON config (see configs/); optional with --resume, which continues with the "
+                   "job's own config.json (a file that changes the model is refused)")
       ->check(CLI::ExistingFile);
   command->add_option("--job-dir", flags->job_dir, "Output folder of the run")->required();
   auto* data_dir = command
@@ -148,7 +148,8 @@ void add_train_command(CLI::App& app) {
       ->check(seed())
       ->capture_default_str();
   command->add_flag("--resume", flags->resume,
-                    "Continue the run in --job-dir from checkpoint_last.pt");
+                    "Continue the run in --job-dir from checkpoint_last.pt, with its config.json "
+                    "(refused while another run uses the folder)");
   command->add_option("--device", flags->device, "cpu or cuda[:i]")->capture_default_str();
   command->callback([flags]() {
     if (flags->config_file.empty() && !flags->resume) {
