@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace ssn::cli {
 
@@ -34,6 +35,21 @@ inline CLI::Validator seed() {
         return "";
       },
       "SEED");
+}
+
+/// --fractions train,valid,test and --seed of a seeded split (data/splits.h); `what` says what is
+/// split ("cases", "labelled cases").
+inline void add_split_options(CLI::App* command, std::vector<double>& fractions,
+                              uint64_t& seed_value, const std::string& what) {
+  command
+      ->add_option("--fractions", fractions,
+                   "train,valid,test fractions of the " + what + ", drawn with --seed")
+      ->delimiter(',')
+      ->expected(3)
+      ->capture_default_str();
+  command->add_option("--seed", seed_value, "Seed of the split")
+      ->check(seed())
+      ->capture_default_str();
 }
 
 }  // namespace ssn::cli

@@ -19,9 +19,9 @@ void add_index_nnunet_command(CLI::App& app) {
       "Index a dataset in the nnU-Net raw layout (dataset.json, imagesTr/<case>_0000.nii.gz ...,\n"
       "labelsTr/<case>.nii.gz, optionally imagesTs/) as the CSV files ssn train / predict read:\n"
       "train.csv, valid.csv, test.csv (labelled cases split by --fractions) and unlabelled.csv\n"
-      "(imagesTs). Columns are named after dataset.json's channel_names (lower case); the images\n"
-      "stay where they are (absolute paths). Put the printed channel names in the config's\n"
-      "data.channels.");
+      "(imagesTs, and imagesTr cases without a label). Columns are named after dataset.json's\n"
+      "channel_names (lower case); the images stay where they are (absolute paths). Put the\n"
+      "printed channel names in the config's data.channels.");
   command->footer(
       "Example:\n  ssn index-nnunet --dataset-dir nnUNet_raw/Dataset001_BrainTumour --out "
       "data/brain_tumour");
@@ -30,15 +30,7 @@ void add_index_nnunet_command(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   command->add_option("--out", *out, "Folder for the CSV files (must not exist or be empty)")
       ->required();
-  command
-      ->add_option("--fractions", options->fractions,
-                   "train,valid,test fractions of the labelled cases, drawn with --seed")
-      ->delimiter(',')
-      ->expected(3)
-      ->capture_default_str();
-  command->add_option("--seed", options->seed, "Seed of the split")
-      ->check(seed())
-      ->capture_default_str();
+  add_split_options(command, options->fractions, options->seed, "labelled cases");
   command->callback([options, dataset, out]() {
     const data::NnUnetIndex index = data::index_nnunet_raw(*dataset, *out, *options);
     std::string channels;

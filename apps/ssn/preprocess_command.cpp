@@ -29,15 +29,7 @@ void add_preprocess_command(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   command->add_option("--output-dir", *output, "Output folder (must not exist or be empty)")
       ->required();
-  command
-      ->add_option("--fractions", options->fractions,
-                   "train,valid,test fractions of the cases, drawn with --seed")
-      ->delimiter(',')
-      ->expected(3)
-      ->capture_default_str();
-  command->add_option("--seed", options->seed, "Seed of the split")
-      ->check(seed())
-      ->capture_default_str();
+  add_split_options(command, options->fractions, options->seed, "cases");
   command->callback([options, input, output]() {
     const data::PreprocessCounts counts = data::preprocess_brats(*input, *output, *options);
     std::printf("wrote %lld train, %lld valid and %lld test cases to %s (data_index_*.csv)\n",
