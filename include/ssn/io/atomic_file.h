@@ -46,9 +46,8 @@ class FolderLock {
 
 /// Removes what killed or crashed ssn processes left in `folder`: temporary files
 /// `.ssn-tmp<pid>-<name>` and staging folders `<name>.ssn-partial-<pid>` (names nothing else uses)
-/// whose process no longer runs
-/// (those of running processes, this one included, are kept). Says so on stderr; returns how
-/// many were removed.
+/// whose process no longer runs; those of running processes, this one included, are kept. Says
+/// so on stderr; returns how many were removed.
 int remove_leftovers(const std::filesystem::path& folder);
 
 }  // namespace ssn::io
