@@ -1,7 +1,7 @@
 """A NumPy implementation of the evaluation loops of PHiSeg's code (also used by the SSN
 reference): one distance per ordered pair of maps, each a fresh pass over the images; HM-IoU
 with scipy's Hungarian solver; NCC as PHiSeg's variance_ncc_dist. The definitions are those of
-../shared/golden/metrics.json. Used only as a baseline for bench/run_evaluate*.sh.
+tests/data/golden/metrics.json. Used only as a baseline for bench/run_evaluate*.sh.
 """
 import numpy as np
 from scipy.optimize import linear_sum_assignment

@@ -1,7 +1,7 @@
 #pragma once
 
-// Reads the golden test vectors from $SSN_GOLDEN_DIR (default ../shared/golden relative to the
-// source tree), so the same tests run on any folder of files with the same schema.
+// Reads the golden test vectors from $SSN_GOLDEN_DIR (default tests/data/golden, the project's copy
+// in the repository), so the same tests run on any folder of files with the same schema.
 
 #include <ATen/ATen.h>
 

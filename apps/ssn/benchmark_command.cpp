@@ -95,7 +95,7 @@ void add_benchmark_command(CLI::App& app) {
       "random image of --shape with an ellipsoid sampling mask: seconds and peak memory.");
   predict->footer(
       "Example:\n  ssn benchmark predict --config-file "
-      "../shared/reference/rank_10_mc_20_patch_110.json --shape 155,240,240");
+      "tests/data/reference/rank_10_mc_20_patch_110.json --shape 155,240,240");
   predict->add_option("--config-file", flags->config_file, "JSON config of the model")
       ->required()
       ->check(CLI::ExistingFile);

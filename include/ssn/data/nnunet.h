@@ -30,8 +30,8 @@ struct NnUnetIndex {
 /// and unlabelled.csv without a target column, for predict: the cases of imagesTs/ and the cases
 /// of imagesTr/ that have no label (counted in training_images_without_labels, never dropped
 /// silently). Columns: id, one per channel (named as dataset.json, lower-cased, spaces as '_'),
-/// seg; absolute paths, so no image is copied. Errors name the file: a missing or malformed dataset.json, a case without one of its
-/// channel files. `out` must not exist or be empty.
+/// seg; absolute paths, so no image is copied. Errors name the file: a missing or malformed
+/// dataset.json, a case without one of its channel files. `out` must not exist or be empty.
 NnUnetIndex index_nnunet_raw(const std::filesystem::path& dataset, const std::filesystem::path& out,
                              const NnUnetIndexOptions& options);
 
