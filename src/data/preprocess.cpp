@@ -1,6 +1,5 @@
 #include "ssn/data/preprocess.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>

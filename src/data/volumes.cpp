@@ -1,14 +1,8 @@
 #include "ssn/data/volumes.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
-#include <cctype>
-#include <cmath>
-#include <cstdio>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <set>
 
 #include "ssn/io/atomic_file.h"

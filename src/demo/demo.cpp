@@ -49,9 +49,8 @@ void prepare_folder(const DemoOptions& options) {
                                                        "deterministic", "report.html"};
     for (const auto& entry : fs::directory_iterator(out)) {
       const std::string name = entry.path().filename().string();
-      const bool leftover =
-          name.rfind(".ssn-tmp", 0) == 0 || name.find(".ssn-partial-") != std::string::npos;
-      TORCH_CHECK(kDemoOutputs.count(name) || leftover, "--out ", out.string(), " holds ", name,
+      TORCH_CHECK(kDemoOutputs.count(name) || io::is_leftover_name(name), "--out ", out.string(),
+                  " holds ", name,
                   ", which `ssn demo` does not write: not deleting it; move it "
                   "away or choose another folder");
     }

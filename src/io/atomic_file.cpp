@@ -123,18 +123,26 @@ FolderLock::~FolderLock() {
   if (fd_ >= 0) ::close(fd_);  // closing releases the lock
 }
 
-int remove_leftovers(const std::filesystem::path& folder) {
-  namespace fs = std::filesystem;
+bool is_leftover_name(const std::string& name, long* pid) {
   static const std::regex temporary(R"(^\.ssn-tmp([0-9]{1,9})-.+)");
   static const std::regex staging(R"(^.+\.ssn-partial-([0-9]{1,9})$)");
+  std::smatch match;
+  if (!std::regex_match(name, match, temporary) && !std::regex_match(name, match, staging)) {
+    return false;
+  }
+  if (pid != nullptr) *pid = std::stol(match[1].str());
+  return true;
+}
+
+int remove_leftovers(const std::filesystem::path& folder) {
+  namespace fs = std::filesystem;
   std::error_code error;
   if (!fs::is_directory(folder, error)) return 0;
   std::vector<std::pair<fs::path, long>> found;
   for (const auto& entry : fs::directory_iterator(folder, error)) {
-    const std::string name = entry.path().filename().string();
-    std::smatch match;
-    if (std::regex_match(name, match, temporary) || std::regex_match(name, match, staging)) {
-      found.emplace_back(entry.path(), std::stol(match[1].str()));
+    long pid = 0;
+    if (is_leftover_name(entry.path().filename().string(), &pid)) {
+      found.emplace_back(entry.path(), pid);
     }
   }
   int removed = 0;

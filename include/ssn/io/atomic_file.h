@@ -50,4 +50,8 @@ class FolderLock {
 /// so on stderr; returns how many were removed.
 int remove_leftovers(const std::filesystem::path& folder);
 
+/// Whether a file name is one of ssn's temporary or staging names (whatever its process), and
+/// sets `pid` to that process.
+bool is_leftover_name(const std::string& name, long* pid = nullptr);
+
 }  // namespace ssn::io
