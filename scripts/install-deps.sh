@@ -9,8 +9,8 @@ packages=(
   libinsighttoolkit5-dev
   libcli11-dev nlohmann-json3-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  libpng-dev zlib1g-dev
-  python3-torch python3-numpy python3-scipy python3-pil
+  libpng-dev zlib1g-dev libhdf5-dev
+  python3-torch python3-numpy python3-scipy python3-pil python3-h5py
   chromium
 )
 

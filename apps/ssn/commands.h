@@ -18,5 +18,8 @@ void add_report_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_preprocess_command(CLI::App& app);
 void add_index_nnunet_command(CLI::App& app);
+void add_convert_lidc_command(CLI::App& app);
+void add_import_checkpoint_command(CLI::App& app);
+void add_export_checkpoint_command(CLI::App& app);
 
 }  // namespace ssn::cli

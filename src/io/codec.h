@@ -20,6 +20,8 @@ at::Tensor read_image(const std::filesystem::path& path);
 /// labels [H, W] or [D, H, W] uint8.
 void write_labels(const std::filesystem::path& path, const at::Tensor& labels,
                   const Geometry& geometry);
+/// values [H, W] or [D, H, W] int16 holding the bits of unsigned 16-bit values.
+void write_uint16(const std::filesystem::path& path, const at::Tensor& values);
 /// values of 2 to 4 dimensions, float32.
 void write_floats(const std::filesystem::path& path, const at::Tensor& values,
                   const Geometry& geometry);

@@ -289,6 +289,15 @@ void write_labels(const std::filesystem::path& path, const at::Tensor& labels,
   }
 }
 
+void write_uint16(const std::filesystem::path& path, const at::Tensor& values) {
+  register_image_formats();
+  if (values.dim() == 2) {
+    write_pixels<uint16_t, 2>(path, values, {});
+  } else {
+    write_pixels<uint16_t, 3>(path, values, {});
+  }
+}
+
 void write_floats(const std::filesystem::path& path, const at::Tensor& values,
                   const Geometry& geometry) {
   register_image_formats();

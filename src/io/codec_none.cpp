@@ -25,6 +25,10 @@ void write_labels(const std::filesystem::path& path, const at::Tensor&, const Ge
   unavailable("write", path);
 }
 
+void write_uint16(const std::filesystem::path& path, const at::Tensor&) {
+  unavailable("write", path);
+}
+
 void write_floats(const std::filesystem::path& path, const at::Tensor&, const Geometry&) {
   unavailable("write", path);
 }

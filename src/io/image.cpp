@@ -73,6 +73,16 @@ void write_label_image(const std::filesystem::path& path, const at::Tensor& labe
   detail::write_labels(path, labels.to(at::kByte).contiguous(), geometry);
 }
 
+void write_uint16_image(const std::filesystem::path& path, const at::Tensor& values) {
+  TORCH_CHECK(values.dim() == 2 || values.dim() == 3, "cannot write ", path.string(),
+              ": expected values [H, W] or [D, H, W], got ", values.sizes());
+  const at::Tensor v = values.to(at::kInt);
+  TORCH_CHECK(v.numel() == 0 || (v.min().item<int64_t>() >= 0 && v.max().item<int64_t>() <= 65535),
+              "cannot write ", path.string(), ": values must lie in [0, 65535]");
+  // The bits of uint16 in an int16 tensor (ATen of this version has no uint16 type).
+  detail::write_uint16(path, at::where(v >= 32768, v - 65536, v).to(at::kShort).contiguous());
+}
+
 void write_float_image(const std::filesystem::path& path, const at::Tensor& values,
                        const Geometry& geometry) {
   TORCH_CHECK(values.dim() >= 2 && values.dim() <= 4 && at::isFloatingType(values.scalar_type()),

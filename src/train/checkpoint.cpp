@@ -6,7 +6,7 @@
 #include <string>
 
 #include "ssn/io/atomic_file.h"
-#include "ssn/io/zip_check.h"
+#include "ssn/io/zip.h"
 
 namespace ssn::train {
 namespace {
@@ -41,7 +41,34 @@ void read_model(const fs::path& path, torch::serialize::InputArchive& archive,
   });
 }
 
+// Appends the tensors of `archive` (a module saved by Module::save: its parameters and buffers,
+// then its children as nested archives) to `out`, names prefixed by `prefix`.
+void walk_archive(torch::serialize::InputArchive& archive, const std::string& prefix,
+                  std::vector<io::NamedTensor>& out) {
+  for (const std::string& key : archive.keys()) {
+    torch::Tensor tensor;
+    torch::serialize::InputArchive child;
+    if (archive.try_read(key, tensor)) {
+      out.push_back({prefix + key, tensor});
+    } else if (archive.try_read(key, child)) {
+      walk_archive(child, prefix + key + ".", out);
+    }
+  }
+}
+
 }  // namespace
+
+std::vector<io::NamedTensor> read_checkpoint_weights(const fs::path& path) {
+  torch::serialize::InputArchive archive = open_archive(path);
+  std::vector<io::NamedTensor> tensors;
+  naming_file(path, "read the model of", [&] {
+    torch::serialize::InputArchive model_archive;
+    archive.read("model", model_archive);
+    walk_archive(model_archive, "", tensors);
+  });
+  TORCH_CHECK(!tensors.empty(), "checkpoint ", path.string(), " holds no model tensors");
+  return tensors;
+}
 
 void save_checkpoint(const fs::path& path, nn::SegmentationModelImpl& model,
                      torch::optim::Optimizer& optimizer, const TrainingState& state) {

@@ -50,6 +50,10 @@ at::Tensor read_label_image(const std::filesystem::path& path);
 void write_label_image(const std::filesystem::path& path, const at::Tensor& labels,
                        const Geometry& geometry = {});
 
+/// Writes values [H, W] or [D, H, W] (integers in [0, 65535]) as unsigned 16-bit, atomically (16-bit
+/// grey PNG for .png): read_image gives them back exactly, as int32.
+void write_uint16_image(const std::filesystem::path& path, const at::Tensor& values);
+
 /// Reads any single-channel image of 2 to 4 dimensions in its stored pixel type (unsigned 16/32-bit
 /// widened to int32/int64) -> [*reversed ITK size], e.g. [C, H, W] for a 3-D file.
 at::Tensor read_image(const std::filesystem::path& path);

@@ -12,6 +12,7 @@
 #include <limits>
 #include <vector>
 
+#include "ssn/io/torch_file.h"
 #include "ssn/nn/segmentation_model.h"
 #include "ssn/train/train_log.h"
 
@@ -40,5 +41,9 @@ TrainingState load_checkpoint(const std::filesystem::path& path, nn::Segmentatio
 
 /// Loads only the weights of a checkpoint into `model` (prediction). Errors name the file.
 void load_model_weights(const std::filesystem::path& path, nn::SegmentationModelImpl& model);
+
+/// The weights of a checkpoint by ssn's names (backbone.<...>, head.<...>), in the model's order,
+/// without building the model: its archive is walked. Errors name the file.
+std::vector<io::NamedTensor> read_checkpoint_weights(const std::filesystem::path& path);
 
 }  // namespace ssn::train
