@@ -63,7 +63,8 @@ ImportSummary import_pytorch_checkpoint(const fs::path& pytorch, const config::C
       const std::string name = ssn_naming ? ssn_name : reference_name(ssn_name);
       const auto found = by_name.find(name);
       TORCH_CHECK(found != by_name.end(), file, " has no tensor ", name,
-                  " (ssn's model of this config needs it; the file uses ", naming_text,
+                  name == ssn_name ? std::string() : " (ssn's " + ssn_name + ")",
+                  ", which ssn's model of this config needs (the file uses ", naming_text,
                   "): is the config the one the checkpoint was trained with?");
       const at::Tensor& source = found->second->tensor;
       TORCH_CHECK(source.sizes() == target.sizes(), file, ": tensor ", name, " has shape ",
