@@ -44,15 +44,16 @@ void add_import_checkpoint_command(CLI::App& app) {
       "Examples:\n  ssn import-checkpoint --pytorch saved_models/model_last.torch_model "
       "--config-file rank_10_mc_20_patch_110.json --out brats_ssn.pt\n"
       "  ssn import-checkpoint --pytorch unet.pt --config-file lidc.json --job-dir runs/lidc_more"
-      "\n  ssn train --config-file lidc.json --data-dir data/lidc --job-dir runs/lidc_more --resume");
+      "\n  ssn train --config-file lidc.json --data-dir data/lidc --job-dir runs/lidc_more "
+      "--resume");
   command->add_option("--pytorch", flags->pytorch, "The torch.save file")
       ->required()
       ->check(CLI::ExistingFile);
   command->add_option("--config-file", flags->config_file, "The ssn config of the model")
       ->required()
       ->check(CLI::ExistingFile);
-  auto* out = command->add_option("--out", flags->out,
-                                  "The ssn checkpoint to write (must not exist)");
+  auto* out =
+      command->add_option("--out", flags->out, "The ssn checkpoint to write (must not exist)");
   auto* job = command->add_option(
       "--job-dir", flags->job_dir,
       "Or: a new job folder to continue training in (ssn train --resume --job-dir): gets\n"
@@ -62,7 +63,8 @@ void add_import_checkpoint_command(CLI::App& app) {
       ->check(seed())
       ->capture_default_str();
   command->callback([flags]() {
-    if (flags->out.empty() && flags->job_dir.empty()) throw CLI::RequiredError("--out or --job-dir");
+    if (flags->out.empty() && flags->job_dir.empty())
+      throw CLI::RequiredError("--out or --job-dir");
     const config::Config config = config::load_config(flags->config_file);
     fs::path out = flags->out;
     if (!flags->job_dir.empty()) {

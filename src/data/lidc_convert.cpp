@@ -93,8 +93,8 @@ class PickleSource : public Source {
     io::pickle::Permissions permissions;
     permissions.numpy = true;
     root_ = io::pickle::read(file_.data(), file_.size(), what, permissions);
-    TORCH_CHECK(root_.is(Kind::kDict) && !root_.entries->empty(), what, " holds ",
-                root_.describe(), ", expected data_lidc.pickle's dict of slices");
+    TORCH_CHECK(root_.is(Kind::kDict) && !root_.entries->empty(), what, " holds ", root_.describe(),
+                ", expected data_lidc.pickle's dict of slices");
     std::map<std::string, std::vector<size_t>> by_patient;
     std::set<std::string> names;
     for (const auto& [key, value] : *root_.entries) {
@@ -119,7 +119,8 @@ class PickleSource : public Source {
       records_.push_back({"", file_name(uid->text), safe});
     }
     // PHiSeg's proportions: 20% of the patients for test, then 20% of the rest for validation.
-    const Split split = split_cases(static_cast<int64_t>(by_patient.size()), {0.64, 0.16, 0.2}, seed);
+    const Split split =
+        split_cases(static_cast<int64_t>(by_patient.size()), {0.64, 0.16, 0.2}, seed);
     std::vector<std::vector<size_t>*> patients;
     for (auto& [uid, slices] : by_patient) patients.push_back(&slices);
     for (size_t part = 0; part < 3; ++part) {
@@ -135,8 +136,8 @@ class PickleSource : public Source {
     image = tensor_of(*e.image, "the image of " + slice).to(at::kDouble);
     std::vector<at::Tensor> list;
     for (size_t a = 0; a < e.masks->items->size(); ++a) {
-      list.push_back(tensor_of((*e.masks->items)[a],
-                               "mask " + std::to_string(a + 1) + " of " + slice));
+      list.push_back(
+          tensor_of((*e.masks->items)[a], "mask " + std::to_string(a + 1) + " of " + slice));
       TORCH_CHECK(list.back().sizes() == image.sizes(), "mask ", a + 1, " of ", slice, " is ",
                   list.back().sizes(), ", its image ", image.sizes());
     }
@@ -218,9 +219,8 @@ class Hdf5Source : public Source {
     image = at::empty({static_cast<int64_t>(h), static_cast<int64_t>(w)}, at::kDouble);
     read_slab(*part.images, part.image_dims, index, H5T_NATIVE_DOUBLE, image.data_ptr(),
               part.split + "/images");
-    at::Tensor labels = at::empty({static_cast<int64_t>(h), static_cast<int64_t>(w),
-                                   static_cast<int64_t>(a)},
-                                  at::kInt);
+    at::Tensor labels = at::empty(
+        {static_cast<int64_t>(h), static_cast<int64_t>(w), static_cast<int64_t>(a)}, at::kInt);
     read_slab(*part.labels, part.label_dims, index, H5T_NATIVE_INT32, labels.data_ptr(),
               part.split + "/labels");
     masks = labels.permute({2, 0, 1}).contiguous();
@@ -239,15 +239,15 @@ class Hdf5Source : public Source {
     TORCH_CHECK(H5Lexists(file_.get(), split.c_str(), H5P_DEFAULT) > 0 &&
                     H5Lexists(file_.get(), path.c_str(), H5P_DEFAULT) > 0,
                 what_, " has no dataset ", path);
-    auto dataset = std::make_unique<Handle>(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT),
-                                            H5Dclose);
+    auto dataset =
+        std::make_unique<Handle>(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), H5Dclose);
     TORCH_CHECK(dataset->get() >= 0, what_, ": cannot open dataset ", path, " (damaged)");
     Handle type(H5Dget_type(dataset->get()), H5Tclose);
     TORCH_CHECK(H5Tget_class(type.get()) == type_class, what_, ": dataset ", path, " is not of ",
                 type_class == H5T_FLOAT ? "a floating-point" : "an integer", " type");
     Handle space(H5Dget_space(dataset->get()), H5Sclose);
-    TORCH_CHECK(H5Sget_simple_extent_ndims(space.get()) == rank, what_, ": dataset ", path,
-                " has ", H5Sget_simple_extent_ndims(space.get()), " dimensions, expected ", rank);
+    TORCH_CHECK(H5Sget_simple_extent_ndims(space.get()) == rank, what_, ": dataset ", path, " has ",
+                H5Sget_simple_extent_ndims(space.get()), " dimensions, expected ", rank);
     dims.resize(static_cast<size_t>(rank));
     H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
     return dataset;
@@ -292,7 +292,8 @@ std::unique_ptr<Source> open_source(const fs::path& input, uint64_t seed, std::s
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors come back as return values
     return std::make_unique<Hdf5Source>(input);
 #else
-    TORCH_CHECK(false, what, " is an HDF5 file, and this ssn was built without HDF5 "
+    TORCH_CHECK(false, what,
+                " is an HDF5 file, and this ssn was built without HDF5 "
                 "(SSN_WITH_HDF5=OFF)");
 #endif
   }
@@ -300,7 +301,8 @@ std::unique_ptr<Source> open_source(const fs::path& input, uint64_t seed, std::s
     format = "pickle";
     return std::make_unique<PickleSource>(input, seed);
   }
-  TORCH_CHECK(false, what, " is neither a pickle (data_lidc.pickle) nor an HDF5 file "
+  TORCH_CHECK(false, what,
+              " is neither a pickle (data_lidc.pickle) nor an HDF5 file "
               "(data_lidc.hdf5)");
 }
 
@@ -318,7 +320,8 @@ ConvertLidcSummary convert_lidc(const fs::path& input, const fs::path& out,
   std::map<std::string, std::set<std::string>> patients;
   for (size_t i = 0; i < records.size(); ++i) {
     const SliceRecord& r = records[i];
-    const std::string slice = input.string() + ", " + r.split + " slice " + r.patient + "/" + r.name;
+    const std::string slice =
+        input.string() + ", " + r.split + " slice " + r.patient + "/" + r.name;
     at::Tensor image, masks;
     source->load(i, image, masks);
     TORCH_CHECK(image.dim() == 2 && masks.dim() == 3, slice, ": image ", image.sizes(),
@@ -337,7 +340,8 @@ ConvertLidcSummary convert_lidc(const fs::path& input, const fs::path& out,
     patients[r.split].insert(r.patient);
     ++summary.slices[r.split];
   }
-  for (const auto& [split, set] : patients) summary.patients[split] = static_cast<int64_t>(set.size());
+  for (const auto& [split, set] : patients)
+    summary.patients[split] = static_cast<int64_t>(set.size());
   summary.offset = low;
   summary.scale = high > low ? (high - low) / 65535.0 : 1.0;
 
@@ -356,8 +360,8 @@ ConvertLidcSummary convert_lidc(const fs::path& input, const fs::path& out,
         io::write_label_image(gt / (r.name + "_l" + std::to_string(a + 1) + ".png"),
                               masks[a] * 255);
       }
-      if (options.progress) options.progress(static_cast<int64_t>(i + 1),
-                                             static_cast<int64_t>(records.size()));
+      if (options.progress)
+        options.progress(static_cast<int64_t>(i + 1), static_cast<int64_t>(records.size()));
     }
     nlohmann::json info = {
         {"source", fs::absolute(input).string()},

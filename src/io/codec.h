@@ -17,6 +17,8 @@ namespace ssn::io::detail {
 bool codecs_available();
 Geometry read_geometry(const std::filesystem::path& path);
 at::Tensor read_image(const std::filesystem::path& path);
+/// read_image, and for vector images (C components per voxel) [C, *spatial].
+at::Tensor read_channels(const std::filesystem::path& path);
 /// labels [H, W] or [D, H, W] uint8.
 void write_labels(const std::filesystem::path& path, const at::Tensor& labels,
                   const Geometry& geometry);

@@ -72,6 +72,7 @@ itk::ImageIOBase::Pointer image_io_for(const std::filesystem::path& path) {
 
 // Reads the whole image straight into a tensor of its own component type, without an ITK
 // pipeline: one header parse and one pass over the pixels. Shape [*reversed ITK size].
+// [*reversed ITK size], or [*reversed ITK size, C] for C components per pixel.
 at::Tensor read_pixels(const std::filesystem::path& path, itk::ImageIOBase* io) {
   const unsigned int dims = io->GetNumberOfDimensions();
   std::vector<int64_t> shape;
@@ -81,6 +82,7 @@ at::Tensor read_pixels(const std::filesystem::path& path, itk::ImageIOBase* io) 
     region.SetSize(d, io->GetDimensions(d));
     shape.insert(shape.begin(), static_cast<int64_t>(io->GetDimensions(d)));
   }
+  if (io->GetNumberOfComponents() > 1) shape.push_back(io->GetNumberOfComponents());
   io->SetIORegion(region);
   using Component = itk::IOComponentEnum;
   at::ScalarType dtype;
@@ -277,6 +279,26 @@ at::Tensor read_image(const std::filesystem::path& path) {
               ": expected an image of 2 to 4 dimensions, got ", dims);
   check_complete(path, image_io->GetImageSizeInBytes());
   return read_pixels(path, image_io);
+}
+
+at::Tensor read_channels(const std::filesystem::path& path) {
+  register_image_formats();
+  TORCH_CHECK(std::filesystem::is_regular_file(path), "cannot read ", path.string(),
+              ": no such file");
+  itk::ImageIOBase::Pointer image_io = image_io_for(path);
+  image_io->SetFileName(path.string());
+  try {
+    image_io->ReadImageInformation();
+  } catch (const itk::ExceptionObject& error) {
+    TORCH_CHECK(false, "cannot read ", path.string(), ": ", error.GetDescription());
+  }
+  if (image_io->GetNumberOfComponents() == 1) return read_image(path);
+  const unsigned int dims = image_io->GetNumberOfDimensions();
+  TORCH_CHECK(dims >= 2 && dims <= 3, "cannot read ", path.string(),
+              ": expected a vector image of 2 or 3 dimensions, got ", dims);
+  check_complete(path, image_io->GetImageSizeInBytes());
+  const at::Tensor pixels = read_pixels(path, image_io);  // [*spatial, C]
+  return pixels.movedim(-1, 0).contiguous();
 }
 
 void write_labels(const std::filesystem::path& path, const at::Tensor& labels,

@@ -21,6 +21,8 @@ Geometry read_geometry(const std::filesystem::path& path) { unavailable("read", 
 
 at::Tensor read_image(const std::filesystem::path& path) { unavailable("read", path); }
 
+at::Tensor read_channels(const std::filesystem::path& path) { unavailable("read", path); }
+
 void write_labels(const std::filesystem::path& path, const at::Tensor&, const Geometry&) {
   unavailable("write", path);
 }

@@ -52,6 +52,8 @@ Image read_image_with_geometry(const std::filesystem::path& path) {
 
 at::Tensor read_image(const std::filesystem::path& path) { return detail::read_image(path); }
 
+at::Tensor read_channels(const std::filesystem::path& path) { return detail::read_channels(path); }
+
 at::Tensor read_label_image(const std::filesystem::path& path) {
   const at::Tensor pixels = read_image(path);
   TORCH_CHECK(pixels.dim() == 2 || pixels.dim() == 3, "cannot read ", path.string(),

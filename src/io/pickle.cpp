@@ -33,28 +33,36 @@ std::string canonical_module(const std::string& module) {
 }
 
 const std::set<std::string>& numpy_globals() {
-  static const std::set<std::string> names = {
-      "numpy.core.multiarray._reconstruct", "numpy.ndarray", "numpy.dtype",
-      "numpy.core.multiarray.scalar", "numpy.core.numeric._frombuffer", "_codecs.encode"};
+  static const std::set<std::string> names = {"numpy.core.multiarray._reconstruct",
+                                              "numpy.ndarray",
+                                              "numpy.dtype",
+                                              "numpy.core.multiarray.scalar",
+                                              "numpy.core.numeric._frombuffer",
+                                              "_codecs.encode"};
   return names;
 }
 
 const std::set<std::string>& torch_globals() {
-  static const std::set<std::string> names = {
-      "collections.OrderedDict",     "torch._utils._rebuild_tensor_v2",
-      "torch._utils._rebuild_parameter", "torch.FloatStorage",
-      "torch.DoubleStorage",         "torch.HalfStorage",
-      "torch.BFloat16Storage",       "torch.LongStorage",
-      "torch.IntStorage",            "torch.ShortStorage",
-      "torch.CharStorage",           "torch.ByteStorage",
-      "torch.BoolStorage"};
+  static const std::set<std::string> names = {"collections.OrderedDict",
+                                              "torch._utils._rebuild_tensor_v2",
+                                              "torch._utils._rebuild_parameter",
+                                              "torch.FloatStorage",
+                                              "torch.DoubleStorage",
+                                              "torch.HalfStorage",
+                                              "torch.BFloat16Storage",
+                                              "torch.LongStorage",
+                                              "torch.IntStorage",
+                                              "torch.ShortStorage",
+                                              "torch.CharStorage",
+                                              "torch.ByteStorage",
+                                              "torch.BoolStorage"};
   return names;
 }
 
 // Bytes per element of a NumPy descr's type ("f4" -> 4), checked against the known kinds.
 bool known_numpy_type(const std::string& type) {
-  static const std::set<std::string> types = {"b1", "u1", "i1", "u2", "i2", "u4", "i4",
-                                              "u8", "i8", "f2", "f4", "f8"};
+  static const std::set<std::string> types = {"b1", "u1", "i1", "u2", "i2", "u4",
+                                              "i4", "u8", "i8", "f2", "f4", "f8"};
   return types.count(type) > 0;
 }
 
@@ -218,8 +226,8 @@ class Reader {
     }
     const int64_t item = std::stoll(dtype.text.substr(2));
     if (static_cast<uint64_t>(count * item) != data.size) {
-      fail("a NumPy array of " + std::to_string(count) + " elements of " + dtype.text +
-           " holds " + std::to_string(data.size) + " bytes");
+      fail("a NumPy array of " + std::to_string(count) + " elements of " + dtype.text + " holds " +
+           std::to_string(data.size) + " bytes");
     }
     Value v = make(Kind::kArray);
     v.array = std::make_shared<Array>();
@@ -294,7 +302,8 @@ class Reader {
       v.tensor->offset = a[1].integer;
       v.tensor->size = int_tuple(a[2], "a tensor's size");
       v.tensor->stride = int_tuple(a[3], "a tensor's stride");
-      if (v.tensor->size.size() != v.tensor->stride.size()) fail("a tensor's size and stride differ");
+      if (v.tensor->size.size() != v.tensor->stride.size())
+        fail("a tensor's size and stride differ");
       return v;
     }
     if (f == "torch._utils._rebuild_parameter") {
@@ -623,7 +632,8 @@ std::string Value::describe() const {
     case Kind::kGlobal:
       return text;
     case Kind::kArray:
-      return array == nullptr ? "an unfinished NumPy array" : "a NumPy array (" + array->dtype + ")";
+      return array == nullptr ? "an unfinished NumPy array"
+                              : "a NumPy array (" + array->dtype + ")";
     case Kind::kDtype:
       return "a NumPy dtype";
     case Kind::kStorage:

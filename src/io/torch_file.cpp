@@ -24,11 +24,10 @@ struct StorageType {
 };
 
 constexpr StorageType kStorageTypes[] = {
-    {"FloatStorage", at::kFloat},   {"DoubleStorage", at::kDouble},
-    {"HalfStorage", at::kHalf},     {"BFloat16Storage", at::kBFloat16},
-    {"LongStorage", at::kLong},     {"IntStorage", at::kInt},
-    {"ShortStorage", at::kShort},   {"CharStorage", at::kChar},
-    {"ByteStorage", at::kByte},     {"BoolStorage", at::kBool}};
+    {"FloatStorage", at::kFloat},       {"DoubleStorage", at::kDouble}, {"HalfStorage", at::kHalf},
+    {"BFloat16Storage", at::kBFloat16}, {"LongStorage", at::kLong},     {"IntStorage", at::kInt},
+    {"ShortStorage", at::kShort},       {"CharStorage", at::kChar},     {"ByteStorage", at::kByte},
+    {"BoolStorage", at::kBool}};
 
 at::ScalarType scalar_type_of(const std::string& storage, const std::string& file) {
   for (const StorageType& s : kStorageTypes) {
@@ -95,8 +94,9 @@ const Value& find_state_dict(const Value& root, const std::string& file, std::st
       keys += ", ...";
       break;
     }
-    keys += (keys.empty() ? "" : ", ") + (key.is(Kind::kString) ? "'" + key.text + "'" : key.describe()) +
-            " (" + value.describe() + ")";
+    keys += (keys.empty() ? "" : ", ") +
+            (key.is(Kind::kString) ? "'" + key.text + "'" : key.describe()) + " (" +
+            value.describe() + ")";
   }
   TORCH_CHECK(false, file, " holds a dict that is not a state_dict (", keys,
               ") and has no 'state_dict' or 'model' entry that is one");
@@ -113,7 +113,8 @@ std::vector<NamedTensor> read_zip_format(const fs::path& path, std::string* entr
       prefix = r.name.substr(0, slash + 1);
     }
   }
-  TORCH_CHECK(!prefix.empty(), file, " is a zip archive without <name>/data.pkl: not a torch.save file");
+  TORCH_CHECK(!prefix.empty(), file,
+              " is a zip archive without <name>/data.pkl: not a torch.save file");
   if (const ZipRecord* order = zip.find(prefix + "byteorder")) {
     const std::string byteorder = zip.read(*order);
     TORCH_CHECK(byteorder == "little", file, " was saved with byte order '", byteorder,
@@ -123,7 +124,8 @@ std::vector<NamedTensor> read_zip_format(const fs::path& path, std::string* entr
   pickle::Permissions permissions;
   permissions.torch = true;
   size_t end = 0;
-  const Value root = pickle::read(data.data(), data.size(), file + " (data.pkl)", permissions, 0, &end);
+  const Value root =
+      pickle::read(data.data(), data.size(), file + " (data.pkl)", permissions, 0, &end);
   const Value& dict = find_state_dict(root, file, entry);
   std::map<std::string, std::string> storages;
   std::vector<NamedTensor> out;
@@ -146,8 +148,8 @@ std::vector<NamedTensor> read_zip_format(const fs::path& path, std::string* entr
 // element count and its bytes.
 bool is_legacy_magic(const std::string& head) {
   // PROTO 2, LONG1 of 10 bytes: the legacy format's magic number 0x1950a86a20f9469cfc6c.
-  static const unsigned char magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
-                                        0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+  static const unsigned char magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c,
+                                        0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
   return head.size() >= sizeof magic && std::memcmp(head.data(), magic, sizeof magic) == 0;
 }
 
@@ -184,10 +186,10 @@ std::vector<NamedTensor> read_legacy(const fs::path& path, std::string* entry) {
     at += 8;
     const auto type = types.find(key.text);
     TORCH_CHECK(type != types.end(), file, ": storage ", key.text, " belongs to no tensor");
-    const auto bytes = static_cast<uint64_t>(count) *
-                       c10::elementSize(scalar_type_of(type->second, file));
-    TORCH_CHECK(count >= 0 && bytes <= data.size() - at, file, " is truncated (storage ",
-                key.text, ")");
+    const auto bytes =
+        static_cast<uint64_t>(count) * c10::elementSize(scalar_type_of(type->second, file));
+    TORCH_CHECK(count >= 0 && bytes <= data.size() - at, file, " is truncated (storage ", key.text,
+                ")");
     storages[key.text] = data.substr(at, bytes);
     at += bytes;
   }
@@ -225,7 +227,8 @@ class PickleWriter {
     } else {
       op('\x8a');
       out_.push_back(8);
-      for (int i = 0; i < 8; ++i) out_.push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xFF));
+      for (int i = 0; i < 8; ++i)
+        out_.push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xFF));
     }
   }
   void int_tuple(at::IntArrayRef values) {

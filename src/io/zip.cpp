@@ -165,8 +165,7 @@ std::string ZipReader::read(const ZipRecord& record) {
           inflateEnd(&stream);
           TORCH_CHECK(false, file, ": record ", record.name, " holds damaged compressed data");
         }
-        out.append(reinterpret_cast<const char*>(output.data()),
-                   output.size() - stream.avail_out);
+        out.append(reinterpret_cast<const char*>(output.data()), output.size() - stream.avail_out);
         TORCH_CHECK(out.size() <= record.uncompressed, file, ": record ", record.name,
                     " inflates to more than its directory says (damaged)");
         if (status == Z_STREAM_END || (status == Z_BUF_ERROR && stream.avail_in == 0)) break;

@@ -23,6 +23,20 @@ std::string file_stem(const std::string& id) {
   return stem;
 }
 
+// A path of a prediction.csv: relative ones resolve against its folder. The reference's
+// inference.py writes paths relative to the folder it ran in (<job_dir>/predictions/<file>), so
+// a relative path that is not there is looked for by its file name in the CSV's folder, then
+// from the working folder.
+fs::path resolve(const fs::path& dir, const std::string& field) {
+  const fs::path path(field);
+  if (path.is_absolute()) return path;
+  const fs::path in_dir = dir / path;
+  if (fs::exists(in_dir)) return in_dir;
+  if (fs::exists(dir / path.filename())) return dir / path.filename();
+  if (fs::exists(path)) return fs::absolute(path);
+  return in_dir;
+}
+
 }  // namespace
 
 std::vector<PredictionCase> read_prediction_csv(const fs::path& dir, bool require_annotations) {
@@ -30,10 +44,19 @@ std::vector<PredictionCase> read_prediction_csv(const fs::path& dir, bool requir
   TORCH_CHECK(fs::is_regular_file(csv), "predictions folder ", dir.string(),
               " has no prediction.csv (", csv.string(), ": no such file)");
   const io::CsvTable table = io::read_csv(csv);
-  for (const char* required : {"id", "logit_mean", "cov_diag", "cov_factor", "annotations"}) {
+  // The reference's inference.py writes the case's target as 'seg' (one annotation) and its ROI
+  // as 'sampling_mask', next to the test CSV's other columns.
+  const bool reference = !table.column.count("annotations") && table.column.count("seg");
+  const char* annotations = reference ? "seg" : "annotations";
+  for (const char* required : {"id", "logit_mean", "cov_diag", "cov_factor"}) {
     TORCH_CHECK(table.column.count(required), csv.string(), ": the header has no column '",
-                required, "' (expected id,logit_mean,cov_diag,cov_factor,annotations)");
+                required,
+                "' (expected ssn's id,logit_mean,cov_diag,cov_factor,annotations or the "
+                "reference's id,...,seg,sampling_mask,...,logit_mean,cov_diag,cov_factor)");
   }
+  TORCH_CHECK(!require_annotations || table.column.count(annotations), csv.string(),
+              ": the header has no column 'annotations' (ssn's folders) or 'seg' (the "
+              "reference's)");
   std::vector<PredictionCase> cases;
   std::map<std::string, int> seen;
   for (size_t row = 0; row < table.rows.size(); ++row) {
@@ -43,17 +66,23 @@ std::vector<PredictionCase> read_prediction_csv(const fs::path& dir, bool requir
     TORCH_CHECK(!c.id.empty(), csv.string(), " line ", line_number, ": empty id");
     TORCH_CHECK(seen.emplace(c.id, line_number).second, csv.string(), " line ", line_number,
                 ": id '", c.id, "' repeats line ", seen[c.id]);
-    c.logit_mean = dir / table.field(row, "logit_mean");
-    c.cov_diag = dir / table.field(row, "cov_diag");
-    c.cov_factor = dir / table.field(row, "cov_factor");
-    for (const std::string& path : io::split_fields(table.field(row, "annotations"), ';')) {
-      if (!path.empty()) c.annotations.push_back(dir / path);
+    c.logit_mean = resolve(dir, table.field(row, "logit_mean"));
+    c.cov_diag = resolve(dir, table.field(row, "cov_diag"));
+    c.cov_factor = resolve(dir, table.field(row, "cov_factor"));
+    if (table.column.count(annotations)) {
+      for (const std::string& path : io::split_fields(table.field(row, annotations), ';')) {
+        if (!path.empty()) c.annotations.push_back(resolve(dir, path));
+      }
     }
     TORCH_CHECK(!require_annotations || !c.annotations.empty(), csv.string(), " line ", line_number,
-                ": case ", c.id,
-                " has no annotations (column 'annotations', paths separated by ';')");
+                ": case ", c.id, " has no annotations (column '", annotations, "'",
+                reference ? ")" : ", paths separated by ';')");
     if (table.column.count("image") && !table.field(row, "image").empty()) {
-      c.image = dir / table.field(row, "image");
+      c.image = resolve(dir, table.field(row, "image"));
+    }
+    if (reference && table.column.count("sampling_mask") &&
+        !table.field(row, "sampling_mask").empty()) {
+      c.sampling_mask = resolve(dir, table.field(row, "sampling_mask"));
     }
     cases.push_back(std::move(c));
   }
@@ -62,8 +91,8 @@ std::vector<PredictionCase> read_prediction_csv(const fs::path& dir, bool requir
 }
 
 PredictionMaps read_prediction_maps(const PredictionCase& c) {
-  PredictionMaps maps{io::read_image(c.logit_mean), io::read_image(c.cov_diag),
-                      io::read_image(c.cov_factor)};
+  PredictionMaps maps{io::read_channels(c.logit_mean), io::read_channels(c.cov_diag),
+                      io::read_channels(c.cov_factor)};
   TORCH_CHECK(maps.mean.is_floating_point() && maps.mean.dim() >= 3, c.logit_mean.string(),
               ": expected floating-point maps [C, *spatial] with 2 or 3 spatial axes, got ",
               maps.mean.scalar_type(), " ", maps.mean.sizes());
@@ -85,6 +114,15 @@ PredictionMaps read_prediction_maps(const PredictionCase& c) {
   TORCH_CHECK(maps.cov_diag.numel() == 0 || maps.cov_diag.min().item<double>() > 0,
               c.cov_diag.string(), " (case ", c.id, ") holds a variance <= 0 (minimum ",
               maps.cov_diag.min().item<double>(), "): the diagonal D must be > 0");
+  if (!c.sampling_mask.empty()) {
+    // As the reference's evaluation samples: background outside the ROI, no covariance there.
+    const at::Tensor mask = io::read_label_image(c.sampling_mask).ne(0);
+    TORCH_CHECK(mask.sizes() == maps.mean.sizes().slice(1), c.sampling_mask.string(), " (case ",
+                c.id, ") has shape ", mask.sizes(), ", the maps ", maps.mean.sizes().slice(1));
+    const at::Tensor outside = mask.logical_not();
+    maps.mean[0].masked_fill_(outside, kReferenceBackgroundLogit);
+    maps.cov_factor.mul_(mask.to(maps.cov_factor.scalar_type()));
+  }
   return maps;
 }
 

@@ -1,7 +1,7 @@
 #include "ssn/train/pytorch_checkpoint.h"
 
-#include <ATen/core/Generator.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Generator.h>
 #include <torch/torch.h>
 
 #include <map>
@@ -70,8 +70,8 @@ ImportSummary import_pytorch_checkpoint(const fs::path& pytorch, const config::C
       TORCH_CHECK(source.sizes() == target.sizes(), file, ": tensor ", name, " has shape ",
                   shape_of(source.sizes()), ", the config's model needs ",
                   shape_of(target.sizes()));
-      TORCH_CHECK(source.is_floating_point() == target.is_floating_point(), file, ": tensor ",
-                  name, " is ", c10::toString(source.scalar_type()), ", the model's is ",
+      TORCH_CHECK(source.is_floating_point() == target.is_floating_point(), file, ": tensor ", name,
+                  " is ", c10::toString(source.scalar_type()), ", the model's is ",
                   c10::toString(target.scalar_type()));
       target.copy_(source);
       used.insert(name);

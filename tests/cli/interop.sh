@@ -7,7 +7,9 @@
 #     checkpoint dict) and export-checkpoint back: every tensor bit for bit in Python's torch.load
 #     (weights_only too); a U-Net exported in ssn's names, re-imported, predicted and resumed;
 #   - files that must be refused: a pickle that would run a command (nothing runs), a truncated
-#     pickle, a foreign file, a mis-shaped checkpoint, an --out that exists.
+#     pickle, a foreign file, a mis-shaped checkpoint, an --out that exists;
+#   - a predictions folder as the reference's inference.py writes it (vector NIfTI maps, its CSV
+#     columns and paths): evaluate scores it as the same maps in ssn's layout; sample reads it.
 set -u
 ssn=$(realpath "$1")
 source_dir=$(realpath "$2")
@@ -164,6 +166,23 @@ run "$ssn" predict --config-file "$config" --checkpoint "$work/resumed/checkpoin
 run "$ssn" train --config-file "$config" --data-dir "$work/data_lidc.hdf5.crops" \
   --job-dir "$work/resumed" --resume --num-epochs 1 &&
   echo "ok: train --resume from an imported checkpoint: $(tail -1 "$work/resumed/train_log.csv")"
+
+# --- The reference's predictions folder ---
+# Scored by ssn evaluate exactly as the same maps in ssn's own layout; sampled by ssn sample.
+run "$python" "$source_dir/tests/python/reference_predictions.py" "$work/reference" 7
+reference_predictions=$work/reference/run/job/predictions
+if run "$ssn" evaluate --predictions "$reference_predictions" --num-samples 8 --num-classes 4 \
+  --seed 5 --out "$work/reference/scored_reference" &&
+  run "$ssn" evaluate --predictions "$work/reference/ssn" --num-samples 8 --num-classes 4 \
+    --seed 5 --out "$work/reference/scored_ssn"; then
+  if cmp -s "$work/reference/scored_reference/metrics.csv" "$work/reference/scored_ssn/metrics.csv"; then
+    echo "ok: the reference's folder scores as the same maps in ssn's layout: $(grep ged "$work/last.log")"
+  else
+    fail "the reference's folder and ssn's layout of the same maps score differently"
+  fi
+fi
+run "$ssn" sample --predictions "$reference_predictions" --num-samples 3 \
+  --out "$work/reference/samples" && echo "ok: ssn sample on the reference's folder"
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed"

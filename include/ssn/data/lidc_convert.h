@@ -26,7 +26,7 @@ struct ConvertLidcOptions {
 };
 
 struct ConvertLidcSummary {
-  std::string format;  ///< "pickle" or "hdf5"
+  std::string format;                       ///< "pickle" or "hdf5"
   std::map<std::string, int64_t> slices;    ///< per split (train, val, test)
   std::map<std::string, int64_t> patients;  ///< per split
   int64_t annotators = 0;

@@ -50,13 +50,18 @@ at::Tensor read_label_image(const std::filesystem::path& path);
 void write_label_image(const std::filesystem::path& path, const at::Tensor& labels,
                        const Geometry& geometry = {});
 
-/// Writes values [H, W] or [D, H, W] (integers in [0, 65535]) as unsigned 16-bit, atomically (16-bit
-/// grey PNG for .png): read_image gives them back exactly, as int32.
+/// Writes values [H, W] or [D, H, W] (integers in [0, 65535]) as unsigned 16-bit, atomically
+/// (16-bit grey PNG for .png): read_image gives them back exactly, as int32.
 void write_uint16_image(const std::filesystem::path& path, const at::Tensor& values);
 
 /// Reads any single-channel image of 2 to 4 dimensions in its stored pixel type (unsigned 16/32-bit
 /// widened to int32/int64) -> [*reversed ITK size], e.g. [C, H, W] for a 3-D file.
 at::Tensor read_image(const std::filesystem::path& path);
+
+/// Reads a map of C channels -> [C, *spatial]: a vector image (C components per voxel, as
+/// SimpleITK writes the reference's prediction maps) or a scalar image with the channel as its
+/// slowest axis (as ssn writes them, read as read_image reads it).
+at::Tensor read_channels(const std::filesystem::path& path);
 
 /// Writes a floating-point tensor of 2 to 4 dimensions as float32, atomically (NIfTI, NRRD or
 /// MetaImage by extension). The first tensor dimension becomes the last (slowest) image axis, so

@@ -34,6 +34,8 @@ struct PredictionCase {
   std::vector<std::filesystem::path> annotations;
   /// The optional `image` column (a picture of the input for reports); empty when absent.
   std::filesystem::path image;
+  /// A folder of the reference's: the case's ROI (column `sampling_mask`); empty otherwise.
+  std::filesystem::path sampling_mask;
 };
 
 /// The maps of one prediction case, float32 as stored.
@@ -43,14 +45,23 @@ struct PredictionMaps {
   at::Tensor cov_factor;  ///< [C*R, *spatial]
 };
 
+/// The class-0 logit the reference's evaluation sets outside a case's ROI (every sample is
+/// background there).
+constexpr double kReferenceBackgroundLogit = 100.0;
+
 /// Reads dir/prediction.csv: columns id, logit_mean, cov_diag, cov_factor, annotations (paths
 /// separated by ';'), optional image, other columns ignored. Errors name the file, line and column.
 /// With require_annotations false, cases without annotations are allowed (sampling unlabelled
-/// predictions).
+/// predictions). Also reads the folder the reference's inference.py writes: its prediction.csv
+/// has no `annotations` column but the test CSV's `seg` (the annotation) and `sampling_mask`
+/// columns, and its maps are vector NIfTI images (channels per voxel) at paths relative to the
+/// folder inference.py ran in (found by file name in `dir`).
 std::vector<PredictionCase> read_prediction_csv(const std::filesystem::path& dir,
                                                 bool require_annotations = true);
 
-/// Reads the three maps of a case and checks that their shapes agree; errors name the file.
+/// Reads the three maps of a case and checks that their shapes agree; errors name the file. With
+/// a sampling_mask (the reference's folders), applies it as the reference's evaluation does:
+/// outside the ROI the class-0 logit is kReferenceBackgroundLogit and the factor is zero.
 PredictionMaps read_prediction_maps(const PredictionCase& prediction);
 
 /// Reads label maps -> [number of files, *spatial] uint8 class indices. With num_classes = 2 any
