@@ -76,6 +76,12 @@ TEST(DeepMedic, TwoDimensionalMatchesTheReferenceCheckpoint) {
   expect_reference_outputs("deepmedic_2d", 2);
 }
 
+// A checkpoint of another seed, written by the reference's own code with Debian's PyTorch
+// (tests/python/reference_deepmedic_vectors.py).
+TEST(DeepMedic, TwoDimensionalMatchesAReferenceCheckpointOfAnotherSeed) {
+  expect_reference_outputs("deepmedic_2d_seed1", 2);
+}
+
 TEST(DeepMedic, SizeArithmetic) {
   DeepMedic3d model(DeepMedicOptions(4));
   EXPECT_EQ(model->output_size(85), 5);
