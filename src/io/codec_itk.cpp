@@ -230,21 +230,27 @@ void write_pixels(const std::filesystem::path& path, const at::Tensor& values,
   });
 }
 
+// The ImageIO of `path` with its header read; errors name the file.
+itk::ImageIOBase::Pointer read_header(const std::filesystem::path& path) {
+  register_image_formats();
+  TORCH_CHECK(std::filesystem::is_regular_file(path), "cannot read ", path.string(),
+              ": no such file");
+  itk::ImageIOBase::Pointer image_io = image_io_for(path);
+  image_io->SetFileName(path.string());
+  try {
+    image_io->ReadImageInformation();
+  } catch (const itk::ExceptionObject& error) {
+    TORCH_CHECK(false, "cannot read ", path.string(), ": ", error.GetDescription());
+  }
+  return image_io;
+}
+
 }  // namespace
 
 bool codecs_available() { return true; }
 
 Geometry read_geometry(const std::filesystem::path& path) {
-  register_image_formats();
-  TORCH_CHECK(std::filesystem::is_regular_file(path), "cannot read ", path.string(),
-              ": no such file");
-  itk::ImageIOBase::Pointer io = image_io_for(path);
-  io->SetFileName(path.string());
-  try {
-    io->ReadImageInformation();
-  } catch (const itk::ExceptionObject& error) {
-    TORCH_CHECK(false, "cannot read ", path.string(), ": ", error.GetDescription());
-  }
+  itk::ImageIOBase::Pointer io = read_header(path);
   Geometry geometry;
   const unsigned int dims = io->GetNumberOfDimensions();
   for (unsigned int i = 0; i < dims; ++i) {
@@ -261,16 +267,7 @@ Geometry read_geometry(const std::filesystem::path& path) {
 }
 
 at::Tensor read_image(const std::filesystem::path& path) {
-  register_image_formats();
-  TORCH_CHECK(std::filesystem::is_regular_file(path), "cannot read ", path.string(),
-              ": no such file");
-  itk::ImageIOBase::Pointer image_io = image_io_for(path);
-  image_io->SetFileName(path.string());
-  try {
-    image_io->ReadImageInformation();
-  } catch (const itk::ExceptionObject& error) {
-    TORCH_CHECK(false, "cannot read ", path.string(), ": ", error.GetDescription());
-  }
+  itk::ImageIOBase::Pointer image_io = read_header(path);
   TORCH_CHECK(image_io->GetNumberOfComponents() == 1, "cannot read ", path.string(),
               ": expected a single-channel image, got ", image_io->GetNumberOfComponents(),
               " components per pixel");
@@ -282,16 +279,7 @@ at::Tensor read_image(const std::filesystem::path& path) {
 }
 
 at::Tensor read_channels(const std::filesystem::path& path) {
-  register_image_formats();
-  TORCH_CHECK(std::filesystem::is_regular_file(path), "cannot read ", path.string(),
-              ": no such file");
-  itk::ImageIOBase::Pointer image_io = image_io_for(path);
-  image_io->SetFileName(path.string());
-  try {
-    image_io->ReadImageInformation();
-  } catch (const itk::ExceptionObject& error) {
-    TORCH_CHECK(false, "cannot read ", path.string(), ": ", error.GetDescription());
-  }
+  itk::ImageIOBase::Pointer image_io = read_header(path);
   if (image_io->GetNumberOfComponents() == 1) return read_image(path);
   const unsigned int dims = image_io->GetNumberOfDimensions();
   TORCH_CHECK(dims >= 2 && dims <= 3, "cannot read ", path.string(),

@@ -22,24 +22,8 @@ fi
 rm -rf "$work"
 mkdir -p "$work"
 work=$(realpath "$work")
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/checks.sh"
 run() { "$@" >"$work/last.log" 2>&1 || { fail "$* exited $?: $(tail -c 600 "$work/last.log")"; return 1; }; }
-
-expect_failure() {
-  local name=$1 pattern=$2
-  shift 2
-  local stderr status
-  stderr=$("$@" 2>&1 >/dev/null)
-  status=$?
-  if [ "$status" -ne 1 ]; then
-    fail "$name: exit code $status, expected 1; stderr: $(tail -c 400 <<<"$stderr")"
-  elif ! grep -Eq -- "$pattern" <<<"$stderr"; then
-    fail "$name: stderr does not match '$pattern': $(tail -c 400 <<<"$stderr")"
-  else
-    echo "ok: $name: $(grep 'ssn: error' <<<"$stderr" | tail -1 | cut -c1-200)"
-  fi
-}
 
 # --- LIDC files ---
 run "$python" "$source_dir/tests/python/lidc_fixtures.py" "$work/fixtures" 20261127

@@ -18,24 +18,7 @@ work=$3
 rm -rf "$work"
 mkdir -p "$work"
 work=$(realpath "$work")
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-# expect_failure NAME PATTERN COMMAND...: exit code 1 and PATTERN on stderr.
-expect_failure() {
-  local name=$1 pattern=$2
-  shift 2
-  local stderr status
-  stderr=$("$@" 2>&1 >/dev/null)
-  status=$?
-  if [ "$status" -ne 1 ]; then
-    fail "$name: exit code $status, expected 1; stderr: $(tail -c 400 <<<"$stderr")"
-  elif ! grep -Eq -- "$pattern" <<<"$stderr"; then
-    fail "$name: stderr does not match '$pattern': $(tail -c 400 <<<"$stderr")"
-  else
-    echo "ok: $name: $(grep 'ssn: error' <<<"$stderr" | tail -1 | cut -c1-160)"
-  fi
-}
+source "$(dirname "$0")/checks.sh"
 
 # no_leftovers NAME DIR: no .ssn-tmp file or .ssn-partial folder anywhere under DIR.
 no_leftovers() {
