@@ -121,6 +121,31 @@ TEST(Pickle, DamagedInputIsAnErrorWithItsOffset) {
               HasSubstr("pickle protocol 9"));
 }
 
+// Structures pickle.dump never writes, which would make freeing them recurse without bound or
+// leak: refused.
+TEST(Pickle, RefusesCyclesAndUnboundedNesting) {
+  // ]q0 h0 a: a list appended to itself. ]q0 ]h0 a 0 h0 ]a: list 0 nested, then changed.
+  EXPECT_THAT(error_of([&] {
+                read_string(
+                    "\x80\x02]q\x00"
+                    "h\x00"
+                    "a."s);
+              }),
+              HasSubstr("a structure that contains itself"));
+  EXPECT_THAT(error_of([&] {
+                read_string(
+                    "\x80\x02]q\x00]h\x00"
+                    "a0h\x00"
+                    "]a."s);
+              }),
+              HasSubstr("a structure changed after it was nested in another"));
+  const std::string deep = "\x80\x02" + std::string(200000, ']') + std::string(199999, 'a') + ".";
+  EXPECT_THAT(error_of([&] { read_string(deep); }),
+              HasSubstr("structures nested deeper than 1000"));
+  const std::string fine = "\x80\x02" + std::string(900, ']') + std::string(899, 'a') + ".";
+  EXPECT_TRUE(read_string(fine).is(Kind::kList));
+}
+
 // Random damage to real pickles and checkpoints: an error or a value, never a crash or a hang.
 TEST(Pickle, FuzzedInputNeverCrashes) {
   std::vector<std::pair<std::string, pickle::Permissions>> seeds;

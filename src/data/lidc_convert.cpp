@@ -72,7 +72,8 @@ at::ScalarType numpy_type(const std::string& dtype, const std::string& what) {
 
 // A NumPy array as a tensor (a copy), C or Fortran order.
 at::Tensor tensor_of(const Value& value, const std::string& what) {
-  TORCH_CHECK(value.is(Kind::kArray), what, " is ", value.describe(), ", expected a NumPy array");
+  TORCH_CHECK(value.is(Kind::kArray) && value.array != nullptr, what, " is ", value.describe(),
+              ", expected a NumPy array");
   const io::pickle::Array& a = *value.array;
   const at::ScalarType type = numpy_type(a.dtype, what);
   std::vector<int64_t> shape = a.shape;

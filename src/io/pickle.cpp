@@ -6,13 +6,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <set>
 #include <unordered_map>
 
 namespace ssn::io::pickle {
 namespace {
+
+// Deeper structures are refused: freeing one recurses once per level.
+constexpr int64_t kMaxNesting = 1000;
 
 Value make(Kind kind) {
   Value v;
@@ -184,10 +189,44 @@ class Reader {
     return v;
   }
 
+  // Nesting: `child` goes into the container `parent`. pickle.dump fills every container before
+  // it nests it in another, so a container changed after that, or one that contains itself, is
+  // refused: the structure is then a tree (shared leaves aside) of known height, and freeing it
+  // can neither recurse past kMaxNesting nor leak a cycle.
+  static std::shared_ptr<const void> container_of(const Value& v) {
+    if (v.items) return v.items;
+    if (v.entries) return v.entries;
+    return nullptr;
+  }
+  void adopt(const Value& parent, const Value& child) {
+    const std::shared_ptr<const void> c = container_of(child);
+    if (c == nullptr) return;
+    const std::shared_ptr<const void> p = container_of(parent);
+    if (c == p) fail("a structure that contains itself (not read)");
+    if (nested_.count(p) > 0) fail("a structure changed after it was nested in another (not read)");
+    nested_.insert(c);
+    const auto found = heights_.find(c);
+    const int64_t height = (found == heights_.end() ? 1 : found->second) + 1;
+    int64_t& current = heights_[p];
+    current = std::max(current, height);
+    if (current > kMaxNesting) fail("structures nested deeper than " + std::to_string(kMaxNesting));
+  }
+  Value container(Kind kind, Items items) {
+    Value v = make_items(kind, std::move(items));
+    for (const Value& item : *v.items) adopt(v, item);
+    return v;
+  }
+  void append(Value& list, Value item) {
+    adopt(list, item);
+    list.items->push_back(std::move(item));
+  }
+
   void set_items(Value& dict, Items items) {
     if (!dict.is(Kind::kDict)) fail("damaged pickle (SETITEMS on " + dict.describe() + ")");
     if (items.size() % 2 != 0) fail("damaged pickle (odd number of dict items)");
     for (size_t i = 0; i < items.size(); i += 2) {
+      adopt(dict, items[i]);
+      adopt(dict, items[i + 1]);
       dict.entries->emplace_back(std::move(items[i]), std::move(items[i + 1]));
     }
   }
@@ -473,34 +512,34 @@ class Reader {
         stack_.push_back(make_items(Kind::kTuple, {}));
         return;
       case 't':
-        stack_.push_back(make_items(Kind::kTuple, pop_to_mark()));
+        stack_.push_back(container(Kind::kTuple, pop_to_mark()));
         return;
       case 0x85:
       case 0x86:
       case 0x87: {
         Items items(static_cast<size_t>(op - 0x84));
         for (size_t i = items.size(); i-- > 0;) items[i] = pop();
-        stack_.push_back(make_items(Kind::kTuple, std::move(items)));
+        stack_.push_back(container(Kind::kTuple, std::move(items)));
         return;
       }
       case ']':
         stack_.push_back(make_items(Kind::kList, {}));
         return;
       case 'l':
-        stack_.push_back(make_items(Kind::kList, pop_to_mark()));
+        stack_.push_back(container(Kind::kList, pop_to_mark()));
         return;
       case 'a': {
         Value v = pop();
         Value& list = top();
         if (!list.is(Kind::kList)) fail("damaged pickle (APPEND to " + list.describe() + ")");
-        list.items->push_back(std::move(v));
+        append(list, std::move(v));
         return;
       }
       case 'e': {
         Items items = pop_to_mark();
         Value& list = top();
         if (!list.is(Kind::kList)) fail("damaged pickle (APPENDS to " + list.describe() + ")");
-        for (Value& v : items) list.items->push_back(std::move(v));
+        for (Value& v : items) append(list, std::move(v));
         return;
       }
       case '}': {
@@ -605,6 +644,9 @@ class Reader {
   std::vector<Value> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Value> memo_;
+  // Held, not just named: a freed container's address may come back for a new one.
+  std::map<std::shared_ptr<const void>, int64_t> heights_;  ///< containers holding containers
+  std::set<std::shared_ptr<const void>> nested_;            ///< containers inside another
 };
 
 }  // namespace
