@@ -25,7 +25,7 @@ echo "google benchmark: $bench"
 
 echo "== configure"
 if ! cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
-    -DSSN_WITH_ITK=OFF -DSSN_DEPS_DIR="$deps" -DSSN_BUILD_BENCHMARKS=$bench \
+    -DSSN_WITH_ITK=OFF -DSSN_WITH_HDF5=OFF -DSSN_DEPS_DIR="$deps" -DSSN_BUILD_BENCHMARKS=$bench \
     > "$out/configure.log" 2>&1; then
   tail -40 "$out/configure.log"
   exit 1
