@@ -216,6 +216,42 @@ TEST(TorchFile, WritesWhatItReadsBitForBit) {
   }
 }
 
+// A hand-made torch.save file: one float tensor "w" of `size_tuple` (pickled) over 4 floats.
+std::string tensor_file(const std::string& size_tuple) {
+  const std::string data_pkl =
+      "\x80\x02"
+      "ccollections\nOrderedDict\n)R("
+      "X\x01\x00\x00\x00"
+      "wctorch._utils\n_rebuild_tensor_v2\n(("
+      "X\x07\x00\x00\x00"
+      "storagectorch\nFloatStorage\n"
+      "X\x01\x00\x00\x00"
+      "0"
+      "X\x03\x00\x00\x00"
+      "cpuK\x04"
+      "tQK\x00"s +
+      size_tuple +
+      "(K\x01"
+      "t\x89"
+      "ccollections\nOrderedDict\n)RtRu."s;
+  const std::string storage(16, '\0');
+  return zip_stored({{"x/data.pkl", data_pkl}, {"x/data/0", storage}});
+}
+
+TEST(TorchFile, RefusesATensorLargerThanItsStorage) {
+  const fs::path file = temporary("views.pt");
+  write_text_file(file, tensor_file("(K\x04"
+                                    "t"));
+  const std::vector<NamedTensor> ok = read_torch_state_dict(file);
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_EQ(ok[0].tensor.sizes(), (std::vector<int64_t>{4}));
+  write_text_file(file, tensor_file("(M\xe8\x03"
+                                    "t"));  // 1000 elements
+  EXPECT_THAT(error_of([&] { read_torch_state_dict(file); }),
+              HasSubstr("tensor w reaches past the end of its storage"));
+  fs::remove(file);
+}
+
 TEST(TorchFile, RefusesWhatIsNotAStateDict) {
   const fs::path file = temporary("foreign.pt");
   write_text_file(file, "not a checkpoint at all");

@@ -52,15 +52,22 @@ at::Tensor materialise(const pickle::TensorRef& ref, const std::string& storage,
   TORCH_CHECK(static_cast<int64_t>(storage.size()) % element == 0 && available >= ref.storage_numel,
               file, ": the storage of ", name, " holds ", storage.size(), " bytes, not ",
               ref.storage_numel, " elements of ", c10::toString(type), " (damaged)");
-  int64_t last = ref.offset;
-  for (size_t d = 0; d < ref.size.size(); ++d) {
-    TORCH_CHECK(ref.size[d] >= 0 && ref.stride[d] >= 0, file, ": tensor ", name,
-                " has a negative size or stride (damaged)");
-    if (ref.size[d] == 0) last = -1;
-    if (last >= 0) last += (ref.size[d] - 1) * ref.stride[d];
+  // Every element inside the storage, and no more elements than it holds (a state_dict's tensors
+  // are never expanded views), in arithmetic that cannot overflow.
+  int64_t last = ref.offset, count = 1;
+  bool inside = ref.offset >= 0 && ref.offset <= available;
+  for (size_t d = 0; d < ref.size.size() && inside; ++d) {
+    const int64_t size = ref.size[d], stride = ref.stride[d];
+    inside = size >= 0 && stride >= 0;
+    if (!inside) break;
+    count = size == 0 ? 0 : (count > available / size ? available + 1 : count * size);
+    if (size > 0 && stride > 0) {
+      inside = size - 1 <= (available - last) / stride;
+      last += (size - 1) * stride;
+    }
   }
-  TORCH_CHECK(ref.offset >= 0 && last < available, file, ": tensor ", name,
-              " reaches past the end of its storage (damaged)");
+  TORCH_CHECK(inside && count <= ref.storage_numel && (count == 0 || last < available), file,
+              ": tensor ", name, " reaches past the end of its storage (damaged)");
   const at::Tensor whole =
       at::from_blob(const_cast<char*>(storage.data()), {available}, at::TensorOptions(type));
   return whole.as_strided(ref.size, ref.stride, ref.offset).clone(at::MemoryFormat::Contiguous);
