@@ -54,17 +54,17 @@ at::Tensor materialise(const pickle::TensorRef& ref, const std::string& storage,
               ref.storage_numel, " elements of ", c10::toString(type), " (damaged)");
   // Every element inside the storage, and no more elements than it holds (a state_dict's tensors
   // are never expanded views), in arithmetic that cannot overflow.
-  int64_t last = ref.offset, count = 1;
+  int64_t count = 1;
   bool inside = ref.offset >= 0 && ref.offset <= available;
-  for (size_t d = 0; d < ref.size.size() && inside; ++d) {
-    const int64_t size = ref.size[d], stride = ref.stride[d];
-    inside = size >= 0 && stride >= 0;
-    if (!inside) break;
+  for (int64_t size : ref.size) {
+    inside = inside && size >= 0;
     count = size == 0 ? 0 : (count > available / size ? available + 1 : count * size);
-    if (size > 0 && stride > 0) {
-      inside = size - 1 <= (available - last) / stride;
-      last += (size - 1) * stride;
-    }
+  }
+  int64_t last = ref.offset;
+  for (size_t d = 0; d < ref.size.size() && inside && count > 0; ++d) {
+    const int64_t size = ref.size[d], stride = ref.stride[d];
+    inside = stride >= 0 && (stride == 0 || size - 1 <= (available - last) / stride);
+    if (inside) last += (size - 1) * stride;
   }
   TORCH_CHECK(inside && count <= ref.storage_numel && (count == 0 || last < available), file,
               ": tensor ", name, " reaches past the end of its storage (damaged)");
