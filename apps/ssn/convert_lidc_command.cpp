@@ -56,6 +56,12 @@ void add_convert_lidc_command(CLI::App& app) {
         count(s.patients, "train"), count(s.slices, "val"), count(s.patients, "val"),
         count(s.slices, "test"), count(s.patients, "test"), static_cast<long long>(s.annotators),
         s.offset, s.scale, flags->out.c_str());
+    if (s.patients_in_two_splits > 0) {
+      std::printf(
+          "warning: %lld patients have slices in more than one split of %s (its own split, "
+          "kept as it is)\n",
+          static_cast<long long>(s.patients_in_two_splits), flags->input.c_str());
+    }
   });
 }
 

@@ -89,8 +89,8 @@ at::Tensor tensor_of(const Value& value, const std::string& what) {
 
 class PickleSource : public Source {
  public:
-  PickleSource(const fs::path& path, uint64_t seed) : file_(path.string()) {
-    const std::string what = path.string();
+  PickleSource(const fs::path& path, uint64_t seed) : what_(path.string()), file_(what_) {
+    const std::string& what = what_;
     io::pickle::Permissions permissions;
     permissions.numpy = true;
     root_ = io::pickle::read(file_.data(), file_.size(), what, permissions);
@@ -98,6 +98,7 @@ class PickleSource : public Source {
                 ", expected data_lidc.pickle's dict of slices");
     std::map<std::string, std::vector<size_t>> by_patient;
     std::set<std::string> names;
+    std::map<std::string, std::string> folders;  // patient folder -> series_uid
     for (const auto& [key, value] : *root_.entries) {
       const std::string name = key.is(Kind::kString) ? key.text : "";
       TORCH_CHECK(key.is(Kind::kString), what, ": a slice key is ", key.describe(),
@@ -117,7 +118,11 @@ class PickleSource : public Source {
       const std::string safe = file_name(name);
       TORCH_CHECK(names.insert(safe).second, what, ": two slices are called ", safe,
                   " once written as file names");
-      records_.push_back({"", file_name(uid->text), safe});
+      const std::string patient = file_name(uid->text);
+      const auto [folder, added] = folders.emplace(patient, uid->text);
+      TORCH_CHECK(added || folder->second == uid->text, what, ": series_uid '", uid->text,
+                  "' and '", folder->second, "' would share the patient folder ", patient);
+      records_.push_back({"", patient, safe});
     }
     // PHiSeg's proportions: 20% of the patients for test, then 20% of the rest for validation.
     const Split split =
@@ -133,7 +138,7 @@ class PickleSource : public Source {
 
   void load(size_t i, at::Tensor& image, at::Tensor& masks) override {
     const Entry& e = entries_[i];
-    const std::string slice = file_.size() > 0 ? "slice '" + e.name + "'" : "";
+    const std::string slice = what_ + ", slice '" + e.name + "'";
     image = tensor_of(*e.image, "the image of " + slice).to(at::kDouble);
     std::vector<at::Tensor> list;
     for (size_t a = 0; a < e.masks->items->size(); ++a) {
@@ -151,6 +156,7 @@ class PickleSource : public Source {
     const Value* masks;
     std::string name;
   };
+  std::string what_;
   io::pickle::MappedFile file_;
   Value root_;
   std::vector<Entry> entries_;
@@ -341,8 +347,12 @@ ConvertLidcSummary convert_lidc(const fs::path& input, const fs::path& out,
     patients[r.split].insert(r.patient);
     ++summary.slices[r.split];
   }
-  for (const auto& [split, set] : patients)
+  std::map<std::string, int> splits_of;
+  for (const auto& [split, set] : patients) {
     summary.patients[split] = static_cast<int64_t>(set.size());
+    for (const std::string& patient : set) ++splits_of[patient];
+  }
+  for (const auto& [patient, count] : splits_of) summary.patients_in_two_splits += count > 1;
   summary.offset = low;
   summary.scale = high > low ? (high - low) / 65535.0 : 1.0;
 
@@ -372,6 +382,7 @@ ConvertLidcSummary convert_lidc(const fs::path& input, const fs::path& out,
         {"image_png_to_source", {{"scale", summary.scale}, {"offset", summary.offset}}},
         {"slices", summary.slices},
         {"patients", summary.patients},
+        {"patients_in_two_splits", summary.patients_in_two_splits},
         {"description",
          "Written by ssn convert-lidc. Images are 16-bit PNG: source value = offset + scale * "
          "PNG value. Masks are 0/255 PNG, one per annotator (<slice>_l1.png ...)."}};

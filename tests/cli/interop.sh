@@ -43,6 +43,19 @@ diff -rq "$work/data_lidc_p2.pickle.crops/test" "$work/data_lidc_p5.pickle.crops
 run "$ssn" convert-lidc --input "$work/fixtures/data_lidc_p4.pickle" --out "$work/seed9" --seed 9
 diff -rq "$work/seed9/test" "$work/data_lidc_p4.pickle.crops/test" >/dev/null &&
   fail "--seed 9 and --seed 3 give the same test split"
+# An HDF5 file whose own split puts a patient in two splits: kept, with a warning.
+"$python" - "$work/fixtures/data_lidc.hdf5" "$work/crossing.hdf5" <<'PY'
+import shutil, sys, h5py
+shutil.copy(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], 'r+') as f:
+    f['test/uids'][0] = f['train/uids'][0]
+PY
+run "$ssn" convert-lidc --input "$work/crossing.hdf5" --out "$work/crossing" &&
+  if grep -q "warning: 1 patients have slices in more than one split" "$work/last.log"; then
+    echo "ok: a patient in two splits of an HDF5 file is reported"
+  else
+    fail "no warning for a patient in two splits: $(cat "$work/last.log")"
+  fi
 config=$source_dir/tests/data/tiny_lidc128.json
 run "$ssn" train --config-file "$config" --data-dir "$work/data_lidc.hdf5.crops" --job-dir "$work/job" &&
   echo "ok: ssn train on the converted HDF5: $(tail -1 "$work/job/train_log.csv")"

@@ -30,6 +30,9 @@ struct ConvertLidcSummary {
   std::map<std::string, int64_t> slices;    ///< per split (train, val, test)
   std::map<std::string, int64_t> patients;  ///< per split
   int64_t annotators = 0;
+  /// Patients with slices in more than one split (possible only in an HDF5 file, whose split is
+  /// kept as it is).
+  int64_t patients_in_two_splits = 0;
   /// The images' map: source value = offset + scale * PNG value.
   double scale = 1, offset = 0;
 };
