@@ -14,6 +14,7 @@
 #include "ssn/train/checkpoint.h"
 #include "ssn/train/model_factory.h"
 #include "ssn/train/predict.h"
+#include "ssn/train/train_log.h"
 
 namespace ssn::train {
 namespace {
@@ -157,8 +158,39 @@ TEST(Trainer, LossFallsAndThePredictionOverlapsTheTarget) {
 
 // The schedule and the choice of checkpoints as the log says: MultiStepLR at milestones 1 and 2,
 // covariance frozen during mean_only_epochs, checkpoint_best.pt = the first epoch of lowest
-// val_ged. Epochs 4 and 5 run at learning rate 0 (no normalisation layers, so nothing moves):
-// their val_ged ties with epoch 3, and the best checkpoint must not be the last one.
+// val_ged after the mean-only epoch (the only epoch of the first run, as the fallback, until a
+// later one replaces it), marked in the log's best column. Epochs 4 and 5 run at learning rate 0
+// (no normalisation layers, so nothing moves): their val_ged ties with epoch 3, and the best
+// checkpoint must not be the last one.
+TEST(TrainLog, WritesTheBestColumnAndReadsLogsWrittenBeforeIt) {
+  EpochRecord r;
+  r.epoch = 3;
+  r.val_ged = 0.25;
+  r.best = true;
+  const std::string text = format_train_log({r});
+  EXPECT_EQ(text.substr(0, text.find('\n')),
+            "epoch,train_loss,val_loss,val_ged,lr,bad_steps,seconds,best");
+  const auto back = parse_train_log(text, "log");
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_TRUE(back[0].best);
+  EXPECT_EQ(back[0].epoch, 3);
+  const auto old = parse_train_log(
+      "epoch,train_loss,val_loss,val_ged,lr,bad_steps,seconds\n1,2,3,0.5,0.001,0,1.5\n", "old");
+  ASSERT_EQ(old.size(), 1u);
+  EXPECT_FALSE(old[0].best);
+  EXPECT_DOUBLE_EQ(old[0].val_ged, 0.5);
+  try {
+    parse_train_log(
+        "epoch,train_loss,val_loss,val_ged,lr,bad_steps,seconds,best\n"
+        "1,2,3,0.5,0.001,0,1.5\n",
+        "short");
+    FAIL() << "expected an error";
+  } catch (const c10::Error& error) {
+    EXPECT_THAT(error.what_without_backtrace(),
+                ::testing::HasSubstr("short line 2: expected 8 fields, got 7"));
+  }
+}
+
 TEST(Trainer, ScheduleMeanOnlyEpochsAndBestCheckpointFollowTheLog) {
   if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
   const fs::path root = hand_made_folder();
@@ -173,7 +205,10 @@ TEST(Trainer, ScheduleMeanOnlyEpochsAndBestCheckpointFollowTheLog) {
   options.data.data_dir = root;
   options.job_dir = root / "job";
   options.seed = 5;
-  train(config, options);
+  const auto first = train(config, options);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_TRUE(first[0].best) << "the last epoch when none after the warm-up was validated";
+  EXPECT_TRUE(fs::exists(options.job_dir / "checkpoint_best.pt"));
   // After the mean-only epoch the covariance layers are still as initialised; the mean moved.
   torch::manual_seed(options.seed);
   nn::SegmentationModel initial = build_model(config.model);
@@ -200,13 +235,17 @@ TEST(Trainer, ScheduleMeanOnlyEpochsAndBestCheckpointFollowTheLog) {
   const std::vector<double> lr = {0.01, 0.01 * 0.5, 0.01 * 0.25, 0.0, 0.0};
   // Rows before a resume come back from the checkpoint's text log (10 significant digits).
   const double tolerance = 1e-9;
-  size_t best = 0;
+  size_t best = 1;  // epoch 1 is the mean-only one
+  size_t marked = 0;
   for (size_t e = 0; e < log.size(); ++e) {
     EXPECT_DOUBLE_EQ(log[e].lr, lr[e]) << "epoch " << e + 1;
-    if (log[e].val_ged < log[best].val_ged * (1 - tolerance)) best = e;
+    if (e >= 1 && log[e].val_ged < log[best].val_ged * (1 - tolerance)) best = e;
+    if (log[e].best) marked = e;
   }
   EXPECT_NEAR(log[3].val_ged, log[2].val_ged, tolerance) << "nothing moves at learning rate 0";
   EXPECT_LT(best, 3u);
+  EXPECT_EQ(marked, best) << "the log's last best row is checkpoint_best.pt's epoch";
+  EXPECT_TRUE(log[1].best) << "the first epoch after the warm-up replaces the fallback";
   nn::SegmentationModel scratch = build_model(config.model);
   auto optimizer = build_optimizer(config.optimizer, scratch->parameters());
   const TrainingState state =

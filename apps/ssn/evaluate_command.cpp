@@ -19,11 +19,21 @@ struct EvaluateFlags {
   std::string samples;
   std::string predictions;
   std::string out;
+  bool classes_given = false;
   evaluation::EvaluationOptions options;
   evaluation::SamplingOptions sampling;
 };
 
-void run_evaluate(const EvaluateFlags& flags) {
+void run_evaluate(EvaluateFlags& flags) {
+  if (!flags.predictions.empty() && !flags.classes_given) {
+    flags.options.num_classes = evaluation::classes_of_prediction_folder(flags.predictions);
+    std::printf("%lld classes (the channels of the mean maps)%s\n",
+                static_cast<long long>(flags.options.num_classes),
+                flags.options.num_classes == 4 && !flags.options.brats_regions
+                    ? "; for BraTS labels, --brats-regions adds the Dice of whole tumour, tumour "
+                      "core and enhancing tumour"
+                    : "");
+  }
   std::vector<evaluation::CaseResult> results;
   const auto start = std::chrono::steady_clock::now();
   {
@@ -88,9 +98,10 @@ void add_evaluate_command(CLI::App& app) {
   command
       ->add_option("--num-classes", flags->options.num_classes,
                    "K, background included; with 2, any non-zero value is foreground (0/255 "
-                   "masks), otherwise values are class indices")
+                   "masks), otherwise values are class indices. Default: the channels of the "
+                   "mean maps (--predictions), 2 (--samples)")
       ->check(CLI::Range(2, 256))
-      ->capture_default_str();
+      ->each([flags](const std::string&) { flags->classes_given = true; });
   command->add_flag("--brats-regions", flags->options.brats_regions,
                     "Also Dice of whole tumour {1,2,3}, tumour core {1,3} and enhancing {3} "
                     "(needs --num-classes 4)");

@@ -277,6 +277,12 @@ MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag
   return row;
 }
 
+int64_t classes_of_prediction_folder(const fs::path& dir) {
+  const std::vector<PredictionCase> cases =
+      predictions::read_prediction_csv(dir, /*require_annotations=*/false);
+  return io::read_channels(cases.front().logit_mean).size(0);
+}
+
 std::vector<CaseResult> evaluate_prediction_folder(const fs::path& dir,
                                                    const EvaluationOptions& options,
                                                    const SamplingOptions& sampling,

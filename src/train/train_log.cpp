@@ -11,7 +11,9 @@
 namespace ssn::train {
 namespace {
 
-constexpr const char* kHeader = "epoch,train_loss,val_loss,val_ged,lr,bad_steps,seconds";
+constexpr const char* kHeader = "epoch,train_loss,val_loss,val_ged,lr,bad_steps,seconds,best";
+// Logs and checkpoints written before the `best` column.
+constexpr const char* kHeaderWithoutBest = "epoch,train_loss,val_loss,val_ged,lr,bad_steps,seconds";
 
 }  // namespace
 
@@ -20,7 +22,7 @@ std::string format_train_log(const std::vector<EpochRecord>& records) {
   out << std::setprecision(10) << kHeader << "\n";
   for (const auto& r : records) {
     out << r.epoch << "," << r.train_loss << "," << r.val_loss << "," << r.val_ged << "," << r.lr
-        << "," << r.bad_steps << "," << r.seconds << "\n";
+        << "," << r.bad_steps << "," << r.seconds << "," << (r.best ? 1 : 0) << "\n";
   }
   return out.str();
 }
@@ -31,7 +33,9 @@ std::vector<EpochRecord> parse_train_log(const std::string& csv, const std::stri
   std::string line;
   std::getline(in, line);
   if (!line.empty() && line.back() == '\r') line.pop_back();
-  TORCH_CHECK(line == kHeader, source, ": expected the header ", kHeader, ", got '", line, "'");
+  TORCH_CHECK(line == kHeader || line == kHeaderWithoutBest, source, ": expected the header ",
+              kHeader, ", got '", line, "'");
+  const size_t fields = line == kHeader ? 8 : 7;
   for (int line_number = 2; std::getline(in, line); ++line_number) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
@@ -42,12 +46,12 @@ std::vector<EpochRecord> parse_train_log(const std::string& csv, const std::stri
       char* end = nullptr;
       values.push_back(std::strtod(cursor, &end));
       TORCH_CHECK(end != cursor && (*end == ',' || *end == '\0'), source, " line ", line_number,
-                  ": expected 7 numbers separated by commas, got '", line, "'");
+                  ": expected ", fields, " numbers separated by commas, got '", line, "'");
       if (*end == '\0') break;
       cursor = end + 1;
     }
-    TORCH_CHECK(values.size() == 7, source, " line ", line_number, ": expected 7 fields, got ",
-                values.size());
+    TORCH_CHECK(values.size() == fields, source, " line ", line_number, ": expected ", fields,
+                " fields, got ", values.size());
     EpochRecord r;
     r.epoch = static_cast<int64_t>(values[0]);
     r.train_loss = values[1];
@@ -56,6 +60,7 @@ std::vector<EpochRecord> parse_train_log(const std::string& csv, const std::stri
     r.lr = values[4];
     r.bad_steps = static_cast<int64_t>(values[5]);
     r.seconds = values[6];
+    r.best = fields == 8 && values[7] != 0;
     records.push_back(r);
   }
   return records;

@@ -153,9 +153,17 @@ void validate_and_save(Run& run, EpochRecord record, double epoch_start_seconds)
   }
   record.seconds =
       epoch_start_seconds + std::chrono::duration<double>(Clock::now() - start).count();
+  // checkpoint_best.pt: the lowest validation GED among epochs whose covariance has trained (a
+  // model of the mean-only warm-up is no distribution); the last epoch when there is none.
+  const bool covariance_trained = config.model.kind == nn::ModelKind::kDeterministic ||
+                                  epoch >= config.training.mean_only_epochs;
+  const bool last_epoch = epoch + 1 == config.training.num_epochs;
+  record.best = (evaluate && covariance_trained && record.val_ged < run.best_ged) ||
+                (last_epoch && std::isinf(run.best_ged));
+  const bool best = record.best;
+  // The fallback keeps best_ged infinite, so that the first epoch after the warm-up replaces it.
+  if (best && evaluate && covariance_trained) run.best_ged = record.val_ged;
   run.records.push_back(record);
-  const bool best = evaluate && record.val_ged < run.best_ged;
-  if (best) run.best_ged = record.val_ged;
   TrainingState state;
   state.epoch = epoch + 1;
   state.best_ged = run.best_ged;

@@ -178,6 +178,15 @@ if run "$ssn" evaluate --predictions "$reference_predictions" --num-samples 8 --
     fail "the reference's folder and ssn's layout of the same maps score differently"
   fi
 fi
+# Without --num-classes, K comes from the maps, and --brats-regions is suggested for 4 classes.
+run "$ssn" evaluate --predictions "$reference_predictions" --num-samples 2 \
+  --out "$work/reference/scored_default" &&
+  if grep -q "^4 classes (the channels of the mean maps); for BraTS labels, --brats-regions" \
+    "$work/last.log"; then
+    echo "ok: evaluate takes the number of classes from the maps"
+  else
+    fail "evaluate did not infer 4 classes: $(head -3 "$work/last.log")"
+  fi
 run "$ssn" sample --predictions "$reference_predictions" --num-samples 3 \
   --out "$work/reference/samples" && echo "ok: ssn sample on the reference's folder"
 

@@ -103,6 +103,9 @@ MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag
                               const EvaluationOptions& options, int64_t num_samples,
                               at::Generator generator);
 
+/// K of a predictions folder: the channel count of its first case's mean map.
+int64_t classes_of_prediction_folder(const std::filesystem::path& dir);
+
 /// Reads and evaluates every case of a predictions folder; K is the channel count of the mean
 /// maps and must equal options.num_classes.
 std::vector<CaseResult> evaluate_prediction_folder(const std::filesystem::path& dir,

@@ -18,13 +18,17 @@ struct EpochRecord {
   double lr = 0.0;
   int64_t bad_steps = 0;  ///< steps skipped for a non-finite loss
   double seconds = 0.0;
+  /// This epoch's checkpoint became checkpoint_best.pt (the criterion: val_ged, lowest among the
+  /// epochs after the mean-only warm-up).
+  bool best = false;
 };
 
-/// The CSV text: the header `epoch,train_loss,val_loss,val_ged,lr,bad_steps,seconds`, then one
-/// line per record (NaN as "nan").
+/// The CSV text: the header `epoch,train_loss,val_loss,val_ged,lr,bad_steps,seconds,best`, then
+/// one line per record (NaN as "nan", best 0 or 1).
 std::string format_train_log(const std::vector<EpochRecord>& records);
 
-/// Parses the text of a train log; errors name `source` and the line.
+/// Parses the text of a train log (also the 7-column logs before `best`); errors name `source` and
+/// the line.
 std::vector<EpochRecord> parse_train_log(const std::string& csv, const std::string& source);
 
 /// Writes format_train_log(records) to `path` atomically.
