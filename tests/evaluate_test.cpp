@@ -71,7 +71,7 @@ TEST_F(EvaluateFolder, FilesGiveTheSameMetricsAsTheTensors) {
   std::ifstream csv(root_ / "out" / "metrics.csv");
   std::string header;
   std::getline(csv, header);
-  EXPECT_EQ(header, "id,ged,diversity,annotator_diversity,hm_iou,dice_1,ncc,ece");
+  EXPECT_EQ(header, "id,ged,diversity,annotator_diversity,ged_oracle,hm_iou,dice_1,ncc,ece");
   EXPECT_EQ(summary["num_cases"], 2);
   EXPECT_TRUE(summary["num_samples"].is_null());  // 8 and 6
   EXPECT_NEAR(summary["metrics"]["ged"]["mean"].get<double>(),
@@ -188,9 +188,9 @@ TEST_F(EvaluatePredictions, NearZeroCovarianceGivesTheMeanPredictionEverywhere) 
   EXPECT_NEAR(row["loglikelihood"], expected, 1e-3);
   std::vector<std::string> names;
   for (const auto& [name, value] : results[0].metrics) names.push_back(name);
-  EXPECT_EQ(names,
-            std::vector<std::string>({"ged", "diversity", "annotator_diversity", "hm_iou", "dice_1",
-                                      "dice_mean_1", "ncc", "ece", "loglikelihood"}));
+  EXPECT_EQ(names, std::vector<std::string>({"ged", "diversity", "annotator_diversity",
+                                             "ged_oracle", "hm_iou", "dice_1", "dice_mean_1", "ncc",
+                                             "ece", "loglikelihood"}));
 }
 
 TEST_F(EvaluatePredictions, SameSeedSameMetricsAndSamplesSpread) {
@@ -267,6 +267,34 @@ TEST(FindSampleCases, EmptyFolderIsAnError) {
   fs::create_directories(dir);
   EXPECT_THAT(error_of([&] { find_sample_cases(dir); }), HasSubstr("has no files named"));
   fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ssn::evaluation
+
+namespace ssn::evaluation {
+namespace {
+
+// ged_oracle: N draws from the case's own annotations. Identical annotations give 0; two
+// different ones give 2 d (p - 1/2)^2 (p: the share of draws of the first), as the plain-mean
+// D^2_GED of such a sample works out.
+TEST(GedOracle, IsTheGedOfDrawsFromTheAnnotations) {
+  EvaluationOptions options;
+  const at::Tensor a = at::zeros({1, 8, 8}, at::kByte);
+  at::Tensor b = a.clone();
+  b.slice(1, 0, 4).fill_(1);  // half the image: d(a, b) = 1 - IoU(fg) = 1
+  const at::Tensor samples = at::cat({a, b, a, b});
+  const auto row_of = [&](const at::Tensor& annotations) {
+    const MetricRow row = overlap_metrics(samples, annotations, options);
+    return std::map<std::string, double>(row.begin(), row.end());
+  };
+  EXPECT_EQ(row_of(at::cat({b, b, b}))["ged_oracle"], 0.0);
+  const double oracle = row_of(at::cat({a, b}))["ged_oracle"];
+  bool matches = false;  // p is k / 4 for some k
+  for (int k = 0; k <= 4; ++k) {
+    matches |= std::abs(oracle - 2.0 * (k / 4.0 - 0.5) * (k / 4.0 - 0.5)) < 1e-12;
+  }
+  EXPECT_TRUE(matches) << oracle;
 }
 
 }  // namespace

@@ -80,6 +80,9 @@ std::vector<SampleCase> find_sample_cases(const fs::path& dir) {
   return cases;
 }
 
+// Seeds the draws of ged_oracle (the same in every case and run).
+constexpr uint64_t kOracleSeed = 20201207;
+
 MetricRow overlap_metrics(const at::Tensor& samples, const at::Tensor& annotations,
                           const EvaluationOptions& options) {
   const int64_t classes = options.num_classes;
@@ -91,9 +94,23 @@ MetricRow overlap_metrics(const at::Tensor& samples, const at::Tensor& annotatio
   const metrics::PackedLabels packed_annotations(annotations, classes, channels);
   const metrics::DistributionMetrics distribution =
       metrics::distribution_metrics(packed_samples, packed_annotations);
+  // The floor next to the GED: a perfect model of an annotator process in which every annotation
+  // is an equally likely draw, sampled as often as the model was (N draws from the case's own
+  // annotations, seeded): what such a model scores with N samples (about the annotators'
+  // mean pairwise distance / N, since the plain-mean estimator counts each sample's pair with
+  // itself).
+  at::Generator oracle_generator = at::detail::createCPUGenerator(kOracleSeed);
+  const at::Tensor picks =
+      at::randint(annotations.size(0), {samples.size(0)}, oracle_generator, at::kLong);
+  const double ged_oracle =
+      metrics::distribution_metrics(
+          metrics::PackedLabels(annotations.index_select(0, picks), classes, channels),
+          packed_annotations)
+          .ged;
   MetricRow row = {{"ged", distribution.ged},
                    {"diversity", distribution.diversity},
                    {"annotator_diversity", distribution.annotator_diversity},
+                   {"ged_oracle", ged_oracle},
                    {"hm_iou", distribution.hm_iou}};
   const at::Tensor dice =
       metrics::dice(metrics::pairwise_overlap(packed_samples, packed_annotations));  // [N, M, K-1]
