@@ -164,6 +164,8 @@ DemoResult run_demo(const DemoOptions& options) {
       result.ged_lowrank = ged;
       result.diversity_lowrank = summary_mean(summary, "diversity");
       result.annotator_diversity = summary_mean(summary, "annotator_diversity");
+      result.ged_oracle = summary_mean(summary, "ged_oracle");
+      record["ged_oracle"] = result.ged_oracle;
     } else {
       result.ged_deterministic = ged;
     }

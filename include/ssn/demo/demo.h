@@ -38,6 +38,8 @@ struct DemoOptions {
 struct DemoResult {
   double ged_lowrank = 0.0, ged_deterministic = 0.0;
   double diversity_lowrank = 0.0, annotator_diversity = 0.0;
+  /// The GED a perfect model of the annotators scores with the same samples (ged_oracle).
+  double ged_oracle = 0.0;
   double seconds = 0.0;
   std::filesystem::path report;
 };
