@@ -63,15 +63,18 @@ TEST_F(EvaluateFolder, FilesGiveTheSameMetricsAsTheTensors) {
   ASSERT_EQ(results[0].metrics.size(), expected1.size());
   for (size_t k = 0; k < expected1.size(); ++k) {
     EXPECT_EQ(results[0].metrics[k].first, expected1[k].first);
-    EXPECT_DOUBLE_EQ(results[0].metrics[k].second, expected1[k].second) << expected1[k].first;
-    EXPECT_DOUBLE_EQ(results[1].metrics[k].second, expected2[k].second) << expected2[k].first;
+    const auto same = [](double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; };
+    EXPECT_TRUE(same(results[0].metrics[k].second, expected1[k].second)) << expected1[k].first;
+    EXPECT_TRUE(same(results[1].metrics[k].second, expected2[k].second)) << expected2[k].first;
   }
 
   const auto summary = write_evaluation(root_ / "out", results);
   std::ifstream csv(root_ / "out" / "metrics.csv");
   std::string header;
   std::getline(csv, header);
-  EXPECT_EQ(header, "id,ged,diversity,annotator_diversity,ged_oracle,hm_iou,dice_1,ncc,ece");
+  EXPECT_EQ(header,
+            "id,ged,diversity,annotator_diversity,ged_oracle,whole_image_samples,hm_iou,dice_1,ncc,"
+            "ece");
   EXPECT_EQ(summary["num_cases"], 2);
   EXPECT_TRUE(summary["num_samples"].is_null());  // 8 and 6
   EXPECT_NEAR(summary["metrics"]["ged"]["mean"].get<double>(),
@@ -188,9 +191,10 @@ TEST_F(EvaluatePredictions, NearZeroCovarianceGivesTheMeanPredictionEverywhere) 
   EXPECT_NEAR(row["loglikelihood"], expected, 1e-3);
   std::vector<std::string> names;
   for (const auto& [name, value] : results[0].metrics) names.push_back(name);
-  EXPECT_EQ(names, std::vector<std::string>({"ged", "diversity", "annotator_diversity",
-                                             "ged_oracle", "hm_iou", "dice_1", "dice_mean_1", "ncc",
-                                             "ece", "loglikelihood"}));
+  EXPECT_EQ(names,
+            std::vector<std::string>({"ged", "diversity", "annotator_diversity", "ged_oracle",
+                                      "whole_image_samples", "hm_iou", "dice_1", "dice_mean_1",
+                                      "ncc", "ece", "loglikelihood"}));
 }
 
 TEST_F(EvaluatePredictions, SameSeedSameMetricsAndSamplesSpread) {
@@ -204,8 +208,8 @@ TEST_F(EvaluatePredictions, SameSeedSameMetricsAndSamplesSpread) {
   ASSERT_EQ(first.size(), 2u);
   for (size_t i = 0; i < first.size(); ++i) {
     for (size_t k = 0; k < first[i].metrics.size(); ++k) {
-      EXPECT_EQ(first[i].metrics[k].second, second[i].metrics[k].second)
-          << first[i].metrics[k].first;
+      const double a = first[i].metrics[k].second, b = second[i].metrics[k].second;
+      EXPECT_TRUE((std::isnan(a) && std::isnan(b)) || a == b) << first[i].metrics[k].first;
     }
   }
   EXPECT_GT(first[0].metrics[1].second, 0.05);  // diversity of a wide distribution
@@ -289,6 +293,16 @@ TEST(GedOracle, IsTheGedOfDrawsFromTheAnnotations) {
     return std::map<std::string, double>(row.begin(), row.end());
   };
   EXPECT_EQ(row_of(at::cat({b, b, b}))["ged_oracle"], 0.0);
+  // b covers half the image: no case for whole_image_samples; with small annotations, the two
+  // samples b of four are not whole-image ones (half is not most), and full ones are.
+  EXPECT_TRUE(std::isnan(row_of(at::cat({b, b}))["whole_image_samples"]));
+  at::Tensor small = a.clone();
+  small[0][0][0] = 1;
+  EXPECT_EQ(row_of(at::cat({small, a}))["whole_image_samples"], 0.0);
+  const at::Tensor full = at::ones_like(a);
+  const MetricRow wild = overlap_metrics(at::cat({full, a, a, full}), at::cat({small, a}), options);
+  const std::map<std::string, double> wild_row(wild.begin(), wild.end());
+  EXPECT_EQ(wild_row.at("whole_image_samples"), 0.5);
   const double oracle = row_of(at::cat({a, b}))["ged_oracle"];
   bool matches = false;  // p is k / 4 for some k
   for (int k = 0; k <= 4; ++k) {

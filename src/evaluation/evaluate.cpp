@@ -107,10 +107,20 @@ MetricRow overlap_metrics(const at::Tensor& samples, const at::Tensor& annotatio
           metrics::PackedLabels(annotations.index_select(0, picks), classes, channels),
           packed_annotations)
           .ged;
+  // Samples no annotator would draw: foreground over most of the image in a case where no
+  // annotation marks more than a fifth of it (NaN in the other cases).
+  const auto coverage = [](const at::Tensor& maps) {
+    return maps.ne(0).flatten(1).to(at::kDouble).mean(1);
+  };
+  const double whole_image_samples =
+      coverage(annotations).max().item<double>() > 0.2
+          ? kNaN
+          : coverage(samples).gt(0.5).to(at::kDouble).mean().item<double>();
   MetricRow row = {{"ged", distribution.ged},
                    {"diversity", distribution.diversity},
                    {"annotator_diversity", distribution.annotator_diversity},
                    {"ged_oracle", ged_oracle},
+                   {"whole_image_samples", whole_image_samples},
                    {"hm_iou", distribution.hm_iou}};
   const at::Tensor dice =
       metrics::dice(metrics::pairwise_overlap(packed_samples, packed_annotations));  // [N, M, K-1]
