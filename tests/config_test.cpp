@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include "ssn/train/model_factory.h"
+
 namespace ssn::config {
 namespace {
 
@@ -40,6 +42,25 @@ TEST(Config, ShippedSmallConfigsParseAndDifferOnlyInTheModelKind) {
   EXPECT_EQ(paper.model.rank, 10);
   EXPECT_EQ(paper.loss.num_mc_samples, 20);
   EXPECT_EQ(paper.model.filters, std::vector<int64_t>({32, 64, 128, 192, 192, 192, 192}));
+}
+
+// factor_bias: the reference's conv with a bias by default; false builds a factor conv without one
+// (the CPU LIDC config's choice), and anything but a bool is refused by name.
+TEST(Config, FactorBiasIsABoolThatRemovesTheFactorConvsBias) {
+  EXPECT_TRUE(parse_config(minimal(), "cfg.json").model.factor_bias);
+  json config = minimal();
+  config["model"]["StochasticUNet"]["factor_bias"] = false;
+  const Config c = parse_config(config, "cfg.json");
+  EXPECT_FALSE(c.model.factor_bias);
+  const nn::SegmentationModel model = train::build_model(c.model);
+  const auto parameters = model->named_parameters();
+  EXPECT_TRUE(parameters.contains("head.cov_factor_l.weight"));
+  EXPECT_FALSE(parameters.contains("head.cov_factor_l.bias"));
+  EXPECT_TRUE(parameters.contains("head.mean_l.bias"));
+  EXPECT_TRUE(load_config(std::string(SSN_SOURCE_DIR) + "/configs/lidc_small_lowrank.json")
+                  .model.factor_bias == false);
+  config["model"]["StochasticUNet"]["factor_bias"] = 0;
+  EXPECT_THAT(error_of(config), HasSubstr("model.StochasticUNet.factor_bias has the wrong type"));
 }
 
 TEST(Config, UnknownKeysAndWrongTypesNameTheirPath) {

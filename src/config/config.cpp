@@ -119,6 +119,7 @@ void parse_model(const json& value, const std::string& origin, ModelConfig& m) {
     o.read_number("epsilon", m.epsilon);
     o.read_number("log_diag_bias", m.log_diag_bias);
     o.read_number("factor_init_scale", m.factor_init_scale);
+    o.read("factor_bias", m.factor_bias);
     m.kind = m.rank == 0 ? nn::ModelKind::kDiagonal : nn::ModelKind::kLowRank;
   }
 }

@@ -102,6 +102,7 @@ nlohmann::json demo_config(bool low_rank, const DemoOptions& options) {
     model["rank"] = 10;
     model["log_diag_bias"] = -4.0;
     model["factor_init_scale"] = 0.03;
+    model["factor_bias"] = false;  // no spatially constant covariance direction (issue 13)
   }
   return {{"model", {{low_rank ? "StochasticUNet" : "UNet", model}}},
           {"data", {{"dataset", "lidc"}, {"crop", 128}, {"size", options.size}, {"annotators", 4}}},

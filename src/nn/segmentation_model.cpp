@@ -32,10 +32,12 @@ SegmentationModelImpl::SegmentationModelImpl(std::shared_ptr<BackboneImpl> backb
     register_module("logits_l", logits_l_.ptr());
   } else {
     const int64_t rank = options_.kind() == ModelKind::kDiagonal ? 0 : options_.rank();
-    head_ = register_module("head", StochasticSegmentationHead(StochasticSegmentationHeadOptions(
-                                                                   features, num_classes, rank)
-                                                                   .epsilon(options_.epsilon())
-                                                                   .dimension(dims)));
+    head_ = register_module(
+        "head",
+        StochasticSegmentationHead(StochasticSegmentationHeadOptions(features, num_classes, rank)
+                                       .epsilon(options_.epsilon())
+                                       .factor_bias(options_.factor_bias())
+                                       .dimension(dims)));
   }
 }
 

@@ -29,7 +29,7 @@ StochasticSegmentationHeadImpl::StochasticSegmentationHeadImpl(
   log_cov_diag_l_ = pointwise_conv(dims, in, classes);
   register_module("log_cov_diag_l", log_cov_diag_l_.ptr());
   if (options_.rank() > 0) {
-    cov_factor_l_ = pointwise_conv(dims, in, classes * options_.rank());
+    cov_factor_l_ = pointwise_conv(dims, in, classes * options_.rank(), options_.factor_bias());
     register_module("cov_factor_l", cov_factor_l_.ptr());
   }
 }

@@ -35,9 +35,10 @@ nn::SegmentationModel build_model(const config::ModelConfig& c) {
       backbone = std::make_shared<nn::UNet3dImpl>(options);
     }
   }
-  nn::SegmentationModel model(
-      backbone,
-      nn::SegmentationModelOptions(c.kind, c.num_classes).rank(c.rank).epsilon(c.epsilon));
+  nn::SegmentationModel model(backbone, nn::SegmentationModelOptions(c.kind, c.num_classes)
+                                            .rank(c.rank)
+                                            .epsilon(c.epsilon)
+                                            .factor_bias(c.factor_bias));
   torch::NoGradGuard no_grad;
   if (nn::StochasticSegmentationHeadImpl* head = model->head()) {
     if (c.log_diag_bias != 0.0) head->log_cov_diag_bias().fill_(c.log_diag_bias);

@@ -49,6 +49,8 @@ struct ModelConfig {
   double log_diag_bias = 0.0;
   /// Multiplies the default initial weights of the covariance-factor conv.
   double factor_init_scale = 1.0;
+  /// Whether the covariance factor's 1x1 convolution has a bias (the reference's has).
+  bool factor_bias = true;
   /// DeepMedic: channels of the 8 convolutional blocks of every pathway.
   std::vector<int64_t> feature_maps = {30, 30, 40, 40, 40, 40, 50, 50};
   /// DeepMedic: channels of the hidden 1x1 blocks after the pathways are joined.

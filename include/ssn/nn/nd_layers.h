@@ -39,6 +39,7 @@ struct NdLayers<3> {
 /// A 1x1 convolution with bias over `dimension` (2 or 3) spatial axes: NdLayers<dimension>::Conv,
 /// held as an AnyModule so that its owner's forward needs no cast. Register `.ptr()` under the
 /// name the parameters should carry.
-torch::nn::AnyModule pointwise_conv(int64_t dimension, int64_t in_channels, int64_t out_channels);
+torch::nn::AnyModule pointwise_conv(int64_t dimension, int64_t in_channels, int64_t out_channels,
+                                    bool bias = true);
 
 }  // namespace ssn::nn

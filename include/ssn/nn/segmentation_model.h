@@ -40,6 +40,8 @@ struct SegmentationModelOptions {
   TORCH_ARG(int64_t, rank) = 10;
   /// Added to the diagonal of the SSN head's covariance (see StochasticSegmentationHeadOptions).
   TORCH_ARG(double, epsilon) = 1e-5;
+  /// The factor convolution's bias (StochasticSegmentationHeadOptions::factor_bias).
+  TORCH_ARG(bool, factor_bias) = true;
 };
 
 class SegmentationModelImpl : public torch::nn::Module {

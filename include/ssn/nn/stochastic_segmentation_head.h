@@ -27,6 +27,10 @@ struct StochasticSegmentationHeadOptions {
   TORCH_ARG(double, epsilon) = 1e-5;
   /// 2 for images, 3 for volumes.
   TORCH_ARG(int64_t, dimension) = 2;
+  /// Whether the factor's 1x1 convolution has a bias (the reference's has). Without it the factor
+  /// is a function of the features alone: no direction of the covariance is spatially constant
+  /// by construction.
+  TORCH_ARG(bool, factor_bias) = true;
 };
 
 /// What the head produces for one batch.
