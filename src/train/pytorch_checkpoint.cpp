@@ -21,14 +21,16 @@ std::string shape_of(at::IntArrayRef sizes) {
   return s + "]";
 }
 
-// A low-rank DeepMedic: the one ssn model the reference has a class for (StochasticDeepMedic).
+// A low-rank DeepMedic with the factor conv's bias: the one ssn model the reference has a class
+// for (StochasticDeepMedic).
 bool has_reference_class(const std::vector<std::string>& ssn_names) {
-  bool deepmedic = false, factor = false;
+  bool deepmedic = false, factor = false, factor_bias = false;
   for (const std::string& name : ssn_names) {
     deepmedic |= name.rfind("backbone.fully_connected.", 0) == 0;
     factor |= name == "head.cov_factor_l.weight";
+    factor_bias |= name == "head.cov_factor_l.bias";
   }
-  return deepmedic && factor;
+  return deepmedic && factor && factor_bias;
 }
 
 }  // namespace

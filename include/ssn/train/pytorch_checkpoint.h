@@ -5,8 +5,8 @@
 // cov_factor_l>.<weight|bias> (logits_l.<...> for a deterministic model). The reference's
 // StochasticDeepMedic calls the same tensors by the backbone's own names and mean_l /
 // log_cov_diag_l / cov_factor_l, without the prefixes. Files in either naming import; a low-rank
-// DeepMedic exports in the reference's naming (it loads into StochasticDeepMedic), every other
-// model in ssn's.
+// DeepMedic with the factor's bias (as the reference's) exports in the reference's naming (it
+// loads into StochasticDeepMedic), every other model in ssn's.
 
 #include <cstdint>
 #include <filesystem>
