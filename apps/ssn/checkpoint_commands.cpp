@@ -38,7 +38,7 @@ void add_import_checkpoint_command(CLI::App& app) {
       "Read a PyTorch torch.save file (a state_dict, or a checkpoint dict whose 'state_dict' or\n"
       "'model' entry is one; zip or legacy format) of the reference's StochasticDeepMedic or of\n"
       "ssn's own models, check every tensor's name and shape against the model of --config-file,\n"
-      "and write an ssn checkpoint that predict, sample and train --resume take. The file is\n"
+      "and write an ssn checkpoint that predict and train --resume take. The file is\n"
       "read without running it: globals other than OrderedDict, tensors and storages are refused.");
   command->footer(
       "Examples:\n  ssn import-checkpoint --pytorch saved_models/model_last.torch_model "
@@ -59,7 +59,9 @@ void add_import_checkpoint_command(CLI::App& app) {
       "Or: a new job folder to continue training in (ssn train --resume --job-dir): gets\n"
       "checkpoint_last.pt and the config as config.json");
   out->excludes(job);
-  command->add_option("--seed", flags->seed, "Seeds the checkpoint's generators, as train --seed")
+  command
+      ->add_option("--seed", flags->seed,
+                   "Seeds the checkpoint's generators, as train --random-seeds")
       ->check(seed())
       ->capture_default_str();
   command->callback([flags]() {

@@ -33,7 +33,7 @@ struct ImportSummary {
 /// Reads the torch.save file `pytorch`, maps its tensors onto the model that `config` describes
 /// (every name and shape checked: an error names the first missing, unexpected or mis-shaped
 /// tensor) and writes an ssn checkpoint to `out` atomically: the weights, a fresh optimiser and
-/// epoch 0, its generators seeded as `ssn train --seed seed` seeds them, so that predict, sample
+/// epoch 0, its generators seeded as `ssn train --random-seeds seed` seeds them, so that predict
 /// and train --resume take it.
 ImportSummary import_pytorch_checkpoint(const std::filesystem::path& pytorch,
                                         const config::Config& config,
