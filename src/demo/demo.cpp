@@ -110,7 +110,7 @@ nlohmann::json demo_config(bool low_rank, const DemoOptions& options) {
            {{"batch_size", 12},
             {"num_epochs", epochs},
             {"mean_only_epochs", low_rank ? epochs / 3 : 0}}},
-          {"valid", {{"eval_every", 2}, {"num_cases", 20}, {"num_samples", 16}}},
+          {"valid", {{"eval_every", 2}, {"num_cases", 100}, {"num_samples", 16}}},
           {"loss", low_rank ? nlohmann::json{{"StochasticSegmentationNetworkLossMCIntegral",
                                               {{"num_mc_samples", 20}}}}
                             : nlohmann::json{{"CrossEntropyLoss", nlohmann::json::object()}}},
