@@ -36,7 +36,8 @@ for input in data_lidc_p2.pickle data_lidc_p4.pickle data_lidc_p5.pickle data_li
       "$work/fixtures/truth.npz" "$kind" || fail "convert-lidc $input: the check above failed"
   fi
 done
-cmp -s "$work/data_lidc_p2.pickle.crops/lidc_conversion.json" /dev/null && fail "no conversion record"
+"$python" -c 'import json, sys; j = json.load(open(sys.argv[1])); assert j["format"] == "pickle" and j["seed"] == 3 and j["annotators"] == 4' \
+  "$work/data_lidc_p2.pickle.crops/lidc_conversion.json" || fail "lidc_conversion.json missing or wrong"
 # The same seed gives the same split whatever the protocol; another seed another split.
 diff -rq "$work/data_lidc_p2.pickle.crops/test" "$work/data_lidc_p5.pickle.crops/test" >/dev/null ||
   fail "protocols 2 and 5 of one pickle give different splits"
