@@ -255,7 +255,7 @@ TEST_F(EvaluatePredictions, AnnotationsOfAnotherGeometryAreRefused) {
                       "id,logit_mean,cov_diag,cov_factor,annotations\nv,v_logit_mean.nii.gz,"
                       "v_cov_diag.nii.gz,v_cov_factor.nii.gz,v_l1.nii.gz\n");
   EXPECT_THAT(error_of([&] {
-                evaluate_prediction_folder(dir, {}, SamplingOptions{4, 0});
+                evaluate_prediction_folder(dir, {}, SamplingOptions{4, 0, {}});
               }),
               HasSubstr("v_l1.nii.gz (case v) has another geometry than v_logit_mean.nii.gz"));
   const fs::path samples = root_ / "samples3d";

@@ -147,7 +147,7 @@ TEST(Trainer, LossFallsAndThePredictionOverlapsTheTarget) {
   predict_options.out = root / "predictions";
   predict(config, predict_options);
   const auto results = evaluation::evaluate_prediction_folder(
-      predict_options.out, evaluation::EvaluationOptions{}, evaluation::SamplingOptions{4, 0});
+      predict_options.out, evaluation::EvaluationOptions{}, evaluation::SamplingOptions{4, 0, {}});
   double dice = std::nan("");
   for (const auto& [name, value] : results[0].metrics) {
     if (name == "dice_mean_1") dice = value;
@@ -313,7 +313,7 @@ TEST(Trainer, PredictedVolumesKeepTheGeometryOfTheirInput) {
   }
   const auto results = evaluation::evaluate_prediction_folder(
       predict_options.out, evaluation::EvaluationOptions{4, true},
-      evaluation::SamplingOptions{4, 0});
+      evaluation::SamplingOptions{4, 0, {}});
   ASSERT_EQ(results.size(), 1u);
   fs::remove_all(root);
 }

@@ -13,6 +13,7 @@ void add_benchmark_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
+void add_calibrate_command(CLI::App& app);
 void add_sample_command(CLI::App& app);
 void add_report_command(CLI::App& app);
 void add_demo_command(CLI::App& app);

@@ -55,11 +55,12 @@ void add_demo_command(CLI::App& app) {
     };
     const demo::DemoResult result = demo::run_demo(*options);
     std::printf(
-        "test GED (lower is better): low-rank SSN %.4f, deterministic U-Net %.4f (a perfect "
-        "model of the annotators: %.4f)\n"
+        "test GED (lower is better): low-rank SSN %.4f at its calibrated temperature %.3g "
+        "(%.4f at 1), deterministic U-Net %.4f (a perfect model of the annotators: %.4f)\n"
         "sample diversity of the low-rank SSN %.4f (annotators: %.4f)\n"
         "done in %.0f s; open %s in a browser\n",
-        result.ged_lowrank, result.ged_deterministic, result.ged_oracle, result.diversity_lowrank,
+        result.ged_lowrank, result.temperature, result.ged_lowrank_uncalibrated,
+        result.ged_deterministic, result.ged_oracle, result.diversity_lowrank,
         result.annotator_diversity, result.seconds, result.report.c_str());
   });
 }

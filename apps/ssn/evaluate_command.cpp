@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "flags.h"
 #include "progress.h"
+#include "sampling_flags.h"
 #include "ssn/evaluation/evaluate.h"
 
 namespace ssn::cli {
@@ -22,6 +23,7 @@ struct EvaluateFlags {
   bool classes_given = false;
   evaluation::EvaluationOptions options;
   evaluation::SamplingOptions sampling;
+  SamplingFlags controls;
 };
 
 void run_evaluate(EvaluateFlags& flags) {
@@ -34,6 +36,9 @@ void run_evaluate(EvaluateFlags& flags) {
                       "core and enhancing tumour"
                     : "");
   }
+  if (!flags.predictions.empty()) {
+    flags.sampling.controls = resolve_sampling(flags.predictions, flags.controls);
+  }
   std::vector<evaluation::CaseResult> results;
   const auto start = std::chrono::steady_clock::now();
   {
@@ -44,7 +49,10 @@ void run_evaluate(EvaluateFlags& flags) {
                   : evaluation::evaluate_prediction_folder(flags.predictions, flags.options,
                                                            flags.sampling, update);
   }
-  const nlohmann::json summary = evaluation::write_evaluation(flags.out, results);
+  const nlohmann::json summary = evaluation::write_evaluation(
+      flags.out, results,
+      flags.predictions.empty() ? nlohmann::json()
+                                : evaluation::controls_json(flags.sampling.controls));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cout << "evaluated " << results.size() << " cases from "
@@ -69,7 +77,9 @@ void add_evaluate_command(CLI::App& app) {
       "Score a predicted distribution of segmentations against the annotations: GED, sample and\n"
       "annotator diversity, HM-IoU, Dice per class (and BraTS regions), NCC, class-wise ECE and,\n"
       "for --predictions, Dice of the mean and the log-likelihood of the annotations; per case in\n"
-      "OUT/metrics.csv and as mean +- standard error in OUT/summary.json.");
+      "OUT/metrics.csv and as mean +- standard error in OUT/summary.json. --predictions samples\n"
+      "with the folder's calibration.json unless --no-calibration (--temperature, --class-weights\n"
+      "override it); summary.json records the controls used.");
   command->footer(
       "Example:\n  ssn evaluate --predictions runs/lowrank/predictions --out "
       "runs/lowrank/evaluation");
@@ -94,6 +104,7 @@ void add_evaluate_command(CLI::App& app) {
   command->add_option("--seed", flags->sampling.seed, "Seed of the sampling (--predictions)")
       ->check(seed())
       ->capture_default_str();
+  add_sampling_options(command, flags->controls);
   command->add_option("--out", flags->out, "Output folder (created if missing)")->required();
   command
       ->add_option("--num-classes", flags->options.num_classes,
@@ -108,6 +119,12 @@ void add_evaluate_command(CLI::App& app) {
   command->callback([flags]() {
     if (flags->samples.empty() && flags->predictions.empty()) {
       throw CLI::RequiredError("--predictions or --samples");
+    }
+    if (flags->predictions.empty() &&
+        (flags->controls.temperature_given || !flags->controls.class_weights.empty() ||
+         flags->controls.no_calibration)) {
+      throw CLI::ValidationError("--temperature / --class-weights / --no-calibration",
+                                 "apply to --predictions only (--samples are label maps)");
     }
     run_evaluate(*flags);
   });

@@ -15,6 +15,7 @@ struct PredictFlags {
   std::string config_file;
   train::PredictOptions options;
   std::string data_dir, test_csv, checkpoint, out;
+  bool no_calibration = false;
 };
 
 }  // namespace
@@ -26,7 +27,8 @@ void add_predict_command(CLI::App& app) {
       "Run a trained model on one split of --data-dir, or on every volume of --test-csv-path\n"
       "(whole volumes, tile by tile), and write a predictions folder (mean, cov_diag and\n"
       "cov_factor maps, the argmax, the image, annotations, prediction.csv; NIfTI volumes keep\n"
-      "the input's geometry) for ssn evaluate, ssn sample and ssn report.");
+      "the input's geometry) for ssn evaluate, ssn sample and ssn report. The checkpoint's\n"
+      "calibration.json (if fitted for this checkpoint) is copied into the folder.");
   predict->footer(
       "Examples:\n  ssn predict --config-file runs/lowrank/config.json --checkpoint "
       "runs/lowrank/checkpoint_best.pt --data-dir data/lidc_like --out runs/lowrank/predictions\n"
@@ -56,6 +58,8 @@ void add_predict_command(CLI::App& app) {
       ->required();
   predict->add_option("--device", predict_flags->options.device, "cpu or cuda[:i]")
       ->capture_default_str();
+  predict->add_flag("--no-calibration", predict_flags->no_calibration,
+                    "Do not carry the checkpoint's calibration.json into the folder");
   predict->callback([predict_flags]() {
     const config::Config config = config::load_config(predict_flags->config_file);
     train::PredictOptions options = predict_flags->options;
@@ -66,9 +70,20 @@ void add_predict_command(CLI::App& app) {
     options.test_csv = predict_flags->test_csv;
     options.checkpoint = predict_flags->checkpoint;
     options.out = predict_flags->out;
+    options.carry_calibration = !predict_flags->no_calibration;
+    std::string why_not;
+    const auto calibration = options.carry_calibration
+                                 ? train::checkpoint_calibration(options.checkpoint, &why_not)
+                                 : std::nullopt;
     const int64_t cases = train::predict(config, options);
     std::printf("wrote %lld predictions to %s\n", static_cast<long long>(cases),
                 predict_flags->out.c_str());
+    if (calibration) {
+      std::printf("carried the calibration (%s) into %s/calibration.json\n",
+                  evaluation::describe(*calibration).c_str(), predict_flags->out.c_str());
+    } else if (!why_not.empty()) {
+      std::fprintf(stderr, "ssn: note: uncalibrated predictions: %s\n", why_not.c_str());
+    }
   });
 }
 

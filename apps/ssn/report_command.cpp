@@ -19,7 +19,8 @@ void add_report_command(CLI::App& app) {
       "folders: test metrics side by side (JOB/evaluation/summary.json), learning curves\n"
       "(JOB/train_log.csv), and for the first test cases (JOB/predictions) the image, the\n"
       "annotations, the mean prediction, samples and the pixel-wise entropy, plus temperature and\n"
-      "class-weight sweeps for stochastic models.");
+      "class-weight sweeps for stochastic models; the calibration (JOB/calibration.json) and,\n"
+      "unless --no-calibration, samples drawn with the one the predictions folder carries.");
   command->footer(
       "Example:\n  ssn report --job-dir runs/lowrank --job-dir runs/deterministic --out "
       "runs/report.html");
@@ -38,6 +39,8 @@ void add_report_command(CLI::App& app) {
   command->add_option("--seed", options->seed, "Seed of the samples")
       ->check(seed())
       ->capture_default_str();
+  command->add_flag("--no-calibration", options->no_calibration,
+                    "Draw the samples at temperature 1, ignoring JOB/predictions/calibration.json");
   command->callback([options, job_dirs, out]() {
     options->job_dirs.assign(job_dirs->begin(), job_dirs->end());
     options->out = *out;

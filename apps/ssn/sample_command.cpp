@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "flags.h"
 #include "progress.h"
+#include "sampling_flags.h"
 #include "ssn/evaluation/sampling.h"
 
 namespace ssn::cli {
@@ -17,23 +18,20 @@ struct SampleFlags {
   std::string predictions;
   std::string out;
   evaluation::SampleFolderOptions options;
-  std::vector<double> class_weights, rank_weights;
+  SamplingFlags sampling;
+  std::vector<double> rank_weights;
   std::string sweep;
   std::vector<double> sweep_values;
 };
 
 void run_sample(SampleFlags& flags) {
-  for (const auto& [flag, values] : {std::pair{"--class-weights", &flags.class_weights},
-                                     std::pair{"--rank-weights", &flags.rank_weights}}) {
-    for (double value : *values) {
-      if (!std::isfinite(value)) {
-        throw CLI::ValidationError(flag, "expected finite numbers, got " + std::to_string(value));
-      }
+  for (double value : flags.rank_weights) {
+    if (!std::isfinite(value)) {
+      throw CLI::ValidationError("--rank-weights",
+                                 "expected finite numbers, got " + std::to_string(value));
     }
   }
-  if (!flags.class_weights.empty()) {
-    flags.options.controls.class_weights = at::tensor(flags.class_weights, at::kFloat);
-  }
+  flags.options.controls = resolve_sampling(flags.predictions, flags.sampling);
   if (!flags.rank_weights.empty()) {
     flags.options.controls.rank_weights = at::tensor(flags.rank_weights, at::kFloat);
   }
@@ -76,7 +74,8 @@ void add_sample_command(CLI::App& app) {
       "can\n"
       "be steered: --temperature scales it, --class-weights scales it per class, --rank-weights\n"
       "per rank. --sweep renders one figure per case instead: a row per setting, the same noise\n"
-      "in every row.");
+      "in every row. The folder's calibration.json (ssn train / ssn calibrate, carried by ssn\n"
+      "predict) applies unless --no-calibration.");
   command->footer(
       "Example:\n  ssn sample --predictions runs/lowrank/predictions --num-samples 16 --out "
       "runs/lowrank/samples\n  ssn sample --predictions runs/lowrank/predictions --num-samples 6 "
@@ -93,15 +92,7 @@ void add_sample_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
   command->add_option("--out", flags->out, "Output folder (must not exist or be empty)")
       ->required();
-  command
-      ->add_option("--temperature", flags->options.controls.temperature,
-                   "Multiplies the noise; 0 gives the argmax of the mean")
-      ->check(at_least(0))
-      ->capture_default_str();
-  command
-      ->add_option("--class-weights", flags->class_weights,
-                   "w0,w1,...: one factor per class on the noise of that class's logits")
-      ->delimiter(',');
+  add_sampling_options(command, flags->sampling);
   command
       ->add_option("--rank-weights", flags->rank_weights,
                    "one factor per rank on the low-rank noise (R values)")

@@ -12,6 +12,7 @@
 #include "flags.h"
 #include "progress.h"
 #include "ssn/config/config.h"
+#include "ssn/evaluation/calibration.h"
 #include "ssn/train/trainer.h"
 
 namespace ssn::cli {
@@ -87,6 +88,16 @@ void run_train(const TrainFlags& flags) {
                  static_cast<long long>(r.epoch + 1), static_cast<long long>(r.step + 1),
                  static_cast<long long>(r.steps), r.loss, r.images_per_second, r.seconds_left);
   };
+  options.on_calibration = [terminal](int64_t done, int64_t total) {
+    if (terminal) {
+      std::fprintf(stderr, "\rcalibrating on the validation split: %lld/%lld   ",
+                   static_cast<long long>(done), static_cast<long long>(total));
+    }
+  };
+  std::string calibration;
+  options.on_calibrated = [&calibration](const evaluation::Calibration& c) {
+    calibration = evaluation::describe(c);
+  };
   const auto records = train::train(config, options);
   if (terminal) std::fprintf(stderr, "\n");
   for (const auto& r : records) {
@@ -99,8 +110,11 @@ void run_train(const TrainFlags& flags) {
                 flags.job_dir.c_str());
     return;
   }
-  std::printf("job folder: %s (train_log.csv, checkpoint_last.pt, checkpoint_best.pt)\n",
-              flags.job_dir.c_str());
+  if (!calibration.empty()) {
+    std::printf("calibration of checkpoint_best.pt (calibration.json): %s\n", calibration.c_str());
+  }
+  std::printf("job folder: %s (train_log.csv, checkpoint_last.pt, checkpoint_best.pt%s)\n",
+              flags.job_dir.c_str(), calibration.empty() ? "" : ", calibration.json");
 }
 
 }  // namespace
@@ -113,7 +127,9 @@ void add_train_command(CLI::App& app) {
       "low-rank SSN; all chosen in the config) on 2-D images in the LIDC crops layout\n"
       "(--data-dir) or on patches of CSV-indexed volumes (--train-csv-path, --valid-csv-path, as\n"
       "the reference's BraTS set-up); validation loss and GED every valid.eval_every epochs;\n"
-      "checkpoints and train_log.csv in --job-dir.");
+      "checkpoints and train_log.csv in --job-dir. At the end, the sampling temperature (and\n"
+      "class weights, where they pay) of checkpoint_best.pt is fitted on the validation split\n"
+      "into calibration.json (valid.calibrate; see ssn calibrate).");
   command->footer(
       "Examples:\n  ssn train --config-file configs/lidc_small_lowrank.json --job-dir runs/lowrank "
       "--data-dir data/lidc_like\n  ssn train --config-file configs/brats_small_lowrank.json "

@@ -277,6 +277,8 @@ void parse_valid(const json& value, const std::string& origin, ValidConfig& v) {
   valid.read_integer("max_cases_in_memory", v.max_cases_in_memory, 1);
   valid.read_integer("num_workers", v.num_workers, 0);
   valid.read_integer("keep_model_every", v.keep_model_every, 0);
+  valid.read("calibrate", v.calibrate);
+  valid.read_integer("calibration_samples", v.calibration_samples, 2);
 }
 
 void parse_test(const json& value, const std::string& origin, TestConfig& t) {

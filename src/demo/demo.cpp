@@ -8,6 +8,7 @@
 
 #include "ssn/config/config.h"
 #include "ssn/data/synthetic.h"
+#include "ssn/evaluation/calibration.h"
 #include "ssn/evaluation/evaluate.h"
 #include "ssn/io/atomic_file.h"
 #include "ssn/report/report.h"
@@ -59,8 +60,10 @@ void prepare_folder(const DemoOptions& options) {
   fs::create_directories(out);
 }
 
-// Trains one model of the demo in `job`, predicts the test split with its best checkpoint and
-// evaluates it; records the seconds of training in `record`. Returns the evaluation summary.
+// Trains one model of the demo in `job` (which calibrates a stochastic one), predicts the test
+// split with its best checkpoint and evaluates it with the calibration; records the seconds of
+// training and, for a calibrated model, the temperature and the uncalibrated test GED in
+// `record`. Returns the evaluation summary.
 nlohmann::json train_predict_evaluate(const config::Config& config, const DemoOptions& options,
                                       const fs::path& data_dir, const fs::path& job,
                                       nlohmann::json& record, const std::string& name,
@@ -82,9 +85,18 @@ nlohmann::json train_predict_evaluate(const config::Config& config, const DemoOp
   evaluation::SamplingOptions sampling;
   sampling.num_samples = options.eval_samples;
   sampling.seed = options.seed;
+  const auto calibration = evaluation::folder_calibration(job / "predictions");
+  if (calibration) {
+    const nlohmann::json uncalibrated = evaluation::summarise(
+        evaluation::evaluate_prediction_folder(job / "predictions", evaluation_options, sampling));
+    record["ged_" + name + "_uncalibrated"] = summary_mean(uncalibrated, "ged");
+    record["temperature_" + name] = calibration->temperature;
+    sampling.controls = calibration->controls();
+  }
   return evaluation::write_evaluation(
       job / "evaluation",
-      evaluation::evaluate_prediction_folder(job / "predictions", evaluation_options, sampling));
+      evaluation::evaluate_prediction_folder(job / "predictions", evaluation_options, sampling),
+      evaluation::controls_json(sampling.controls));
 }
 
 }  // namespace
@@ -167,6 +179,8 @@ DemoResult run_demo(const DemoOptions& options) {
       result.annotator_diversity = summary_mean(summary, "annotator_diversity");
       result.ged_oracle = summary_mean(summary, "ged_oracle");
       record["ged_oracle"] = result.ged_oracle;
+      result.temperature = record.value("temperature_lowrank", 1.0);
+      result.ged_lowrank_uncalibrated = record.value("ged_lowrank_uncalibrated", ged);
     } else {
       result.ged_deterministic = ged;
     }

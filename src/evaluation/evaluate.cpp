@@ -211,8 +211,22 @@ nlohmann::json summarise(const std::vector<CaseResult>& results) {
           {"metrics", metrics}};
 }
 
-nlohmann::json write_evaluation(const fs::path& out, const std::vector<CaseResult>& results) {
-  const nlohmann::json summary = summarise(results);
+nlohmann::json controls_json(const SamplingControls& controls) {
+  nlohmann::json j = {{"temperature", controls.temperature}, {"class_weights", nullptr}};
+  if (controls.class_weights.defined()) {
+    std::vector<double> w;
+    for (int64_t c = 0; c < controls.class_weights.numel(); ++c) {
+      w.push_back(controls.class_weights[c].item<double>());
+    }
+    j["class_weights"] = w;
+  }
+  return j;
+}
+
+nlohmann::json write_evaluation(const fs::path& out, const std::vector<CaseResult>& results,
+                                const nlohmann::json& sampling) {
+  nlohmann::json summary = summarise(results);
+  if (!sampling.is_null()) summary["sampling"] = sampling;
   std::error_code error;
   fs::create_directories(out, error);
   TORCH_CHECK(!error && fs::is_directory(out), "cannot create the output folder ", out.string(),
@@ -250,7 +264,7 @@ void for_each_sample_chunk(int64_t num_samples, int64_t logits_per_sample,
 MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag,
                               const at::Tensor& cov_factor, const at::Tensor& annotations,
                               const EvaluationOptions& options, int64_t num_samples,
-                              at::Generator generator) {
+                              at::Generator generator, const SamplingControls& controls) {
   TORCH_CHECK(num_samples >= 1, "the number of samples must be >= 1, got ", num_samples);
   const int64_t classes = mean.size(0);
   TORCH_CHECK(classes == options.num_classes, "the mean logits have ", classes,
@@ -267,7 +281,7 @@ MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag
   at::Tensor sum_log = at::zeros({classes, pixels}, at::kDouble);
   for_each_sample_chunk(num_samples, mean.numel(), [&](int64_t /*start*/, int64_t m) {
     const at::Tensor logits =
-        distribution.rsample(m, generator).reshape({m, classes, pixels});  // [m, C, S]
+        distribution.rsample(m, generator, controls).reshape({m, classes, pixels});  // [m, C, S]
     const at::Tensor log_p = logits.log_softmax(/*dim=*/1);
     const at::Tensor p = log_p.exp();
     sum_probability += p.sum(/*dim=*/0).to(at::kDouble);
@@ -328,9 +342,10 @@ std::vector<CaseResult> evaluate_prediction_folder(const fs::path& dir,
             predictions::read_annotations(c, options.num_classes, maps.mean.sizes().slice(1));
         at::Generator generator =
             at::detail::createCPUGenerator(sampling.seed + static_cast<uint64_t>(i));
-        results[i] = {c.id, sampling.num_samples,
-                      evaluate_prediction(maps.mean, maps.cov_diag, maps.cov_factor, annotations,
-                                          options, sampling.num_samples, generator)};
+        results[i] = {
+            c.id, sampling.num_samples,
+            evaluate_prediction(maps.mean, maps.cov_diag, maps.cov_factor, annotations, options,
+                                sampling.num_samples, generator, sampling.controls)};
       },
       progress);
   return results;

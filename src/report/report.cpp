@@ -10,9 +10,11 @@
 #include <fstream>
 #include <iomanip>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "ssn/draw/pictures.h"
+#include "ssn/evaluation/calibration.h"
 #include "ssn/evaluation/evaluate.h"
 #include "ssn/evaluation/sampling.h"
 #include "ssn/io/atomic_file.h"
@@ -200,7 +202,8 @@ at::Tensor planar(const at::Tensor& map, int64_t slice) {
 // One row of the montage (with the header row before the first case): image, annotations, argmax
 // of the mean, samples and entropy. Sets `stochastic` when the case's covariance is not zero.
 std::string montage_row(const predictions::PredictionCase& c, int64_t i,
-                        const ReportOptions& options, bool& stochastic) {
+                        const ReportOptions& options, const SamplingControls& controls,
+                        bool& stochastic) {
   std::ostringstream html;
   const predictions::PredictionMaps maps = predictions::read_prediction_maps(c);
   const int64_t classes = maps.mean.size(0);
@@ -218,8 +221,8 @@ std::string montage_row(const predictions::PredictionCase& c, int64_t i,
   std::vector<at::Tensor> samples;
   at::Generator generator = at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(i));
   const evaluation::SampleStatistics statistics =
-      evaluation::draw_samples(maps, std::max(options.entropy_samples, options.num_samples), {},
-                               generator, [&](int64_t n, const at::Tensor& labels) {
+      evaluation::draw_samples(maps, std::max(options.entropy_samples, options.num_samples),
+                               controls, generator, [&](int64_t n, const at::Tensor& labels) {
                                  if (n < options.num_samples) samples.push_back(labels);
                                });
   stochastic = stochastic || maps.cov_factor.abs().max().item<double>() > 0 ||
@@ -265,12 +268,19 @@ std::string montage_section(const fs::path& job, const ReportOptions& options) {
   std::ostringstream html;
   const int64_t shown = std::min<int64_t>(options.num_cases, static_cast<int64_t>(cases.size()));
   bool stochastic = false;
+  const std::optional<evaluation::Calibration> calibration =
+      options.no_calibration ? std::nullopt : evaluation::folder_calibration(predictions);
+  const SamplingControls controls = calibration ? calibration->controls() : SamplingControls{};
   html << "<table class=\"montage\">";
   for (int64_t i = 0; i < shown; ++i) {
-    html << montage_row(cases[i], i, options, stochastic);
+    html << montage_row(cases[i], i, options, controls, stochastic);
   }
-  html << "</table><p class=\"note\">Samples overlaid on the image (class 1 red, 2 green, 3 blue); "
-          "entropy of the class frequencies over "
+  html << "</table><p class=\"note\">Samples overlaid on the image (class 1 red, 2 green, 3 blue)"
+       << (calibration
+               ? ", drawn with the calibration (" + escape(evaluation::describe(*calibration)) + ")"
+               : std::string(options.no_calibration ? ", uncalibrated (--no-calibration)"
+                                                    : ", at temperature 1"))
+       << "; entropy of the class frequencies over "
        << std::max(options.entropy_samples, options.num_samples)
        << " samples, from 0 (violet) to log C (yellow).</p>";
   if (stochastic && shown > 0) {
@@ -283,15 +293,60 @@ std::string montage_section(const fs::path& job, const ReportOptions& options) {
       const auto sweep = evaluation::Sweep::parse(kind);
       at::Generator generator = at::detail::createCPUGenerator(options.seed);
       html << "<figure>"
-           << img(evaluation::render_sweep(maps, image, sweep, {}, options.num_samples, generator),
+           << img(evaluation::render_sweep(maps, image, sweep, controls, options.num_samples,
+                                           generator),
                   "sweep " + sweep.name())
            << "<figcaption>"
            << (sweep.kind == evaluation::Sweep::Kind::kTemperature
                    ? "Temperature T scales the noise: T = 0 is the mean's argmax."
-                   : "Weight w1 scales the noise of class 1's logits.")
+                   : "Weight w1 scales the noise of class 1's logits" +
+                         std::string(calibration ? " (at the calibrated temperature)." : "."))
            << " Each column keeps its noise.</figcaption></figure>";
     }
     html << "</div>";
+  }
+  return html.str();
+}
+
+// The job's calibration.json (ssn train / ssn calibrate) and whether its predictions apply it.
+std::string calibration_section(const fs::path& job) {
+  const fs::path file = job / evaluation::kCalibrationFile;
+  const fs::path carried = job / "predictions" / evaluation::kCalibrationFile;
+  if (!fs::is_regular_file(file) && !fs::is_regular_file(carried)) {
+    return "<p class=\"missing\">No calibration.json in " + escape(job.string()) +
+           " (fit it with <code>ssn calibrate --job-dir " + escape(job.string()) +
+           " --data-dir DATA</code>); samples are drawn at temperature 1.</p>";
+  }
+  const evaluation::Calibration c =
+      evaluation::read_calibration(fs::is_regular_file(file) ? file : carried);
+  std::ostringstream html;
+  html << "<table class=\"metrics\"><tr><th>validation (" << c.num_cases << " cases &times; "
+       << c.num_samples << " samples)</th><th>temperature</th><th>class weights</th><th>GED</th>"
+       << "<th>diversity</th></tr>";
+  std::string weights = "&mdash;";
+  if (c.class_weights.defined()) {
+    std::ostringstream w;
+    for (int64_t i = 0; i < c.class_weights.numel(); ++i) {
+      w << (i ? ", " : "") << number(c.class_weights[i].item<double>());
+    }
+    weights = w.str();
+  }
+  html << "<tr><td>uncalibrated</td><td>1</td><td>&mdash;</td><td>" << number(c.before.ged)
+       << "</td><td>" << number(c.before.diversity) << "</td></tr>"
+       << "<tr><td>calibrated</td><td>" << number(c.temperature) << "</td><td>" << weights
+       << "</td><td>" << number(c.after.ged) << "</td><td>" << number(c.after.diversity)
+       << "</td></tr><tr><td>annotators</td><td></td><td></td><td></td><td>"
+       << number(c.annotator_diversity) << "</td></tr></table>";
+  html << "<p class=\"note\">Fitted for " << escape(c.checkpoint_name)
+       << " on the validation split: the temperature (and class weights, kept only where they "
+          "beat twice their standard error) with the lowest GED. ";
+  if (fs::is_regular_file(carried)) {
+    html << "The predictions folder carries it: the test metrics and samples below use it.</p>";
+  } else if (fs::is_regular_file(job / "predictions" / "prediction.csv")) {
+    html << "The predictions folder does not carry it (predicted from another checkpoint, "
+            "before the calibration, or with --no-calibration): its samples are uncalibrated.</p>";
+  } else {
+    html << "</p>";
   }
   return html.str();
 }
@@ -327,6 +382,20 @@ std::string metrics_table(const std::vector<fs::path>& jobs) {
                                : summary.value("num_cases", nlohmann::json()).dump() + " / " +
                                      summary.value("num_samples", nlohmann::json()).dump())
          << "</td>";
+  }
+  html << "</tr><tr><td>sampling</td>";
+  for (const auto& summary : summaries) {
+    std::string text = "&mdash;";
+    if (!summary.is_null()) {
+      const nlohmann::json sampling = summary.value("sampling", nlohmann::json());
+      text = "T = 1";
+      if (sampling.is_object() && sampling.value("temperature", nlohmann::json()).is_number()) {
+        text = "T = " + number(sampling["temperature"].get<double>());
+        const nlohmann::json w = sampling.value("class_weights", nlohmann::json());
+        if (w.is_array()) text += ", w = " + escape(w.dump());
+      }
+    }
+    html << "<td>" << text << "</td>";
   }
   html << "</tr>";
   for (const auto& name : names) {
@@ -402,7 +471,8 @@ fs::path write_report(const ReportOptions& options) {
   for (const auto& job : options.job_dirs) {
     html << "<h2>" << escape(job.filename().string()) << " &mdash; "
          << escape(model_description(job)) << "</h2>\n<h3>Learning curves</h3>\n"
-         << curves_section(job) << "\n<h3>Test cases</h3>\n"
+         << curves_section(job) << "\n<h3>Calibration</h3>\n"
+         << calibration_section(job) << "\n<h3>Test cases</h3>\n"
          << montage_section(job, options) << "\n";
   }
   html << "</body></html>\n";

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "ssn/data/lidc.h"
 #include "ssn/data/volumes.h"
 #include "ssn/io/csv.h"
@@ -22,7 +24,10 @@ void predict_volumes(const config::Config& config, const PredictOptions& options
                      predictions::PredictionsWriter& writer) {
   data::CsvColumns columns = csv_columns(config.data);
   if (!io::read_csv(options.test_csv).column.count(columns.target)) columns.target.clear();
-  const std::vector<data::VolumeCase> cases = data::read_case_csv(options.test_csv, columns);
+  std::vector<data::VolumeCase> cases = data::read_case_csv(options.test_csv, columns);
+  if (options.max_cases > 0 && static_cast<int64_t>(cases.size()) > options.max_cases) {
+    cases.resize(static_cast<size_t>(options.max_cases));
+  }
   TilingOptions tiling;
   tiling.tile_input = config.test.input_patch_size.empty() ? config.training.input_patch_size
                                                            : config.test.input_patch_size;
@@ -54,7 +59,9 @@ void predict_images(const config::Config& config, const PredictOptions& options,
                     predictions::PredictionsWriter& writer) {
   const data::LidcDataset dataset(options.data_dir, options.split, lidc_options(config.data));
   torch::NoGradGuard no_grad;
-  for (int64_t i = 0; i < dataset.size(); ++i) {
+  const int64_t cases =
+      options.max_cases > 0 ? std::min(options.max_cases, dataset.size()) : dataset.size();
+  for (int64_t i = 0; i < cases; ++i) {
     const data::LidcExample& example = dataset[i];
     const nn::ModelOutput out = model->forward(example.image.unsqueeze(0).to(device));
     predictions::CasePrediction p;
@@ -72,6 +79,27 @@ void predict_images(const config::Config& config, const PredictOptions& options,
 
 }  // namespace
 
+std::optional<evaluation::Calibration> checkpoint_calibration(const fs::path& checkpoint,
+                                                              std::string* why_not) {
+  const fs::path path = checkpoint.parent_path() / evaluation::kCalibrationFile;
+  if (why_not != nullptr) why_not->clear();
+  if (!fs::exists(path)) return std::nullopt;
+  evaluation::Calibration calibration = evaluation::read_calibration(path);
+  const auto [size, crc] = evaluation::file_identity(checkpoint);
+  // The bytes decide: a copy of the calibrated checkpoint under another name is the same model.
+  if (calibration.checkpoint_size != size || calibration.checkpoint_crc != crc) {
+    if (why_not != nullptr) {
+      *why_not = path.string() + " was fitted for " +
+                 (calibration.checkpoint_name.empty() ? std::string("an unnamed checkpoint")
+                                                      : calibration.checkpoint_name) +
+                 ", not for this " + checkpoint.filename().string() +
+                 " (its bytes differ; ssn calibrate fits it again)";
+    }
+    return std::nullopt;
+  }
+  return calibration;
+}
+
 int64_t predict(const config::Config& config, const PredictOptions& options) {
   const torch::Device device = checked_device(options.device);
   const bool volumes = config.data.dataset == config::Dataset::kCsv;
@@ -85,12 +113,18 @@ int64_t predict(const config::Config& config, const PredictOptions& options) {
   load_model_weights(options.checkpoint, *model);
   model->to(device);
   model->eval();
+  const std::optional<evaluation::Calibration> calibration =
+      options.carry_calibration ? checkpoint_calibration(options.checkpoint) : std::nullopt;
   return predictions::write_predictions_folder(
       options.out, "output folder", [&](predictions::PredictionsWriter& writer) {
         if (volumes) {
           predict_volumes(config, options, model, device, writer);
         } else {
           predict_images(config, options, model, device, writer);
+        }
+        if (calibration) {
+          evaluation::write_calibration(writer.folder() / evaluation::kCalibrationFile,
+                                        *calibration);
         }
       });
 }

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "ssn/io/atomic_file.h"
+#include "ssn/train/calibrate.h"
 #include "ssn/train/checkpoint.h"
 #include "ssn/train/model_factory.h"
 
@@ -237,6 +238,16 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
   for (int64_t epoch = run.start_epoch; epoch < config.training.num_epochs; ++epoch) {
     const EpochRecord record = run_epoch(run, epoch);
     validate_and_save(run, record, record.seconds);
+  }
+  if (config.valid.calibrate && config.model.kind != nn::ModelKind::kDeterministic &&
+      fs::exists(options.job_dir / "checkpoint_best.pt")) {
+    CalibrateOptions calibrate;
+    calibrate.job_dir = options.job_dir;
+    calibrate.data = options.data;
+    calibrate.device = options.device;
+    const evaluation::Calibration calibration =
+        calibrate_job(config, calibrate, options.on_calibration);
+    if (options.on_calibrated) options.on_calibrated(calibration);
   }
   return run.records;
 }

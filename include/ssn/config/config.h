@@ -123,6 +123,12 @@ struct ValidConfig {
   int64_t num_workers = 2;
   /// Keep a copy of the checkpoint every this many epochs (0: never).
   int64_t keep_model_every = 0;
+  /// At the end of training, fit the sampling temperature (and class weights) of
+  /// checkpoint_best.pt on the first num_cases validation cases (evaluation/calibration.h).
+  bool calibrate = true;
+  /// Samples per case for each calibration setting's GED (evaluate's default, so that the
+  /// figures compare).
+  int64_t calibration_samples = 100;
 };
 
 struct TestConfig {

@@ -40,6 +40,9 @@ struct DemoResult {
   double diversity_lowrank = 0.0, annotator_diversity = 0.0;
   /// The GED a perfect model of the annotators scores with the same samples (ged_oracle).
   double ged_oracle = 0.0;
+  /// The low-rank model's calibrated temperature (calibration.json) and its test GED at
+  /// temperature 1; ged_lowrank and diversity_lowrank are calibrated.
+  double temperature = 1.0, ged_lowrank_uncalibrated = 0.0;
   double seconds = 0.0;
   std::filesystem::path report;
 };

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "ssn/distributions/low_rank_normal.h"
 #include "ssn/predictions/predictions_folder.h"
 #include "ssn/runtime/parallel_cases.h"
 
@@ -91,6 +92,8 @@ struct SamplingOptions {
   int64_t num_samples = 100;
   /// Case i draws from a generator seeded with seed + i, so results do not depend on threading.
   uint64_t seed = 0;
+  /// Temperature and class weights applied to every sample (e.g. a calibration's).
+  SamplingControls controls;
 };
 
 /// The metrics of one predicted distribution: mean [C, *spatial], cov_diag [C, *spatial],
@@ -101,7 +104,7 @@ struct SamplingOptions {
 MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag,
                               const at::Tensor& cov_factor, const at::Tensor& annotations,
                               const EvaluationOptions& options, int64_t num_samples,
-                              at::Generator generator);
+                              at::Generator generator, const SamplingControls& controls = {});
 
 /// K of a predictions folder: the channel count of its first case's mean map.
 int64_t classes_of_prediction_folder(const std::filesystem::path& dir);
@@ -113,9 +116,14 @@ std::vector<CaseResult> evaluate_prediction_folder(const std::filesystem::path& 
                                                    const SamplingOptions& sampling,
                                                    const Progress& progress = {});
 
+/// {"temperature", "class_weights" (null or one per class)}: the controls a summary records.
+nlohmann::json controls_json(const SamplingControls& controls);
+
 /// Writes out/metrics.csv (id + one column per metric, NaN as "nan") and out/summary.json, each
-/// atomically, creating `out` if missing; returns the summary.
+/// atomically, creating `out` if missing; returns the summary. A non-null `sampling` (the
+/// controls_json of the samples) is recorded in the summary as "sampling".
 nlohmann::json write_evaluation(const std::filesystem::path& out,
-                                const std::vector<CaseResult>& results);
+                                const std::vector<CaseResult>& results,
+                                const nlohmann::json& sampling = nullptr);
 
 }  // namespace ssn::evaluation

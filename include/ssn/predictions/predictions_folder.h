@@ -107,6 +107,8 @@ class PredictionsWriter {
   void finish();
   /// Cases written so far.
   size_t rows_count() const { return rows_.size(); }
+  /// The (staging) folder being written.
+  const std::filesystem::path& folder() const { return folder_; }
 
  private:
   std::filesystem::path folder_;

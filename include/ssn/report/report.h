@@ -23,6 +23,8 @@ struct ReportOptions {
   /// Samples behind the pixel-wise entropy map.
   int64_t entropy_samples = 100;
   uint64_t seed = 0;
+  /// Ignore the predictions folders' calibration.json (samples at temperature 1).
+  bool no_calibration = false;
 };
 
 /// Writes the report atomically and returns its path. A job folder must exist and hold at least

@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "ssn/config/config.h"
+#include "ssn/evaluation/calibration.h"
 
 namespace ssn::train {
 
@@ -22,6 +24,11 @@ struct PredictOptions {
   /// The predictions folder; must not exist or be empty.
   std::filesystem::path out;
   std::string device = "cpu";
+  /// At most this many cases, the first of the split or CSV (0: all).
+  int64_t max_cases = 0;
+  /// Copy the checkpoint's calibration (calibration.json beside it, fitted for this very file)
+  /// into the predictions folder, where sample, evaluate and report apply it.
+  bool carry_calibration = true;
 };
 
 /// Writes the predictions folder for every case of the split (LIDC) or of options.test_csv
@@ -29,5 +36,11 @@ struct PredictOptions {
 /// a zero factor and D = predictions::kDeterministicVariance, so that its samples are its
 /// prediction. The folder appears only when complete. Returns the number of cases.
 int64_t predict(const config::Config& config, const PredictOptions& options);
+
+/// The calibration of `checkpoint`: the calibration.json in its folder when that was fitted for
+/// this very model (the same size and CRC-32; the file name may differ). Otherwise nullopt, and
+/// `why_not` (if given) says why ("" when there is no calibration.json).
+std::optional<evaluation::Calibration> checkpoint_calibration(
+    const std::filesystem::path& checkpoint, std::string* why_not = nullptr);
 
 }  // namespace ssn::train

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ssn/config/config.h"
+#include "ssn/evaluation/calibration.h"
 #include "ssn/train/train_log.h"
 #include "ssn/train/training_data.h"
 
@@ -31,12 +32,17 @@ struct TrainOptions {
   std::string device = "cpu";
   /// Called after every step (progress bar); and once per skipped non-finite step with loss NaN.
   std::function<void(const StepReport&)> on_step;
+  /// Progress of the calibration after the last epoch (config.valid.calibrate), and its result.
+  runtime::Progress on_calibration;
+  std::function<void(const evaluation::Calibration&)> on_calibrated;
 };
 
 /// Trains for config.training.num_epochs epochs. job_dir receives config.json, train_log.csv and
 /// checkpoint_last.pt / checkpoint_best.pt (lowest validation GED), each written atomically after
 /// every epoch. With resume, continues from checkpoint_last.pt exactly: weights, optimiser,
-/// learning rate, random generators, epoch and log. Returns the log.
+/// learning rate, random generators, epoch and log. Then, with config.valid.calibrate and a
+/// stochastic model, fits job_dir/calibration.json for checkpoint_best.pt (train/calibrate.h).
+/// Returns the log.
 std::vector<EpochRecord> train(const config::Config& config, const TrainOptions& options);
 
 }  // namespace ssn::train

@@ -1,0 +1,83 @@
+#pragma once
+
+// Post-hoc calibration of a predicted distribution on the validation split: the sampling
+// temperature (and, where it pays, per-class weights on the noise) that minimise the validation
+// GED. Stored as calibration.json in a job folder and carried into predictions folders, where
+// sample, evaluate and report apply it (format in docs/file-formats.md).
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ssn/distributions/low_rank_normal.h"
+#include "ssn/runtime/parallel_cases.h"
+
+namespace ssn::evaluation {
+
+/// The file name of a calibration, in a job folder and in a predictions folder.
+inline constexpr const char* kCalibrationFile = "calibration.json";
+
+/// Validation figures of one setting: means over the cases.
+struct CalibrationScore {
+  double ged = 0.0;
+  double diversity = 0.0;
+};
+
+struct Calibration {
+  double temperature = 1.0;
+  /// [C] float, or undefined when per-class weights did not pay (all 1).
+  at::Tensor class_weights;
+  /// Before (temperature 1, no class weights), with the temperature only, and after.
+  CalibrationScore before, temperature_only, after;
+  double annotator_diversity = 0.0;
+  /// How it was fitted.
+  int64_t num_cases = 0;
+  int64_t num_samples = 0;
+  uint64_t seed = 0;
+  /// The checkpoint it was fitted for: its file name, size and CRC-32 (empty when unknown).
+  std::string checkpoint_name;
+  uint64_t checkpoint_size = 0;
+  uint32_t checkpoint_crc = 0;
+
+  /// `base` with this calibration's temperature and class weights.
+  SamplingControls controls() const;
+};
+
+struct CalibrationOptions {
+  /// Samples per case for each setting's GED (the same noise for every setting).
+  int64_t num_samples = 100;
+  uint64_t seed = 0;
+  /// At most this many cases of the folder (0: all).
+  int64_t max_cases = 0;
+};
+
+/// Fits the calibration on a predictions folder whose cases carry annotations: the temperature on
+/// a grid of 0.2 .. 2 (step 0.2), refined to steps of 0.05 around the best; then, for each
+/// foreground class in turn, a weight in 0.6 .. 1.4 (step 0.2) on that class's noise, kept only
+/// when it lowers the validation GED by more than twice the standard error of the per-case
+/// differences (otherwise noise would be fitted). Every setting sees the same noise (case i draws
+/// from seed + i), so settings compare without sampling noise between them.
+Calibration fit_calibration(const std::filesystem::path& predictions,
+                            const CalibrationOptions& options,
+                            const runtime::Progress& progress = {});
+
+/// Writes `calibration` as JSON to `path`, atomically.
+void write_calibration(const std::filesystem::path& path, const Calibration& calibration);
+
+/// Reads a calibration file; errors name the file and the field.
+Calibration read_calibration(const std::filesystem::path& path);
+
+/// The calibration of a predictions folder (its calibration.json), if it has one.
+std::optional<Calibration> folder_calibration(const std::filesystem::path& predictions);
+
+/// Size and CRC-32 of a file, read whole (for a checkpoint's identity).
+std::pair<uint64_t, uint32_t> file_identity(const std::filesystem::path& path);
+
+/// One line for logs: "temperature 0.75, class weights [1, 1.2]; validation GED 0.21 -> 0.18".
+std::string describe(const Calibration& calibration);
+
+}  // namespace ssn::evaluation

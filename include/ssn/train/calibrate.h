@@ -1,0 +1,36 @@
+#pragma once
+
+// Calibration of a trained job on its validation split (evaluation/calibration.h): the
+// checkpoint's predictions of the first valid.num_cases validation cases, the fit, and the job's
+// calibration.json. Run at the end of `ssn train` and by `ssn calibrate` for existing jobs.
+
+#include <filesystem>
+#include <string>
+
+#include "ssn/config/config.h"
+#include "ssn/evaluation/calibration.h"
+#include "ssn/runtime/parallel_cases.h"
+#include "ssn/train/training_data.h"
+
+namespace ssn::train {
+
+struct CalibrateOptions {
+  /// The job folder; receives calibration.json.
+  std::filesystem::path job_dir;
+  /// Where the validation cases are: data_dir (split "val") or valid_csv.
+  DataPaths data;
+  /// The checkpoint to calibrate, a file of job_dir.
+  std::string checkpoint = "checkpoint_best.pt";
+  /// Samples per case for each setting; 0: config.valid.calibration_samples.
+  int64_t num_samples = 0;
+  uint64_t seed = 0;
+  std::string device = "cpu";
+};
+
+/// Predicts the validation cases with the checkpoint into a staging folder of the job (removed
+/// afterwards), fits the calibration, and writes job_dir/calibration.json atomically. The caller
+/// holds the job folder's lock. Deterministic models have nothing to calibrate: an error.
+evaluation::Calibration calibrate_job(const config::Config& config, const CalibrateOptions& options,
+                                      const runtime::Progress& progress = {});
+
+}  // namespace ssn::train

@@ -1,0 +1,73 @@
+#include "ssn/train/calibrate.h"
+
+#include <unistd.h>
+
+#include "ssn/train/predict.h"
+
+namespace ssn::train {
+namespace fs = std::filesystem;
+namespace {
+
+// A folder of the job that exists while calibrating: a staging name (io/atomic_file.h), so that
+// what a killed run leaves is recognised and removed by the next run in the job.
+class ScratchFolder {
+ public:
+  explicit ScratchFolder(const fs::path& job_dir)
+      : path_(job_dir / ("calibration.ssn-partial-" + std::to_string(::getpid()))) {
+    std::error_code error;
+    fs::remove_all(path_, error);  // a folder of this very process's name: its own leftover
+    fs::create_directories(path_, error);
+    TORCH_CHECK(!error, "cannot create ", path_.string(), ": ", error.message());
+  }
+  ~ScratchFolder() {
+    std::error_code error;
+    fs::remove_all(path_, error);
+  }
+  ScratchFolder(const ScratchFolder&) = delete;
+  ScratchFolder& operator=(const ScratchFolder&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+}  // namespace
+
+evaluation::Calibration calibrate_job(const config::Config& config, const CalibrateOptions& options,
+                                      const runtime::Progress& progress) {
+  TORCH_CHECK(config.model.kind != nn::ModelKind::kDeterministic,
+              "a deterministic model has no distribution to calibrate");
+  const fs::path checkpoint = options.job_dir / options.checkpoint;
+  TORCH_CHECK(fs::is_regular_file(checkpoint), "cannot calibrate: no ", options.checkpoint, " in ",
+              options.job_dir.string());
+  const bool volumes = config.data.dataset == config::Dataset::kCsv;
+  TORCH_CHECK(!volumes || !options.data.valid_csv.empty(),
+              "calibration of CSV-indexed volumes needs the validation CSV (--valid-csv-path)");
+  TORCH_CHECK(volumes || !options.data.data_dir.empty(),
+              "calibration of the LIDC crops layout needs --data-dir");
+  const ScratchFolder scratch(options.job_dir);
+  PredictOptions predict_options;
+  predict_options.data_dir = options.data.data_dir;
+  predict_options.split = "val";
+  predict_options.test_csv = options.data.valid_csv;
+  predict_options.checkpoint = checkpoint;
+  predict_options.out = scratch.path() / "predictions";
+  predict_options.device = options.device;
+  predict_options.max_cases = config.valid.num_cases;
+  predict_options.carry_calibration = false;
+  predict(config, predict_options);
+
+  evaluation::CalibrationOptions fit;
+  fit.num_samples =
+      options.num_samples > 0 ? options.num_samples : config.valid.calibration_samples;
+  fit.seed = options.seed;
+  evaluation::Calibration calibration =
+      evaluation::fit_calibration(predict_options.out, fit, progress);
+  calibration.checkpoint_name = options.checkpoint;
+  std::tie(calibration.checkpoint_size, calibration.checkpoint_crc) =
+      evaluation::file_identity(checkpoint);
+  evaluation::write_calibration(options.job_dir / evaluation::kCalibrationFile, calibration);
+  return calibration;
+}
+
+}  // namespace ssn::train

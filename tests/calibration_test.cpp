@@ -1,0 +1,131 @@
+#include "ssn/evaluation/calibration.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "golden.h"
+#include "ssn/io/atomic_file.h"
+#include "ssn/io/png.h"
+#include "ssn/predictions/predictions_folder.h"
+
+namespace ssn::evaluation {
+namespace {
+
+namespace fs = std::filesystem;
+using ssn::testing::error_of;
+using ::testing::HasSubstr;
+
+class Calibrate : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+    root_ = fs::temp_directory_path() / ("ssn_calibration_" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  // A folder of `cases` 2-class cases whose four annotations are draws of the predicted
+  // distribution at temperature `truth`: a blob of margin 2 whose rank-1 direction grows or
+  // shrinks it as a whole, plus a little independent noise.
+  fs::path folder_drawn_at(double truth, int64_t cases) const {
+    const fs::path out = root_ / "predictions";
+    at::Generator generator = at::detail::createCPUGenerator(3);
+    const at::Tensor grid = at::arange(16, at::kFloat) - 7.5f;
+    const at::Tensor radius = (grid.view({16, 1}).pow(2) + grid.view({1, 16}).pow(2)).sqrt();
+    predictions::write_predictions_folder(out, "out", [&](predictions::PredictionsWriter& w) {
+      for (int64_t i = 0; i < cases; ++i) {
+        predictions::CasePrediction p;
+        p.id = "c" + std::to_string(i);
+        const at::Tensor logit = (4.0f - radius) * 0.8f;  // class 1 inside radius 4
+        p.mean = at::stack({at::zeros_like(logit), logit});
+        p.cov_diag = at::full({2, 16, 16}, 0.05f);
+        p.cov_factor = at::stack({at::zeros_like(logit), at::full_like(logit, 3.0f)});
+        const LowRankNormal distribution = distribution_from_maps(
+            p.mean.unsqueeze(0), p.cov_diag.unsqueeze(0), p.cov_factor.unsqueeze(0));
+        SamplingControls controls;
+        controls.temperature = truth;
+        p.annotations =
+            distribution.rsample(4, generator, controls).reshape({4, 2, 16, 16}).argmax(/*dim=*/1);
+        p.image = radius;
+        w.write_case(p);
+      }
+    });
+    return out;
+  }
+
+  fs::path root_;
+};
+
+TEST_F(Calibrate, FindsTheTemperatureTheAnnotationsWereDrawnAt) {
+  for (const double truth : {0.4, 1.4}) {
+    const fs::path folder = folder_drawn_at(truth, 40);
+    CalibrationOptions options;
+    options.num_samples = 32;
+    const Calibration c = fit_calibration(folder, options);
+    EXPECT_NEAR(c.temperature, truth, 0.25) << "drawn at " << truth;
+    EXPECT_LE(c.after.ged, c.before.ged);
+    EXPECT_LE(c.after.ged, c.temperature_only.ged);
+    EXPECT_EQ(c.num_cases, 40);
+    EXPECT_EQ(c.num_samples, 32);
+    fs::remove_all(folder);
+  }
+}
+
+TEST_F(Calibrate, TheSameSeedGivesTheSameFitAndTheFileReadsBack) {
+  const fs::path folder = folder_drawn_at(0.7, 12);
+  CalibrationOptions options;
+  options.num_samples = 16;
+  options.max_cases = 10;
+  const Calibration a = fit_calibration(folder, options);
+  const Calibration b = fit_calibration(folder, options);
+  EXPECT_EQ(a.temperature, b.temperature);
+  EXPECT_EQ(a.after.ged, b.after.ged);
+  EXPECT_EQ(a.num_cases, 10);
+  Calibration written = a;
+  written.class_weights = at::tensor({1.0f, 1.2f});
+  written.checkpoint_name = "checkpoint_best.pt";
+  written.checkpoint_size = 1234;
+  written.checkpoint_crc = 0xdeadbeef;
+  write_calibration(root_ / "calibration.json", written);
+  const Calibration read = read_calibration(root_ / "calibration.json");
+  EXPECT_EQ(read.temperature, written.temperature);
+  ASSERT_TRUE(read.class_weights.defined());
+  EXPECT_TRUE(at::allclose(read.class_weights, written.class_weights));
+  EXPECT_EQ(read.after.ged, written.after.ged);
+  EXPECT_EQ(read.checkpoint_crc, 0xdeadbeefu);
+  EXPECT_EQ(read.controls().temperature, written.temperature);
+}
+
+TEST_F(Calibrate, ABadFileIsRefusedNamingTheFieldAndACaseWithoutAnnotationsNamingTheCase) {
+  const fs::path file = root_ / "calibration.json";
+  io::write_text_file(file, R"({"format": "ssn-calibration", "version": 1, "temperature": -1})");
+  EXPECT_THAT(error_of([&] { read_calibration(file); }),
+              HasSubstr("field temperature: expected a finite number >= 0, got -1"));
+  io::write_text_file(file, R"({"format": "ssn-calibration", "version": 1, "temperature": 1,
+      "class_weights": [1, "x"]})");
+  EXPECT_THAT(error_of([&] { read_calibration(file); }), HasSubstr("field class_weights"));
+  io::write_text_file(file, R"({"format": "ssn-calibration", "version": 1, "temperature": 1})");
+  EXPECT_THAT(error_of([&] { read_calibration(file); }), HasSubstr("field validation"));
+  io::write_text_file(file, "{}");
+  EXPECT_THAT(error_of([&] { read_calibration(file); }), HasSubstr("\"format\""));
+
+  const fs::path out = root_ / "unannotated";
+  predictions::write_predictions_folder(out, "out", [&](predictions::PredictionsWriter& w) {
+    predictions::CasePrediction p;
+    p.id = "lonely";
+    p.mean = at::randn({2, 6, 5});
+    p.cov_diag = at::rand({2, 6, 5}) + 0.1;
+    p.cov_factor = at::randn({2, 6, 5});
+    p.image = at::randn({6, 5});
+    w.write_case(p);
+  });
+  EXPECT_THAT(error_of([&] { fit_calibration(out, {}); }), HasSubstr("annotation"));
+}
+
+}  // namespace
+}  // namespace ssn::evaluation

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# calibration_cli.sh SSN DEMO_OUT WORK: the calibration of the demo's low-rank job, end to end.
+#   - ssn train wrote JOB/calibration.json, ssn predict carried it into predictions/, and the
+#     demo's evaluation used it (summary.json "sampling");
+#   - ssn calibrate on a copy of the job fits the same values again (a fixed seed);
+#   - predict does not carry it for another checkpoint, and says so;
+#   - evaluate and sample apply it by default, --no-calibration and --temperature override it;
+#   - the report shows it; bad input fails with exit 1 and a message that names what is wrong.
+set -uo pipefail
+ssn=$1 demo=$2 work=$3
+source "$(dirname "$0")/checks.sh"
+rm -rf "$work"
+mkdir -p "$work"
+job=$demo/lowrank
+
+json() { /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+[ -f "$job/calibration.json" ] || fail "ssn train wrote no $job/calibration.json"
+cmp -s "$job/calibration.json" "$job/predictions/calibration.json" ||
+  fail "predict did not carry calibration.json into the predictions folder"
+temperature=$(json "$job/calibration.json" 'd["temperature"]')
+used=$(json "$job/evaluation/summary.json" 'd["sampling"]["temperature"]')
+[ "$temperature" = "$used" ] || fail "the demo evaluated at temperature $used, calibrated $temperature"
+echo "ok: trained, carried and applied: temperature $temperature"
+
+cp -r "$job" "$work/job"
+rm "$work/job/calibration.json"
+"$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" > "$work/calibrate.log" ||
+  fail "ssn calibrate failed: $(cat "$work/calibrate.log")"
+grep -q "temperature" "$work/calibrate.log" || fail "calibrate printed no temperature"
+refit=$(json "$work/job/calibration.json" '(d["temperature"], d["class_weights"], d["validation"]["after"]["ged"])')
+first=$(json "$job/calibration.json" '(d["temperature"], d["class_weights"], d["validation"]["after"]["ged"])')
+[ "$refit" = "$first" ] || fail "ssn calibrate fitted $refit, ssn train $first"
+ls "$work/job" | grep -q partial && fail "calibrate left its scratch folder behind"
+echo "ok: ssn calibrate fits the same again: $refit"
+
+# Another checkpoint: not carried, and said so. (A calibration whose CRC-32 names other bytes
+# stands for one fitted before the checkpoint changed.)
+cp -r "$work/job" "$work/stale"
+/usr/bin/python3 - "$work/stale/calibration.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+d["checkpoint"]["crc32"] ^= 1
+json.dump(d, open(sys.argv[1], "w"))
+PY
+"$ssn" predict --config-file "$job/config.json" --checkpoint "$work/stale/checkpoint_best.pt" \
+  --data-dir "$demo/data" --out "$work/stale_predictions" 2> "$work/stale.err" > /dev/null ||
+  fail "predict with a stale calibration failed"
+[ ! -e "$work/stale_predictions/calibration.json" ] || fail "a stale calibration was carried"
+grep -q "was fitted for checkpoint_best.pt, not for this checkpoint_best.pt" "$work/stale.err" ||
+  fail "predict did not say why its predictions are uncalibrated: $(cat "$work/stale.err")"
+"$ssn" predict --config-file "$job/config.json" --checkpoint "$work/job/checkpoint_best.pt" \
+  --data-dir "$demo/data" --out "$work/nocal" --no-calibration > /dev/null
+[ ! -e "$work/nocal/calibration.json" ] || fail "predict --no-calibration carried it"
+echo "ok: carried only for its checkpoint"
+
+# evaluate and sample: by default calibrated; the flags override.
+"$ssn" evaluate --predictions "$job/predictions" --num-samples 8 --out "$work/e_cal" > "$work/e.log"
+grep -q "^sampling: calibrated: temperature" "$work/e.log" || fail "evaluate did not say it calibrates"
+[ "$(json "$work/e_cal/summary.json" 'd["sampling"]["temperature"]')" = "$temperature" ] ||
+  fail "evaluate --predictions did not apply the calibration"
+"$ssn" evaluate --predictions "$job/predictions" --num-samples 8 --no-calibration --out "$work/e1" > /dev/null
+[ "$(json "$work/e1/summary.json" 'd["sampling"]["temperature"]')" = "1.0" ] ||
+  fail "--no-calibration did not sample at temperature 1"
+"$ssn" evaluate --predictions "$job/predictions" --num-samples 8 --temperature 0.5 --out "$work/e5" > /dev/null
+[ "$(json "$work/e5/summary.json" 'd["sampling"]["temperature"]')" = "0.5" ] ||
+  fail "--temperature did not override the calibration"
+"$ssn" sample --predictions "$job/predictions" --num-samples 2 --out "$work/s" | grep -q "calibrated" ||
+  fail "sample did not apply the calibration"
+echo "ok: evaluate and sample apply it; --no-calibration and --temperature override it"
+
+"$ssn" report --job-dir "$job" --out "$work/report.html" --num-cases 1 > /dev/null
+grep -q "<h3>Calibration</h3>" "$work/report.html" || fail "the report has no calibration section"
+grep -q "drawn with the calibration" "$work/report.html" || fail "the report's samples are not calibrated"
+echo "ok: the report shows it"
+
+# Bad input.
+cp -r "$job/predictions" "$work/bad_predictions"
+echo '{"format": "ssn-calibration", "version": 1, "temperature": "hot"}' > "$work/bad_predictions/calibration.json"
+expect_failure "a damaged calibration.json" "calibration.json: field temperature: expected a number" \
+  "$ssn" evaluate --predictions "$work/bad_predictions" --out "$work/e_bad"
+expect_failure "calibrate a deterministic job" "deterministic model: it has no distribution" \
+  "$ssn" calibrate --job-dir "$demo/deterministic" --data-dir "$demo/data"
+expect_failure "calibrate a checkpoint outside the job" "--checkpoint: expected a file name of the job folder" \
+  "$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" --checkpoint ../x.pt
+expect_failure "calibrate a missing checkpoint" "no checkpoint_epoch9.pt in" \
+  "$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" --checkpoint checkpoint_epoch9.pt
+expect_failure "calibrate a folder that is no job" "has no config.json: not a job folder" \
+  "$ssn" calibrate --job-dir "$work" --data-dir "$demo/data"
+expect_failure "--temperature with --samples" "apply to --predictions only" \
+  "$ssn" evaluate --samples "$work/s" --temperature 0.5 --out "$work/e_s"
+[ "$failures" -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
