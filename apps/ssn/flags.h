@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,20 @@ inline CLI::Validator at_least(int64_t minimum) {
         return "";
       },
       "INT>=" + std::to_string(minimum));
+}
+
+/// A finite number >= 0 (a temperature).
+inline CLI::Validator non_negative_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value) || !(value >= 0) ||
+            value > std::numeric_limits<double>::max()) {
+          return "expected a finite number >= 0, got " + text;
+        }
+        return "";
+      },
+      "NUMBER>=0");
 }
 
 /// A random seed: an integer from 0 to 2^63 - 1 ("-1" would otherwise wrap around silently).

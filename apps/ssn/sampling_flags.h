@@ -29,7 +29,7 @@ inline void add_sampling_options(CLI::App* command, SamplingFlags& flags) {
       ->add_option("--temperature", flags.temperature,
                    "Multiplies the noise; 0 gives the argmax of the mean (default: the "
                    "calibrated temperature of the folder's calibration.json, else 1)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->each([&flags](const std::string&) { flags.temperature_given = true; });
   command
       ->add_option("--class-weights", flags.class_weights,

@@ -67,6 +67,8 @@ grep -q "^sampling: calibrated: temperature" "$work/e.log" || fail "evaluate did
   fail "--temperature did not override the calibration"
 "$ssn" sample --predictions "$job/predictions" --num-samples 2 --out "$work/s" | grep -q "calibrated" ||
   fail "sample did not apply the calibration"
+"$ssn" sample --predictions "$job/predictions" --num-samples 2 --temperature 0.8 --out "$work/s08" > /dev/null ||
+  fail "sample refused a fractional --temperature"
 echo "ok: evaluate and sample apply it; --no-calibration and --temperature override it"
 
 "$ssn" report --job-dir "$job" --out "$work/report.html" --num-cases 1 > /dev/null
@@ -87,6 +89,8 @@ expect_failure "calibrate a missing checkpoint" "no checkpoint_epoch9.pt in" \
   "$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" --checkpoint checkpoint_epoch9.pt
 expect_failure "calibrate a folder that is no job" "has no config.json: not a job folder" \
   "$ssn" calibrate --job-dir "$work" --data-dir "$demo/data"
+expect_failure "a negative temperature" "--temperature: expected a finite number >= 0, got -1" \
+  "$ssn" sample --predictions "$job/predictions" --num-samples 2 --temperature -1 --out "$work/t"
 expect_failure "--temperature with --samples" "apply to --predictions only" \
   "$ssn" evaluate --samples "$work/s" --temperature 0.5 --out "$work/e_s"
 [ "$failures" -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
