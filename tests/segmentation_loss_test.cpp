@@ -29,7 +29,7 @@ std::vector<int64_t> event_shape_of(const at::Tensor& mean) {
 torch::Tensor plain_ssn_loss(const torch::Tensor& loc, const torch::Tensor& factor,
                              const torch::Tensor& diag, const torch::Tensor& target,
                              const torch::Tensor& eps_W, const torch::Tensor& eps_D,
-                             int64_t classes) {
+                             int64_t classes, double all_samples_weight = 0.0) {
   const auto delta =
       torch::einsum("bnr,mbr->mbn", {factor, eps_W}) + diag.sqrt().unsqueeze(0) * eps_D;
   const auto samples = torch::cat({loc + delta, loc - delta});  // [M, B, N]
@@ -40,7 +40,8 @@ torch::Tensor plain_ssn_loss(const torch::Tensor& loc, const torch::Tensor& fact
       -torch::nn::functional::cross_entropy(
            logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
            .view({m, b, -1});
-  return -(torch::logsumexp(log_prob.sum(-1), 0) - std::log(double(m))).mean();
+  return -(torch::logsumexp(log_prob.sum(-1), 0) - std::log(double(m))).mean() -
+         all_samples_weight * log_prob.sum(-1).mean();
 }
 
 class GoldenSsnLoss : public ::testing::TestWithParam<at::ScalarType> {};
@@ -91,35 +92,38 @@ TEST(SsnLoss, AnalyticBackwardMatchesAutogradThroughThePlainFormula) {
   at::Generator gen = at::detail::createCPUGenerator(3);
   const auto opts = at::TensorOptions().dtype(at::kDouble);
   for (int64_t rank : {0, 3}) {
-    for (int64_t half : {1, 5, 9}) {  // one chunk, several chunks, a ragged last chunk
-      SCOPED_TRACE("rank " + std::to_string(rank) + ", M/2 " + std::to_string(half));
-      const int64_t batch = 2, classes = 3, pixels = 10, events = classes * pixels;
-      const at::Tensor loc0 = at::randn({batch, events}, gen, opts);
-      const at::Tensor factor0 = 0.5 * at::randn({batch, events, rank}, gen, opts);
-      const at::Tensor diag0 = at::rand({batch, events}, gen, opts) + 0.1;
-      const at::Tensor target = at::randint(classes, {batch, pixels}, gen, opts.dtype(at::kLong));
-      const at::Tensor eps_W = at::randn({half, batch, rank}, gen, opts);
-      const at::Tensor eps_D = at::randn({half, batch, events}, gen, opts);
+    for (int64_t half : {1, 5, 9}) {      // one chunk, several chunks, a ragged last chunk
+      for (double weight : {0.0, 0.3}) {  // the paper's loss; every sample paying too
+        SCOPED_TRACE("rank " + std::to_string(rank) + ", M/2 " + std::to_string(half) +
+                     ", all_samples_weight " + std::to_string(weight));
+        const int64_t batch = 2, classes = 3, pixels = 10, events = classes * pixels;
+        const at::Tensor loc0 = at::randn({batch, events}, gen, opts);
+        const at::Tensor factor0 = 0.5 * at::randn({batch, events, rank}, gen, opts);
+        const at::Tensor diag0 = at::rand({batch, events}, gen, opts) + 0.1;
+        const at::Tensor target = at::randint(classes, {batch, pixels}, gen, opts.dtype(at::kLong));
+        const at::Tensor eps_W = at::randn({half, batch, rank}, gen, opts);
+        const at::Tensor eps_D = at::randn({half, batch, events}, gen, opts);
 
-      auto loc = loc0.clone().set_requires_grad(true);
-      auto factor = factor0.clone().set_requires_grad(true);
-      auto diag = diag0.clone().set_requires_grad(true);
-      const auto ours = ssn_loss_from_noise(LowRankNormal(loc, factor, diag, {classes, pixels}),
-                                            target, eps_W, eps_D);
-      (3.0 * ours).backward();  // a non-unit upstream gradient
+        auto loc = loc0.clone().set_requires_grad(true);
+        auto factor = factor0.clone().set_requires_grad(true);
+        auto diag = diag0.clone().set_requires_grad(true);
+        const auto ours = ssn_loss_from_noise(LowRankNormal(loc, factor, diag, {classes, pixels}),
+                                              target, eps_W, eps_D, weight);
+        (3.0 * ours).backward();  // a non-unit upstream gradient
 
-      auto loc_ref = loc0.clone().set_requires_grad(true);
-      auto factor_ref = factor0.clone().set_requires_grad(true);
-      auto diag_ref = diag0.clone().set_requires_grad(true);
-      const auto reference =
-          plain_ssn_loss(loc_ref, factor_ref, diag_ref, target, eps_W, eps_D, classes);
-      (3.0 * reference).backward();
+        auto loc_ref = loc0.clone().set_requires_grad(true);
+        auto factor_ref = factor0.clone().set_requires_grad(true);
+        auto diag_ref = diag0.clone().set_requires_grad(true);
+        const auto reference =
+            plain_ssn_loss(loc_ref, factor_ref, diag_ref, target, eps_W, eps_D, classes, weight);
+        (3.0 * reference).backward();
 
-      EXPECT_NEAR(ours.item<double>(), reference.item<double>(), 1e-12);
-      EXPECT_TRUE(at::allclose(loc.grad(), loc_ref.grad(), 1e-10, 1e-12));
-      EXPECT_TRUE(at::allclose(diag.grad(), diag_ref.grad(), 1e-10, 1e-12));
-      if (rank > 0) {
-        EXPECT_TRUE(at::allclose(factor.grad(), factor_ref.grad(), 1e-10, 1e-12));
+        EXPECT_NEAR(ours.item<double>(), reference.item<double>(), 1e-12);
+        EXPECT_TRUE(at::allclose(loc.grad(), loc_ref.grad(), 1e-10, 1e-12));
+        EXPECT_TRUE(at::allclose(diag.grad(), diag_ref.grad(), 1e-10, 1e-12));
+        if (rank > 0) {
+          EXPECT_TRUE(at::allclose(factor.grad(), factor_ref.grad(), 1e-10, 1e-12));
+        }
       }
     }
   }

@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <cmath>
 #include <fstream>
 #include <set>
 
@@ -310,6 +311,10 @@ void parse_loss(const json& value, const std::string& origin, const ModelConfig&
       o.read_integer("num_mc_samples", l.num_mc_samples, 2);
       TORCH_CHECK(l.num_mc_samples % 2 == 0, origin, ": loss.", name,
                   ".num_mc_samples must be even (antithetic pairs), got ", l.num_mc_samples);
+      o.read("all_samples_weight", l.all_samples_weight);
+      TORCH_CHECK(std::isfinite(l.all_samples_weight) && l.all_samples_weight >= 0, origin,
+                  ": loss.", name, ".all_samples_weight must be a finite number >= 0, got ",
+                  l.all_samples_weight);
     }
   }
   const bool stochastic = model.kind != nn::ModelKind::kDeterministic;

@@ -53,7 +53,8 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& loc,
                             const at::Tensor& cov_factor, const at::Tensor& cov_diag,
                             const at::Tensor& eps_W, const at::Tensor& eps_D,
-                            const at::Tensor& target_index, int64_t num_classes) {
+                            const at::Tensor& target_index, int64_t num_classes,
+                            double all_samples_weight) {
     const int64_t half = eps_W.size(0);
     const int64_t step = chunk_size(half);
     std::vector<at::Tensor> plus, minus;
@@ -72,7 +73,10 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
     ctx->saved_data["target_index"] = target_index;
     ctx->saved_data["per_sample"] = per_sample;
     ctx->saved_data["num_classes"] = num_classes;
-    return -monte_carlo_log_likelihood(per_sample).mean();
+    ctx->saved_data["all_samples_weight"] = all_samples_weight;
+    at::Tensor loss = -monte_carlo_log_likelihood(per_sample).mean();
+    if (all_samples_weight != 0.0) loss = loss - all_samples_weight * per_sample.mean();
+    return loss;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -85,12 +89,14 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
     const at::Tensor target_index = ctx->saved_data["target_index"].toTensor();
     const at::Tensor per_sample = ctx->saved_data["per_sample"].toTensor();
     const int64_t num_classes = ctx->saved_data["num_classes"].toInt();
+    const double all_samples_weight = ctx->saved_data["all_samples_weight"].toDouble();
 
     const int64_t half = eps_W.size(0);
     const int64_t batch = loc.size(0);
-    // d loss / d l[m, b] = -grad * softmax_m(l)[m, b] / B.
+    // d loss / d l[m, b] = -grad * (softmax_m(l)[m, b] + all_samples_weight / M) / B.
     const at::Tensor coefficient =
-        per_sample.softmax(/*dim=*/0) * (grad_outputs[0] / static_cast<double>(batch));
+        (per_sample.softmax(/*dim=*/0) + all_samples_weight / static_cast<double>(2 * half)) *
+        (grad_outputs[0] / static_cast<double>(batch));
     const at::Tensor plus_coefficient = coefficient.slice(0, 0, half);
     const at::Tensor minus_coefficient = coefficient.slice(0, half, 2 * half);
 
@@ -120,8 +126,8 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
       grad_diag += grad_delta.mul_(chunk_D).sum(/*dim=*/0);
     }
     grad_diag.mul_(0.5 / cov_diag.sqrt());  // d sqrt(D) / dD
-    return {grad_loc,     grad_factor,  grad_diag,   at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_loc,     grad_factor,  grad_diag,    at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -170,7 +176,10 @@ at::Tensor monte_carlo_log_likelihood(const at::Tensor& sample_log_likelihood) {
 }
 
 at::Tensor ssn_loss_from_noise(const LowRankNormal& distribution, const at::Tensor& target,
-                               const at::Tensor& eps_W, const at::Tensor& eps_D) {
+                               const at::Tensor& eps_W, const at::Tensor& eps_D,
+                               double all_samples_weight) {
+  TORCH_CHECK(std::isfinite(all_samples_weight) && all_samples_weight >= 0,
+              "ssn_loss: all_samples_weight must be finite and >= 0, got ", all_samples_weight);
   const at::Tensor labels = target_index_for(distribution, target);
   TORCH_CHECK(eps_W.defined() && eps_W.dim() == 3 && eps_W.size(0) >= 1,
               "ssn_loss: eps_W must have shape [M/2, B, R] with M/2 >= 1, got ",
@@ -179,11 +188,12 @@ at::Tensor ssn_loss_from_noise(const LowRankNormal& distribution, const at::Tens
   distribution.check_noise(eps_W, eps_D);
   return SsnLossFunction::apply(distribution.loc(), distribution.cov_factor(),
                                 distribution.cov_diag(), eps_W, eps_D, labels,
-                                distribution.num_classes());
+                                distribution.num_classes(), all_samples_weight);
 }
 
 at::Tensor ssn_loss(const LowRankNormal& distribution, const at::Tensor& target,
-                    int64_t num_mc_samples, c10::optional<at::Generator> generator) {
+                    int64_t num_mc_samples, c10::optional<at::Generator> generator,
+                    double all_samples_weight) {
   TORCH_CHECK(num_mc_samples >= 2 && num_mc_samples % 2 == 0,
               "ssn_loss: num_mc_samples must be even and >= 2 (antithetic pairs), got ",
               num_mc_samples);
@@ -193,7 +203,7 @@ at::Tensor ssn_loss(const LowRankNormal& distribution, const at::Tensor& target,
       at::randn({half, distribution.batch_size(), distribution.rank()}, generator, options);
   const at::Tensor eps_D =
       at::randn({half, distribution.batch_size(), distribution.event_size()}, generator, options);
-  return ssn_loss_from_noise(distribution, target, eps_W, eps_D);
+  return ssn_loss_from_noise(distribution, target, eps_W, eps_D, all_samples_weight);
 }
 
 at::Tensor cross_entropy_loss(const at::Tensor& logits, const at::Tensor& target) {
@@ -229,7 +239,8 @@ at::Tensor SegmentationLoss::operator()(const at::Tensor& mean_logits,
       TORCH_CHECK(distribution != nullptr,
                   "SegmentationLoss: the SSN loss needs the model's distribution, got none (is "
                   "the model deterministic?)");
-      return ssn_loss(*distribution, target, options_.num_mc_samples, generator);
+      return ssn_loss(*distribution, target, options_.num_mc_samples, generator,
+                      options_.all_samples_weight);
   }
   TORCH_CHECK(false, "SegmentationLoss: unknown loss kind");
 }

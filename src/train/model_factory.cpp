@@ -81,7 +81,7 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
 }
 
 loss::SegmentationLoss build_loss(const config::LossConfig& config) {
-  return loss::SegmentationLoss({config.kind, config.num_mc_samples});
+  return loss::SegmentationLoss({config.kind, config.num_mc_samples, config.all_samples_weight});
 }
 
 data::LidcOptions lidc_options(const config::DataConfig& config) {

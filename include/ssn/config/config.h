@@ -143,6 +143,8 @@ struct LossConfig {
   /// StochasticSegmentationNetworkLossMCIntegral or CrossEntropyLoss.
   loss::LossKind kind = loss::LossKind::kStochasticMcIntegral;
   int64_t num_mc_samples = 20;
+  /// Weight of the mean per-sample log-likelihood added to the SSN loss (0: the paper's loss).
+  double all_samples_weight = 0.0;
 };
 
 struct OptimizerConfig {

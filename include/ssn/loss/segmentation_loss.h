@@ -21,16 +21,20 @@ at::Tensor monte_carlo_log_likelihood(const at::Tensor& sample_log_likelihood);
 
 /// The SSN loss for given antithetic noise eps_W [M/2, B, R], eps_D [M/2, B, N]: samples are the
 /// M/2 draws loc + delta followed by their mirrors loc - delta, and
-///   loss = -mean_b [ logsumexp_m sum_s log softmax(eta_m)_s[y_s] - log M ].
+///   loss = -mean_b [ logsumexp_m l_mb - log M ] - all_samples_weight * mean_b mean_m l_mb,
+/// l_mb = sum_s log softmax(eta_m)_s[y_s]. The second term (0 in the paper) makes every sample pay
+/// for its distance to the target, where the logsumexp gives samples far from it no weight.
 /// distribution's event shape must be (C, *spatial); target [B, *spatial] holds labels in [0, C).
 /// Gradients flow to loc, cov_factor and cov_diag. The backward pass recomputes the samples in
 /// chunks instead of storing them, so the peak working memory stays near the M x B x N logits.
 at::Tensor ssn_loss_from_noise(const LowRankNormal& distribution, const at::Tensor& target,
-                               const at::Tensor& eps_W, const at::Tensor& eps_D);
+                               const at::Tensor& eps_W, const at::Tensor& eps_D,
+                               double all_samples_weight = 0.0);
 
 /// The SSN loss with M (even) fresh antithetic samples.
 at::Tensor ssn_loss(const LowRankNormal& distribution, const at::Tensor& target,
-                    int64_t num_mc_samples, c10::optional<at::Generator> generator = c10::nullopt);
+                    int64_t num_mc_samples, c10::optional<at::Generator> generator = c10::nullopt,
+                    double all_samples_weight = 0.0);
 
 /// logits [B, C, *spatial], target [B, *spatial] -> mean pixel-wise softmax cross-entropy.
 at::Tensor cross_entropy_loss(const at::Tensor& logits, const at::Tensor& target);
@@ -44,6 +48,8 @@ struct LossOptions {
   LossKind kind = LossKind::kStochasticMcIntegral;
   /// M for the SSN loss; must be even.
   int64_t num_mc_samples = 20;
+  /// See ssn_loss_from_noise; >= 0.
+  double all_samples_weight = 0.0;
 };
 
 /// One interface for every model kind: the trainer calls it with what the model produced.
