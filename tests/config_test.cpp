@@ -83,6 +83,15 @@ TEST(Config, UnknownKeysAndWrongTypesNameTheirPath) {
   c = minimal();
   c["loss"]["StochasticSegmentationNetworkLossMCIntegral"]["num_mc_samples"] = 5;
   EXPECT_THAT(error_of(c), HasSubstr("num_mc_samples must be even"));
+  c = minimal();
+  c["loss"]["StochasticSegmentationNetworkLossMCIntegral"]["all_samples_weight"] = -0.5;
+  EXPECT_THAT(error_of(c), HasSubstr("all_samples_weight must be a finite number >= 0, got -0.5"));
+  c = minimal();
+  c["valid"] = {{"calibration_samples", 1}};
+  EXPECT_THAT(error_of(c), HasSubstr("calibration_samples"));
+  c = minimal();
+  c["valid"] = {{"calibrate", "yes"}};
+  EXPECT_THAT(error_of(c), HasSubstr("calibrate"));
   EXPECT_THAT(error_of(json::object()), HasSubstr("model must hold exactly one named entry"));
 }
 
