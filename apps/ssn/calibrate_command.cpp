@@ -59,7 +59,7 @@ void add_calibrate_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand(
       "calibrate",
       "Fit the sampling temperature of a trained job on its validation split: the value, on a\n"
-      "grid of 0.2 .. 2 refined to 0.05, that minimises the validation GED (the first\n"
+      "grid of 0.2 .. 3 refined to 0.05, that minimises the validation GED (the first\n"
       "valid.num_cases cases, the same noise for every value), then per-class weights on the\n"
       "noise where they lower it by more than twice their standard error. Writes\n"
       "JOB/calibration.json; ssn predict carries it into the predictions folder, where sample,\n"

@@ -124,7 +124,9 @@ nlohmann::json demo_config(bool low_rank, const DemoOptions& options) {
             {"mean_only_epochs", low_rank ? epochs / 3 : 0}}},
           {"valid", {{"eval_every", 2}, {"num_cases", 100}, {"num_samples", 16}}},
           {"loss", low_rank ? nlohmann::json{{"StochasticSegmentationNetworkLossMCIntegral",
-                                              {{"num_mc_samples", 20}}}}
+                                              {{"num_mc_samples", 20},
+                                               // every sample pays (docs/results.md, issue 13)
+                                               {"all_samples_weight", 0.5}}}}
                             : nlohmann::json{{"CrossEntropyLoss", nlohmann::json::object()}}},
           {"optimizer", {{"Adam", {{"lr", 1e-3}, {"weight_decay", 1e-5}}}}},
           {"scheduler",

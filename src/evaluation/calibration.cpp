@@ -197,7 +197,7 @@ Calibration fit_calibration(const fs::path& predictions, const CalibrationOption
   result.seed = options.seed;
 
   // 1. The temperature on a coarse grid (1 included: the uncalibrated model).
-  std::vector<double> grid = range(0.2, 2.0, 0.2);
+  std::vector<double> grid = range(0.2, 3.0, 0.2);
   std::vector<SamplingControls> settings;
   for (double t : grid) settings.push_back(with(t, {}));
   auto scores = data.score(settings, &result.annotator_diversity, pass_progress);

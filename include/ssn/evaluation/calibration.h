@@ -56,7 +56,7 @@ struct CalibrationOptions {
 };
 
 /// Fits the calibration on a predictions folder whose cases carry annotations: the temperature on
-/// a grid of 0.2 .. 2 (step 0.2), refined to steps of 0.05 around the best; then, for each
+/// a grid of 0.2 .. 3 (step 0.2), refined to steps of 0.05 around the best; then, for each
 /// foreground class in turn, a weight in 0.6 .. 1.4 (step 0.2) on that class's noise, kept only
 /// when it lowers the validation GED by more than twice the standard error of the per-case
 /// differences (otherwise noise would be fitted). Every setting sees the same noise (case i draws
