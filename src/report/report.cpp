@@ -313,6 +313,12 @@ std::string calibration_section(const fs::path& job) {
   const fs::path file = job / evaluation::kCalibrationFile;
   const fs::path carried = job / "predictions" / evaluation::kCalibrationFile;
   if (!fs::is_regular_file(file) && !fs::is_regular_file(carried)) {
+    const std::string model = model_description(job);
+    if (fs::is_regular_file(job / "config.json") && model.rfind("Stochastic", 0) != 0 &&
+        model.rfind("config.json", 0) != 0) {
+      return "<p class=\"note\">A deterministic model: its samples are its prediction, nothing "
+             "to calibrate.</p>";
+    }
     return "<p class=\"missing\">No calibration.json in " + escape(job.string()) +
            " (fit it with <code>ssn calibrate --job-dir " + escape(job.string()) +
            " --data-dir DATA</code>); samples are drawn at temperature 1.</p>";
