@@ -256,3 +256,22 @@ TEST(LowRankNormal, SingularCapacitanceIsAnErrorNotAnAbort) {
 
 }  // namespace
 }  // namespace ssn
+
+namespace ssn {
+namespace {
+
+TEST(ClassArgmax, EqualsArgmaxTiesIncluded) {
+  at::Generator gen = at::detail::createCPUGenerator(11);
+  for (int64_t classes : {1, 2, 3, 5}) {
+    // Rounded logits make ties common; argmax returns the first maximum, and so must this.
+    const at::Tensor logits = (at::randn({4, classes, 7, 6}, gen) * 2).round();
+    const at::Tensor expected = logits.argmax(/*dim=*/1).to(at::kByte);
+    const at::Tensor got = class_argmax(logits, 1);
+    EXPECT_EQ(got.scalar_type(), at::kByte);
+    EXPECT_TRUE(at::equal(got, expected)) << classes << " classes";
+    EXPECT_TRUE(at::equal(class_argmax(logits.transpose(0, 1).contiguous(), 0), expected));
+  }
+}
+
+}  // namespace
+}  // namespace ssn

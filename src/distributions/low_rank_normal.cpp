@@ -272,4 +272,19 @@ LowRankNormal distribution_from_maps(const at::Tensor& mean, const at::Tensor& c
                        std::move(event_shape));
 }
 
+at::Tensor class_argmax(const at::Tensor& logits, int64_t dim) {
+  const int64_t classes = logits.size(dim);
+  TORCH_CHECK(classes >= 1 && classes <= 256, "class_argmax: expected 1 to 256 classes, got ",
+              classes);
+  at::Tensor best = logits.select(dim, 0);
+  at::Tensor index = at::zeros(best.sizes(), logits.options().dtype(at::kByte));
+  for (int64_t c = 1; c < classes; ++c) {
+    const at::Tensor candidate = logits.select(dim, c);
+    const at::Tensor larger = candidate > best;  // strict: the first maximum wins, as argmax
+    index.masked_fill_(larger, static_cast<int64_t>(c));
+    best = at::maximum(best, candidate);
+  }
+  return index;
+}
+
 }  // namespace ssn

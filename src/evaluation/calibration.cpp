@@ -39,10 +39,8 @@ std::vector<CalibrationScore> score_case(const CalibrationCase& c,
     at::Generator generator = at::detail::createCPUGenerator(seed);
     std::vector<at::Tensor> labels;
     for_each_sample_chunk(num_samples, c.distribution.event_size(), [&](int64_t, int64_t m) {
-      labels.push_back(c.distribution.rsample(m, generator, controls)
-                           .reshape({m, c.classes, -1})
-                           .argmax(/*dim=*/1)
-                           .to(at::kByte));
+      labels.push_back(class_argmax(
+          c.distribution.rsample(m, generator, controls).reshape({m, c.classes, -1}), 1));
     });
     std::vector<int64_t> shape = {num_samples};
     shape.insert(shape.end(), c.spatial.begin(), c.spatial.end());

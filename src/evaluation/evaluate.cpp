@@ -286,7 +286,7 @@ MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag
     const at::Tensor p = log_p.exp();
     sum_probability += p.sum(/*dim=*/0).to(at::kDouble);
     sum_log += (p + 1e-8).log().sum(/*dim=*/0).to(at::kDouble);  // PHiSeg's eps
-    labels.push_back(logits.argmax(/*dim=*/1).to(at::kByte));
+    labels.push_back(class_argmax(logits, /*dim=*/1));
     // log p(y_j | eta_m) = sum_s log softmax(eta_m)_s[y_js], [m, M].
     std::vector<at::Tensor> per_annotation;
     for (int64_t j = 0; j < annotations.size(0); ++j) {

@@ -45,10 +45,9 @@ SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
   const std::vector<int64_t> spatial(maps.mean.sizes().begin() + 1, maps.mean.sizes().end());
   at::Tensor counts = at::zeros({classes, pixels}, at::kInt);
   for_each_sample_chunk(num_samples, maps.mean.numel(), [&](int64_t start, int64_t m) {
-    const at::Tensor labels = distribution.rsample(m, generator, controls)
-                                  .reshape({m, classes, pixels})
-                                  .argmax(/*dim=*/1)
-                                  .to(at::kByte);  // [m, S]
+    const at::Tensor logits =
+        distribution.rsample(m, generator, controls).reshape({m, classes, pixels});
+    const at::Tensor labels = class_argmax(logits, /*dim=*/1);  // [m, S]
     for (int64_t c = 0; c < classes; ++c) counts[c] += labels.eq(c).sum(/*dim=*/0, false, at::kInt);
     if (sink) {
       for (int64_t i = 0; i < m; ++i) sink(start + i, labels[i].reshape(spatial));

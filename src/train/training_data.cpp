@@ -40,9 +40,9 @@ Validation score_batch(nn::SegmentationModel& model, const at::Tensor& images,
                                distribution->cov_diag().cpu(), distribution->event_shape());
     result.loss +=
         loss_fn(out.mean_logits.cpu(), &on_cpu, targets.cpu(), generator).item<double>() * batch;
-    samples = on_cpu.to_event_shape(on_cpu.rsample(config.valid.num_samples, generator))
-                  .argmax(/*dim=*/2)
-                  .transpose(0, 1);
+    samples =
+        class_argmax(on_cpu.to_event_shape(on_cpu.rsample(config.valid.num_samples, generator)), 2)
+            .transpose(0, 1);
   } else {
     result.loss += loss_fn(out.mean_logits.cpu(), nullptr, targets.cpu()).item<double>() * batch;
     samples = out.mean_logits.cpu().argmax(/*dim=*/1).unsqueeze(1);

@@ -117,6 +117,12 @@ class LowRankNormal {
 at::Tensor low_rank_perturbation(const at::Tensor& cov_factor, const at::Tensor& cov_diag,
                                  const at::Tensor& eps_W, const at::Tensor& eps_D);
 
+/// The index of the largest logit along `dim` (the class dimension), uint8, the first one on
+/// ties: what argmax gives, computed with element-wise comparisons over the C slices. ATen's
+/// argmax over a strided middle dimension reduces each output element on its own and was most
+/// of the time of sampling-heavy code (calibration, evaluation). C must be at most 256.
+at::Tensor class_argmax(const at::Tensor& logits, int64_t dim);
+
 /// The reference's map layout -> the distribution over flattened logits: mean [B, C, *spatial],
 /// cov_diag [B, C, *spatial], cov_factor [B, C*R, *spatial] with rank-major channels (channel k is
 /// rank k / C of class k % C; C*R = 0 for a diagonal model). Event shape (C, *spatial).
