@@ -82,7 +82,7 @@ void add_calibrate_command(CLI::App& app) {
   command
       ->add_option("--checkpoint", flags->options.checkpoint,
                    "Checkpoint file of the job to calibrate (predict carries the calibration only "
-                   "for this file)")
+                   "for a checkpoint with these bytes)")
       ->capture_default_str();
   command
       ->add_option("--num-samples", flags->options.num_samples,
