@@ -11,6 +11,7 @@
 
 #include "ssn/evaluation/evaluate.h"
 #include "ssn/io/atomic_file.h"
+#include "ssn/metrics/metrics.h"
 #include "ssn/metrics/overlap.h"
 #include "ssn/predictions/predictions_folder.h"
 
@@ -26,7 +27,6 @@ struct CalibrationCase {
   std::vector<int64_t> spatial;
   int64_t classes = 0;
   metrics::PackedLabels annotations;
-  double annotator_diversity = 0.0;
 };
 
 // GED and diversity of each setting for one case, all settings from the same noise.
@@ -44,14 +44,10 @@ std::vector<CalibrationScore> score_case(const CalibrationCase& c,
     });
     std::vector<int64_t> shape = {num_samples};
     shape.insert(shape.end(), c.spatial.begin(), c.spatial.end());
-    const metrics::PackedLabels samples(at::cat(labels).reshape(shape), c.classes, channels);
-    const double d_ss = metrics::iou_distance(metrics::pairwise_overlap(samples, samples, true))
-                            .mean()
-                            .item<double>();
-    const double d_sy = metrics::iou_distance(metrics::pairwise_overlap(samples, c.annotations))
-                            .mean()
-                            .item<double>();
-    scores.push_back({2 * d_sy - d_ss - c.annotator_diversity, d_ss});
+    const metrics::DistributionMetrics m = metrics::distribution_metrics(
+        metrics::PackedLabels(at::cat(labels).reshape(shape), c.classes, channels), c.annotations,
+        /*with_hm_iou=*/false);
+    scores.push_back({m.ged, m.diversity});
   }
   return scores;
 }
@@ -92,12 +88,9 @@ class CalibrationData {
                                      maps.cov_diag.unsqueeze(0).to(at::kFloat),
                                      maps.cov_factor.unsqueeze(0).to(at::kFloat)),
               std::vector<int64_t>(maps.mean.sizes().begin() + 1, maps.mean.sizes().end()), classes,
-              metrics::PackedLabels(annotations, classes, channels), 0.0};
-          c.annotator_diversity =
-              metrics::iou_distance(metrics::pairwise_overlap(c.annotations, c.annotations, true))
-                  .mean()
-                  .item<double>();
-          annotators[static_cast<size_t>(i)] = c.annotator_diversity;
+              metrics::PackedLabels(annotations, classes, channels)};
+          annotators[static_cast<size_t>(i)] =
+              metrics::distribution_metrics(c.annotations, c.annotations, false).diversity;
           scores[static_cast<size_t>(i)] = score_case(c, settings, options_.num_samples,
                                                       options_.seed + static_cast<uint64_t>(i));
         },

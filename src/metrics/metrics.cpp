@@ -35,7 +35,7 @@ DistributionMetrics distribution_metrics(const at::Tensor& samples, const at::Te
 }
 
 DistributionMetrics distribution_metrics(const PackedLabels& samples,
-                                         const PackedLabels& annotations) {
+                                         const PackedLabels& annotations, bool with_hm_iou) {
   TORCH_CHECK(samples.num_maps() >= 1 && annotations.num_maps() >= 1,
               "metrics: need at least one sample and one annotation, got ", samples.num_maps(),
               " and ", annotations.num_maps());
@@ -49,7 +49,7 @@ DistributionMetrics distribution_metrics(const PackedLabels& samples,
   result.ged = 2 * d_sy.mean().item<double>() - result.diversity - result.annotator_diversity;
   const int64_t n = samples.num_maps();
   const int64_t m = annotations.num_maps();
-  if (n % m != 0) {
+  if (!with_hm_iou || n % m != 0) {
     result.hm_iou = kNaN;
   } else {
     // Column j of the tiled annotations is annotation j % M.

@@ -31,9 +31,10 @@ DistributionMetrics distribution_metrics(const at::Tensor& samples, const at::Te
                                          int64_t num_classes);
 
 /// The same from packed maps (foreground_classes channels), so callers that also need Dice pack
-/// once.
+/// once. Without `with_hm_iou` hm_iou is NaN and the O(N^3) matching is skipped (callers that
+/// score many settings and need only GED and diversity).
 DistributionMetrics distribution_metrics(const PackedLabels& samples,
-                                         const PackedLabels& annotations);
+                                         const PackedLabels& annotations, bool with_hm_iou = true);
 
 /// The minimum total cost of a perfect matching of the rows and columns of a square cost matrix
 /// [n, n] (Hungarian algorithm with potentials, O(n^3)). `assignment`, if given, receives the
