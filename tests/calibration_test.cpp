@@ -32,7 +32,9 @@ class Calibrate : public ::testing::Test {
   // A folder of `cases` 2-class cases whose four annotations are draws of the predicted
   // distribution at temperature `truth`: a blob of margin 2 whose rank-1 direction grows or
   // shrinks it as a whole, plus a little independent noise.
-  fs::path folder_drawn_at(double truth, int64_t cases) const {
+  // With `annotated_radius`, the annotations are drawn from the same distribution with its blob
+  // at that radius instead of 4: a model whose mean is off.
+  fs::path folder_drawn_at(double truth, int64_t cases, double annotated_radius = 4) const {
     const fs::path out = root_ / "predictions";
     at::Generator generator = at::detail::createCPUGenerator(3);
     const at::Tensor grid = at::arange(16, at::kFloat) - 7.5f;
@@ -45,8 +47,10 @@ class Calibrate : public ::testing::Test {
         p.mean = at::stack({at::zeros_like(logit), logit});
         p.cov_diag = at::full({2, 16, 16}, 0.05f);
         p.cov_factor = at::stack({at::zeros_like(logit), at::full_like(logit, 3.0f)});
-        const LowRankNormal distribution = distribution_from_maps(
-            p.mean.unsqueeze(0), p.cov_diag.unsqueeze(0), p.cov_factor.unsqueeze(0));
+        const at::Tensor annotated = (annotated_radius - radius) * 0.8f;
+        const LowRankNormal distribution =
+            distribution_from_maps(at::stack({at::zeros_like(annotated), annotated}).unsqueeze(0),
+                                   p.cov_diag.unsqueeze(0), p.cov_factor.unsqueeze(0));
         SamplingControls controls;
         controls.temperature = truth;
         p.annotations =
@@ -66,6 +70,10 @@ TEST_F(Calibrate, FindsTheTemperatureTheAnnotationsWereDrawnAt) {
     const fs::path folder = folder_drawn_at(truth, 40);
     CalibrationOptions options;
     options.num_samples = 32;
+    // The GED alone: four draws of a continuous process disagree less on average over all pairs,
+    // self-pairs included, than 32 draws do (3/4 against 31/32 of the distinct pairs' mean), so
+    // the true temperature's diversity ratio is about 1.29, at the edge of the default band.
+    options.max_diversity_ratio = 0;
     const Calibration c = fit_calibration(folder, options);
     EXPECT_NEAR(c.temperature, truth, 0.25) << "drawn at " << truth;
     EXPECT_LE(c.after.ged, c.before.ged);
@@ -74,6 +82,28 @@ TEST_F(Calibrate, FindsTheTemperatureTheAnnotationsWereDrawnAt) {
     EXPECT_EQ(c.num_samples, 32);
     fs::remove_all(folder);
   }
+}
+
+TEST_F(Calibrate, KeepsTheDiversityWithinTheBandWhereTheGedAloneWouldWidenIt) {
+  // The model's blob is larger than the annotated one: the GED alone prefers a wide spread.
+  const fs::path folder = folder_drawn_at(0.4, 30, /*annotated_radius=*/2.5);
+  CalibrationOptions options;
+  options.num_samples = 32;
+  options.max_diversity_ratio = 0;
+  const Calibration free = fit_calibration(folder, options);
+  ASSERT_GT(free.after.diversity, 1.25 * free.annotator_diversity)
+      << "the case must be one where the band binds";
+  options.max_diversity_ratio = 1.25;
+  const Calibration banded = fit_calibration(folder, options);
+  EXPECT_LE(banded.after.diversity, 1.25 * banded.annotator_diversity);
+  EXPECT_GE(banded.after.diversity, banded.annotator_diversity / 1.25);
+  EXPECT_LT(banded.temperature, free.temperature);
+  EXPECT_GE(banded.after.ged, free.after.ged);
+  EXPECT_EQ(banded.max_diversity_ratio, 1.25);
+  write_calibration(root_ / "banded.json", banded);
+  EXPECT_EQ(read_calibration(root_ / "banded.json").max_diversity_ratio, 1.25);
+  options.max_diversity_ratio = 0.5;
+  EXPECT_THAT(error_of([&] { fit_calibration(folder, options); }), HasSubstr(">= 1"));
 }
 
 TEST_F(Calibrate, TheSameSeedGivesTheSameFitAndTheFileReadsBack) {

@@ -59,9 +59,10 @@ void add_calibrate_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand(
       "calibrate",
       "Fit the sampling temperature of a trained job on its validation split: the value, on a\n"
-      "grid of 0.2 .. 3 refined to 0.05, that minimises the validation GED (the first\n"
-      "valid.num_cases cases, the same noise for every value), then per-class weights on the\n"
-      "noise where they lower it by more than twice their standard error. Writes\n"
+      "grid of 0.2 .. 3 refined to 0.05, that minimises the validation GED among those whose\n"
+      "sample diversity stays within a band around the annotators' (the first valid.num_cases\n"
+      "cases, the same noise for every value), then per-class weights on the noise where they\n"
+      "lower it by more than twice their standard error. Writes\n"
       "JOB/calibration.json; ssn predict carries it into the predictions folder, where sample,\n"
       "evaluate and report apply it. ssn train does this at its end (valid.calibrate).");
   command->footer(
@@ -88,6 +89,11 @@ void add_calibrate_command(CLI::App& app) {
       ->add_option("--num-samples", flags->options.num_samples,
                    "Samples per case for each setting (default: valid.calibration_samples, 100)")
       ->check(CLI::Range(int64_t{2}, int64_t{100000}));
+  command
+      ->add_option("--max-diversity-ratio", flags->options.max_diversity_ratio,
+                   "Keep the validation diversity within [1/R, R] times the annotators' (R >= 1; "
+                   "0: GED alone; default: valid.calibration_max_diversity_ratio, 1.25)")
+      ->check(zero_or_at_least_one());
   command->add_option("--seed", flags->options.seed, "Seed of the noise (case i uses seed + i)")
       ->check(seed())
       ->capture_default_str();

@@ -39,6 +39,20 @@ inline CLI::Validator non_negative_number() {
       "NUMBER>=0");
 }
 
+/// A finite number that is 0 (off) or >= 1 (a ratio).
+inline CLI::Validator zero_or_at_least_one() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value) || !(value == 0 || value >= 1) ||
+            value > std::numeric_limits<double>::max()) {
+          return "expected 0 or a finite number >= 1, got " + text;
+        }
+        return "";
+      },
+      "0|NUMBER>=1");
+}
+
 /// A random seed: an integer from 0 to 2^63 - 1 ("-1" would otherwise wrap around silently).
 inline CLI::Validator seed() {
   return CLI::Validator(

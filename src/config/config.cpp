@@ -280,6 +280,10 @@ void parse_valid(const json& value, const std::string& origin, ValidConfig& v) {
   valid.read_integer("keep_model_every", v.keep_model_every, 0);
   valid.read("calibrate", v.calibrate);
   valid.read_integer("calibration_samples", v.calibration_samples, 2);
+  valid.read_number("calibration_max_diversity_ratio", v.calibration_max_diversity_ratio);
+  TORCH_CHECK(v.calibration_max_diversity_ratio == 0 || v.calibration_max_diversity_ratio >= 1,
+              origin, ": valid.calibration_max_diversity_ratio must be 0 (none) or >= 1, got ",
+              v.calibration_max_diversity_ratio);
 }
 
 void parse_test(const json& value, const std::string& origin, TestConfig& t) {

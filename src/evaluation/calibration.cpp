@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <iomanip>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -120,10 +121,26 @@ CalibrationScore mean_score(const std::vector<std::vector<CalibrationScore>>& sc
   return mean;
 }
 
-size_t best_setting(const std::vector<std::vector<CalibrationScore>>& scores) {
+// Distance of a setting's diversity from the band [annotators / r, annotators * r], in log ratio
+// (0 inside the band, and always 0 without a band).
+double outside_band(const CalibrationScore& s, double annotators, double r) {
+  if (r <= 0 || annotators <= 0) return 0.0;
+  const double ratio = std::log(std::max(s.diversity, 1e-12) / annotators);
+  return std::max(0.0, std::fabs(ratio) - std::log(r));
+}
+
+// Whether a is the better setting: nearer to the diversity band, then the lower GED.
+bool better(const CalibrationScore& a, const CalibrationScore& b, double annotators, double r) {
+  const double da = outside_band(a, annotators, r), db = outside_band(b, annotators, r);
+  if (da != db) return da < db;
+  return a.ged < b.ged;
+}
+
+size_t best_setting(const std::vector<std::vector<CalibrationScore>>& scores, double annotators,
+                    double r) {
   size_t best = 0;
   for (size_t s = 1; s < scores.front().size(); ++s) {
-    if (mean_score(scores, s).ged < mean_score(scores, best).ged) best = s;
+    if (better(mean_score(scores, s), mean_score(scores, best), annotators, r)) best = s;
   }
   return best;
 }
@@ -175,6 +192,9 @@ Calibration fit_calibration(const fs::path& predictions, const CalibrationOption
                             const runtime::Progress& progress) {
   TORCH_CHECK(options.num_samples >= 2, "calibration needs >= 2 samples per case, got ",
               options.num_samples);
+  TORCH_CHECK(options.max_diversity_ratio == 0 || options.max_diversity_ratio >= 1,
+              "calibration: the diversity band's ratio must be 0 (none) or >= 1, got ",
+              options.max_diversity_ratio);
   const CalibrationData data(predictions, options);
   const int64_t classes = data.classes();
   const int64_t passes = 2 + (classes - 1);
@@ -186,6 +206,8 @@ Calibration fit_calibration(const fs::path& predictions, const CalibrationOption
   result.num_cases = data.size();
   result.num_samples = options.num_samples;
   result.seed = options.seed;
+  result.max_diversity_ratio = options.max_diversity_ratio;
+  const double r = options.max_diversity_ratio;
 
   // 1. The temperature on a coarse grid (1 included: the uncalibrated model).
   std::vector<double> grid = range(0.2, 3.0, 0.2);
@@ -195,8 +217,10 @@ Calibration fit_calibration(const fs::path& predictions, const CalibrationOption
   ++pass;
   const size_t one = static_cast<size_t>(std::find(grid.begin(), grid.end(), 1.0) - grid.begin());
   result.before = mean_score(scores, one);
-  double best_t = grid[best_setting(scores)];
-  CalibrationScore best_score = mean_score(scores, best_setting(scores));
+  const double annotators = result.annotator_diversity;
+  const size_t coarse = best_setting(scores, annotators, r);
+  double best_t = grid[coarse];
+  CalibrationScore best_score = mean_score(scores, coarse);
 
   // 2. Refined around the best grid point.
   std::vector<double> fine;
@@ -209,7 +233,7 @@ Calibration fit_calibration(const fs::path& predictions, const CalibrationOption
   ++pass;
   for (size_t s = 0; s < fine.size(); ++s) {
     const CalibrationScore candidate = mean_score(scores, s);
-    if (candidate.ged < best_score.ged) {
+    if (better(candidate, best_score, annotators, r)) {
       best_score = candidate;
       best_t = fine[s];
     }
@@ -233,9 +257,13 @@ Calibration fit_calibration(const fs::path& predictions, const CalibrationOption
     ++pass;
     const size_t unit = static_cast<size_t>(std::find(candidates.begin(), candidates.end(), 1.0) -
                                             candidates.begin());
-    const size_t best = best_setting(scores);
+    const size_t best = best_setting(scores, annotators, r);
     const auto [gain, stderr_] = paired_difference(scores, unit, best);
-    if (best != unit && gain > 2 * stderr_) {
+    // A weight that brings the diversity into the band is kept on that ground alone; one that
+    // only lowers the GED must beat the noise.
+    const bool nearer = outside_band(mean_score(scores, best), annotators, r) <
+                        outside_band(mean_score(scores, unit), annotators, r);
+    if (best != unit && (nearer || gain > 2 * stderr_)) {
       weights[c] = candidates[best];
       weighted = true;
       result.after = mean_score(scores, best);
@@ -259,7 +287,10 @@ void write_calibration(const fs::path& path, const Calibration& calibration) {
   } else {
     j["class_weights"] = nullptr;
   }
-  j["criterion"] = "validation GED";
+  j["criterion"] = calibration.max_diversity_ratio > 0
+                       ? "lowest validation GED with diversity within the band"
+                       : "lowest validation GED";
+  j["max_diversity_ratio"] = calibration.max_diversity_ratio;
   j["validation"] = {{"num_cases", calibration.num_cases},
                      {"num_samples", calibration.num_samples},
                      {"seed", calibration.seed},
@@ -305,6 +336,12 @@ Calibration read_calibration(const fs::path& path) {
       values.push_back(v.get<float>());
     }
     c.class_weights = at::tensor(values, at::kFloat);
+  }
+  if (j.contains("max_diversity_ratio")) {
+    TORCH_CHECK(j["max_diversity_ratio"].is_number() &&
+                    std::isfinite(j["max_diversity_ratio"].get<double>()),
+                where, ": field max_diversity_ratio: expected a number");
+    c.max_diversity_ratio = j["max_diversity_ratio"].get<double>();
   }
   try {
     const auto& v = j.at("validation");
@@ -369,7 +406,9 @@ std::string describe(const Calibration& c) {
   out.precision(4);
   out << std::fixed << "; validation GED " << c.before.ged << " -> " << c.after.ged
       << ", diversity " << c.before.diversity << " -> " << c.after.diversity << " (annotators "
-      << c.annotator_diversity << ")";
+      << c.annotator_diversity;
+  if (c.max_diversity_ratio > 0) out << ", band x" << std::setprecision(2) << c.max_diversity_ratio;
+  out << ")";
   return out.str();
 }
 

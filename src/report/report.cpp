@@ -345,7 +345,12 @@ std::string calibration_section(const fs::path& job) {
        << number(c.annotator_diversity) << "</td></tr></table>";
   html << "<p class=\"note\">Fitted for " << escape(c.checkpoint_name)
        << " on the validation split: the temperature (and class weights, kept only where they "
-          "beat twice their standard error) with the lowest GED. ";
+          "beat twice their standard error) with the lowest GED";
+  if (c.max_diversity_ratio > 0) {
+    html << " among those whose diversity lies within " << number(1 / c.max_diversity_ratio)
+         << " &hellip; " << number(c.max_diversity_ratio) << " times the annotators'";
+  }
+  html << ". ";
   if (fs::is_regular_file(carried)) {
     html << "The predictions folder carries it: the test metrics and samples below use it.</p>";
   } else if (fs::is_regular_file(job / "predictions" / "prediction.csv")) {

@@ -61,6 +61,9 @@ evaluation::Calibration calibrate_job(const config::Config& config, const Calibr
   fit.num_samples =
       options.num_samples > 0 ? options.num_samples : config.valid.calibration_samples;
   fit.seed = options.seed;
+  fit.max_diversity_ratio = options.max_diversity_ratio >= 0
+                                ? options.max_diversity_ratio
+                                : config.valid.calibration_max_diversity_ratio;
   evaluation::Calibration calibration =
       evaluation::fit_calibration(predict_options.out, fit, progress);
   calibration.checkpoint_name = options.checkpoint;

@@ -33,6 +33,13 @@ first=$(json "$job/calibration.json" '(d["temperature"], d["class_weights"], d["
 [ "$refit" = "$first" ] || fail "ssn calibrate fitted $refit, ssn train $first"
 ls "$work/job" | grep -q partial && fail "calibrate left its scratch folder behind"
 echo "ok: ssn calibrate fits the same again: $refit"
+band=$(json "$work/job/calibration.json" 'd["max_diversity_ratio"]')
+[ "$band" = "1.25" ] || fail "calibration.json records the diversity band $band, expected 1.25"
+"$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" --max-diversity-ratio 0 > "$work/calibrate0.log" ||
+  fail "ssn calibrate --max-diversity-ratio 0 failed: $(cat "$work/calibrate0.log")"
+band=$(json "$work/job/calibration.json" '(d["max_diversity_ratio"], d["criterion"])')
+[ "$band" = "(0.0, 'lowest validation GED')" ] || fail "--max-diversity-ratio 0 wrote $band"
+"$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" > /dev/null || fail "ssn calibrate failed"
 
 # Another checkpoint: not carried, and said so. (A calibration whose CRC-32 names other bytes
 # stands for one fitted before the checkpoint changed.)
@@ -89,6 +96,8 @@ expect_failure "calibrate a missing checkpoint" "no checkpoint_epoch9.pt in" \
   "$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" --checkpoint checkpoint_epoch9.pt
 expect_failure "calibrate a folder that is no job" "has no config.json: not a job folder" \
   "$ssn" calibrate --job-dir "$work" --data-dir "$demo/data"
+expect_failure "a diversity band below 1" "--max-diversity-ratio: expected 0 or a finite number >= 1, got 0.5" \
+  "$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" --max-diversity-ratio 0.5
 expect_failure "a negative temperature" "--temperature: expected a finite number >= 0, got -1" \
   "$ssn" sample --predictions "$job/predictions" --num-samples 2 --temperature -1 --out "$work/t"
 expect_failure "--temperature with --samples" "apply to --predictions only" \

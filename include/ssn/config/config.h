@@ -129,6 +129,9 @@ struct ValidConfig {
   /// Samples per case for each calibration setting's GED (evaluate's default, so that the
   /// figures compare).
   int64_t calibration_samples = 100;
+  /// The calibration keeps the sample diversity within [1/r, r] times the annotators' on the
+  /// validation cases (0: GED alone; evaluation::CalibrationOptions::max_diversity_ratio).
+  double calibration_max_diversity_ratio = 1.25;
 };
 
 struct TestConfig {

@@ -34,6 +34,8 @@ struct Calibration {
   /// Before (temperature 1, no class weights), with the temperature only, and after.
   CalibrationScore before, temperature_only, after;
   double annotator_diversity = 0.0;
+  /// The diversity band the fit kept to (CalibrationOptions::max_diversity_ratio; 0: none).
+  double max_diversity_ratio = 0.0;
   /// How it was fitted.
   int64_t num_cases = 0;
   int64_t num_samples = 0;
@@ -53,10 +55,16 @@ struct CalibrationOptions {
   uint64_t seed = 0;
   /// At most this many cases of the folder (0: all).
   int64_t max_cases = 0;
+  /// Only settings whose validation diversity lies within [1/r, r] times the annotators' are
+  /// candidates (r >= 1; 0: any setting). GED alone rewards spread: its optimum can sample
+  /// segmentations that disagree more than the annotators do. When no setting lies in the band,
+  /// the one nearest to it (in log ratio) is taken.
+  double max_diversity_ratio = 1.25;
 };
 
 /// Fits the calibration on a predictions folder whose cases carry annotations: the temperature on
-/// a grid of 0.2 .. 3 (step 0.2), refined to steps of 0.05 around the best; then, for each
+/// a grid of 0.2 .. 3 (step 0.2), refined to steps of 0.05 around the best (the lowest mean GED
+/// among the settings within the diversity band, see CalibrationOptions); then, for each
 /// foreground class in turn, a weight in 0.6 .. 1.4 (step 0.2) on that class's noise, kept only
 /// when it lowers the validation GED by more than twice the standard error of the per-case
 /// differences (otherwise noise would be fitted). Every setting sees the same noise (case i draws

@@ -23,6 +23,8 @@ struct CalibrateOptions {
   std::string checkpoint = "checkpoint_best.pt";
   /// Samples per case for each setting; 0: config.valid.calibration_samples.
   int64_t num_samples = 0;
+  /// The diversity band's ratio; negative: config.valid.calibration_max_diversity_ratio.
+  double max_diversity_ratio = -1;
   uint64_t seed = 0;
   std::string device = "cpu";
 };
