@@ -3,7 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <tuple>
 
 #include "ssn/train/model_factory.h"
 
@@ -61,6 +63,51 @@ TEST(Config, FactorBiasIsABoolThatRemovesTheFactorConvsBias) {
                   .model.factor_bias == false);
   config["model"]["StochasticUNet"]["factor_bias"] = 0;
   EXPECT_THAT(error_of(config), HasSubstr("model.StochasticUNet.factor_bias has the wrong type"));
+}
+
+// The U-Net variants PHiSeg's network needs are read by name; bad values name the file and key.
+TEST(Config, UNetVariantsAreReadAndBadValuesNamed) {
+  const Config paper = load_config(std::string(SSN_SOURCE_DIR) + "/configs/lidc_unet_rank10.json");
+  EXPECT_EQ(paper.model.pooling, nn::Pooling::kAverage);
+  EXPECT_EQ(paper.model.upsampling, nn::Upsampling::kLinearTf1);
+  EXPECT_EQ(paper.model.decoder_widths, nn::DecoderWidths::kLevelBelow);
+  EXPECT_EQ(paper.model.recombination, std::vector<int64_t>({32, 32, 32}));
+  EXPECT_EQ(paper.model.batch_norm_epsilon, 1e-3);
+  EXPECT_EQ(paper.model.batch_norm_momentum, 0.01);
+  EXPECT_TRUE(paper.model.he_normal_init);
+  EXPECT_EQ(paper.optimizer.weight_decay, 0.0);
+  const Config plain = parse_config(minimal(), "cfg.json");
+  EXPECT_EQ(plain.model.pooling, nn::Pooling::kMax);
+  EXPECT_FALSE(plain.model.he_normal_init);
+  for (const auto& [key, value, message] :
+       std::vector<std::tuple<std::string, json, std::string>>{
+           {"upsampling", "nearest", "model.StochasticUNet.upsampling: upsampling must be"},
+           {"decoder_widths", "wide", "model.StochasticUNet.decoder_widths: decoder_widths must"},
+           {"recombination", json::array({32, 0}), "recombination: widths must be >= 1"},
+           {"batch_norm_momentum", 1.5, "batch_norm_momentum must be in [0, 1]"},
+           {"init", "xavier", "init must be \"default\" or \"he_normal\""}}) {
+    json c = minimal();
+    c["model"]["StochasticUNet"][key] = value;
+    EXPECT_THAT(error_of(c), HasSubstr(message)) << key;
+  }
+}
+
+// "init": "he_normal" draws every convolution weight from TensorFlow 1's truncated He normal
+// (standard deviation sqrt(2.6 / fan_in) cut at two of them) and zeroes the biases.
+TEST(Config, HeNormalInitIsTensorFlowsTruncatedNormal) {
+  json c = minimal();
+  c["model"]["StochasticUNet"]["init"] = "he_normal";
+  c["model"]["StochasticUNet"]["filters"] = json::array({16, 32});
+  const nn::SegmentationModel model = train::build_model(parse_config(c, "cfg.json").model);
+  const auto parameters = model->named_parameters();
+  const at::Tensor w = parameters["backbone.encoder.1.3.weight"];  // 3x3, 32 from 32
+  const double sigma = std::sqrt(1.3 * 2.0 / (32 * 9));
+  EXPECT_LE(w.abs().max().item<double>(), 2 * sigma);
+  // A normal truncated at 2 sigma has a standard deviation of 0.880 sigma.
+  EXPECT_NEAR(w.std().item<double>(), 0.880 * sigma, 0.03 * sigma);
+  EXPECT_TRUE(parameters["head.mean_l.bias"].eq(0).all().item<bool>());
+  EXPECT_LE(parameters["head.mean_l.weight"].abs().max().item<double>(),
+            2 * std::sqrt(2.6 / 16) + 1e-7);
 }
 
 TEST(Config, UnknownKeysAndWrongTypesNameTheirPath) {

@@ -25,26 +25,48 @@ TEST(UNet, KeepsTheResolutionIn2dAnd3d) {
   EXPECT_EQ(unet3->dimension(), 3);
 }
 
-// The preset builds seven levels of three 3x3 convolutions (no bias, batch norm), counted
-// parameter by parameter from PHiSeg's widths, and halves the resolution six times.
-TEST(UNet, PhisegPresetHasSevenLevels) {
+// The preset is PHiSeg's `proposed` U-Net: seven levels of three 3x3 convolutions (no bias,
+// batch norm), decoder levels as wide as the level below, three 1x1 recombination layers of 32,
+// counted parameter by parameter; it halves the resolution six times by average pooling.
+TEST(UNet, PhisegPresetIsPhisegsNetwork) {
   UNet2d unet(UNetOptions::phiseg(1));
   const std::vector<int64_t> widths = {32, 64, 128, 192, 192, 192, 192};
   int64_t expected = 0;
-  const auto block = [&](int64_t in, int64_t out) {
-    for (int c = 0; c < 3; ++c) expected += 9 * (c == 0 ? in : out) * out + 2 * out;
+  const auto block = [&](int64_t in, int64_t out, int64_t kernel_area) {
+    for (int c = 0; c < 3; ++c) expected += kernel_area * (c == 0 ? in : out) * out + 2 * out;
   };
   for (size_t level = 0; level < widths.size(); ++level) {
-    block(level == 0 ? 1 : widths[level - 1], widths[level]);
+    block(level == 0 ? 1 : widths[level - 1], widths[level], 9);
   }
-  for (size_t level = 0; level + 1 < widths.size(); ++level) {
-    block(widths[level + 1] + widths[level], widths[level]);
+  int64_t below = widths.back();
+  for (size_t level = widths.size() - 1; level-- > 0;) {
+    block(below + widths[level], widths[level + 1], 9);
+    below = widths[level + 1];
   }
+  block(below, 32, 1);
   int64_t parameters = 0;
   for (const auto& p : unet->parameters()) parameters += p.numel();
   EXPECT_EQ(parameters, expected);
   EXPECT_EQ(unet->input_size_for(1), 64);  // 2^6: six poolings
   EXPECT_EQ(unet->out_channels(), 32);
+  EXPECT_EQ(unet->forward(torch::randn({2, 1, 64, 64})).sizes(),
+            at::IntArrayRef({2, 32, 64, 64}));
+  const auto bn = unet->named_modules()["encoder.0.1"]->as<torch::nn::BatchNorm2d>();
+  ASSERT_NE(bn, nullptr);
+  EXPECT_EQ(bn->options.eps(), 1e-3);
+  EXPECT_EQ(bn->options.momentum().value(), 0.01);
+}
+
+// TensorFlow 1's resize_images: output i reads input i / 2, the last output repeats the edge.
+TEST(UNet, Tf1UpsamplingCopiesEvenOutputsAndAveragesOddOnes) {
+  const at::Tensor row = at::arange(3, at::kFloat).view({1, 1, 1, 3});
+  const at::Tensor up = upsample2_tf1(row.expand({1, 1, 2, 3}));
+  EXPECT_EQ(up.sizes(), at::IntArrayRef({1, 1, 4, 6}));
+  EXPECT_TRUE(up[0][0][3].equal(at::tensor({0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 2.0f})));
+  const at::Tensor cube = at::arange(8, at::kFloat).view({1, 1, 2, 2, 2});
+  const at::Tensor up3 = upsample2_tf1(cube);
+  EXPECT_EQ(up3.sizes(), at::IntArrayRef({1, 1, 4, 4, 4}));
+  EXPECT_FLOAT_EQ(up3[0][0][1][1][1].item<float>(), cube.mean().item<float>());
 }
 
 TEST(UNet, RejectsBadOptionsAndSizes) {

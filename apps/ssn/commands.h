@@ -17,6 +17,7 @@ void add_calibrate_command(CLI::App& app);
 void add_sample_command(CLI::App& app);
 void add_report_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
+void add_model_command(CLI::App& app);
 void add_preprocess_command(CLI::App& app);
 void add_index_nnunet_command(CLI::App& app);
 void add_convert_lidc_command(CLI::App& app);

@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   ssn::cli::add_preprocess_command(app);
   ssn::cli::add_index_nnunet_command(app);
   ssn::cli::add_convert_lidc_command(app);
+  ssn::cli::add_model_command(app);
   ssn::cli::add_train_command(app);
   ssn::cli::add_calibrate_command(app);
   ssn::cli::add_predict_command(app);

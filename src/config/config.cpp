@@ -108,10 +108,38 @@ void parse_model(const json& value, const std::string& origin, ModelConfig& m) {
   } else {
     o.read<std::vector<int64_t>>("filters", m.filters);
     o.read_integer("convs_per_level", m.convs_per_level, 1);
-    std::string normalisation = "batch";
-    o.read("normalisation", normalisation);
-    m.normalisation = nn::parse_normalisation(normalisation);
+    // A named choice: the parser's error, prefixed with the file and the key.
+    const auto choice = [&](const char* key, std::string value, auto parse) {
+      o.read(key, value);
+      try {
+        return parse(value);
+      } catch (const c10::Error& e) {
+        TORCH_CHECK(false, origin, ": ", path, ".", key, ": ", e.what_without_backtrace());
+      }
+    };
+    m.normalisation = choice("normalisation", "batch", nn::parse_normalisation);
+    m.pooling = choice("pooling", "max", nn::parse_pooling);
+    m.upsampling = choice("upsampling", "linear", nn::parse_upsampling);
+    m.decoder_widths = choice("decoder_widths", "level", nn::parse_decoder_widths);
+    o.read<std::vector<int64_t>>("recombination", m.recombination);
+    for (int64_t w : m.recombination) {
+      TORCH_CHECK(w >= 1, origin, ": ", path, ".recombination: widths must be >= 1, got ",
+                  json(m.recombination).dump());
+    }
+    o.read_number("batch_norm_epsilon", m.batch_norm_epsilon);
+    o.read_number("batch_norm_momentum", m.batch_norm_momentum);
+    TORCH_CHECK(m.batch_norm_epsilon > 0, origin, ": ", path,
+                ".batch_norm_epsilon must be > 0, got ", m.batch_norm_epsilon);
+    TORCH_CHECK(m.batch_norm_momentum >= 0 && m.batch_norm_momentum <= 1, origin, ": ", path,
+                ".batch_norm_momentum must be in [0, 1] (PyTorch's convention: TensorFlow's "
+                "decay 0.99 is 0.01), got ",
+                m.batch_norm_momentum);
   }
+  std::string init = "default";
+  o.read("init", init);
+  TORCH_CHECK(init == "default" || init == "he_normal", origin, ": ", path,
+              ".init must be \"default\" or \"he_normal\", got \"", init, "\"");
+  m.he_normal_init = init == "he_normal";
   if (!stochastic) {
     m.kind = nn::ModelKind::kDeterministic;
     m.rank = 0;

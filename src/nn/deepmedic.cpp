@@ -4,6 +4,8 @@
 
 #include <sstream>
 
+#include "ssn/nn/layer_trace.h"
+
 namespace ssn::nn {
 namespace {
 
@@ -146,14 +148,26 @@ torch::Tensor DeepMedicImpl<D>::forward(const torch::Tensor& image) {
     for (size_t d = 0; d < D && s > 1; ++d) {  // strided slicing x[..., s/2::s]
       x = x.slice(2 + static_cast<int64_t>(d), s / 2, c10::nullopt, s);
     }
-    for (auto& block : pathways_[p]) x = block->forward(x);
+    LayerTrace* trace = LayerTrace::active();
+    if (trace) {
+      trace->record(pathway_name(s, D, p) + " (input)", s > 1 ? "Crop + subsample" : "Crop", x);
+    }
+    for (auto& block : pathways_[p]) {
+      x = block->forward(x);
+      if (trace) trace->record(*block, x);
+    }
     for (size_t d = 0; d < D && s > 1; ++d) {  // nearest upsampling
       x = x.repeat_interleave(s, 2 + static_cast<int64_t>(d));
     }
     features.push_back(crop_center(x, output));
   }
   torch::Tensor x = torch::cat(features, /*dim=*/1);
-  for (auto& block : fully_connected_) x = block->forward(x);
+  LayerTrace* trace = LayerTrace::active();
+  if (trace) trace->record("fully_connected (input)", "Upsample + crop + concat", x);
+  for (auto& block : fully_connected_) {
+    x = block->forward(x);
+    if (trace) trace->record(*block, x);
+  }
   return x;
 }
 

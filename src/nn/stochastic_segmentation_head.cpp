@@ -2,6 +2,7 @@
 
 #include <torch/nn/functional/activation.h>
 
+#include "ssn/nn/layer_trace.h"
 #include "ssn/nn/nd_layers.h"
 
 namespace ssn::nn {
@@ -91,6 +92,11 @@ HeadOutput StochasticSegmentationHeadImpl::forward(const torch::Tensor& features
     cov_factor_maps = cov_factor_maps * mask_values;
   }
 
+  if (LayerTrace* trace = LayerTrace::active()) {
+    trace->record(*mean_l_.ptr(), mean_logits);
+    trace->record(*log_cov_diag_l_.ptr(), cov_diag);
+    if (rank > 0) trace->record(*cov_factor_l_.ptr(), cov_factor_maps);
+  }
   HeadOutput output{distribution_from_maps(mean_logits, cov_diag, cov_factor_maps), mean_logits,
                     cov_diag, cov_factor_maps};
   return output;

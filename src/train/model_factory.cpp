@@ -3,6 +3,7 @@
 #include <torch/cuda.h>
 #include <torch/optim.h>
 
+#include <cmath>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -11,6 +12,31 @@
 #include "ssn/nn/unet.h"
 
 namespace ssn::train {
+
+void he_normal_init(torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  const auto parameters = model.named_parameters();
+  for (const auto& item : parameters) {
+    const std::string& name = item.key();
+    at::Tensor weight = item.value();
+    const std::string suffix = ".weight";
+    if (weight.dim() < 3 || name.size() < suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      continue;  // not a convolution's weight
+    }
+    const double fan_in = static_cast<double>(weight[0].numel());
+    const double stddev = std::sqrt(1.3 * 2.0 / fan_in);
+    at::Tensor values = at::randn_like(weight) * stddev;
+    for (int tries = 0; tries < 100; ++tries) {  // redraw beyond 2 standard deviations
+      const at::Tensor outside = values.abs() > 2 * stddev;
+      if (!outside.any().item<bool>()) break;
+      values = at::where(outside, at::randn_like(values) * stddev, values);
+    }
+    weight.copy_(values);
+    const std::string bias = name.substr(0, name.size() - suffix.size()) + ".bias";
+    if (const at::Tensor* b = parameters.find(bias)) b->zero_();
+  }
+}
 
 nn::SegmentationModel build_model(const config::ModelConfig& c) {
   std::shared_ptr<nn::BackboneImpl> backbone;
@@ -28,7 +54,13 @@ nn::SegmentationModel build_model(const config::ModelConfig& c) {
   } else {
     const auto options = nn::UNetOptions(c.input_channels, c.filters)
                              .convs_per_level(c.convs_per_level)
-                             .normalisation(c.normalisation);
+                             .normalisation(c.normalisation)
+                             .pooling(c.pooling)
+                             .upsampling(c.upsampling)
+                             .decoder_widths(c.decoder_widths)
+                             .recombination(c.recombination)
+                             .batch_norm_epsilon(c.batch_norm_epsilon)
+                             .batch_norm_momentum(c.batch_norm_momentum);
     if (c.dimensions == 2) {
       backbone = std::make_shared<nn::UNet2dImpl>(options);
     } else {
@@ -40,6 +72,7 @@ nn::SegmentationModel build_model(const config::ModelConfig& c) {
                                             .epsilon(c.epsilon)
                                             .factor_bias(c.factor_bias));
   torch::NoGradGuard no_grad;
+  if (c.he_normal_init) he_normal_init(*model);
   if (nn::StochasticSegmentationHeadImpl* head = model->head()) {
     if (c.log_diag_bias != 0.0) head->log_cov_diag_bias().fill_(c.log_diag_bias);
     if (at::Tensor factor = head->cov_factor_weight(); factor.defined()) {

@@ -45,6 +45,19 @@ struct ModelConfig {
   std::vector<int64_t> filters = {32, 64, 128, 192, 192, 192, 192};
   int64_t convs_per_level = 3;
   nn::Normalisation normalisation = nn::Normalisation::kBatch;
+  /// U-Net variants (nn::UNetOptions): "pooling", "upsampling", "decoder_widths",
+  /// "recombination", "batch_norm_epsilon", "batch_norm_momentum".
+  nn::Pooling pooling = nn::Pooling::kMax;
+  nn::Upsampling upsampling = nn::Upsampling::kLinear;
+  nn::DecoderWidths decoder_widths = nn::DecoderWidths::kLevel;
+  std::vector<int64_t> recombination;
+  double batch_norm_epsilon = 1e-5;
+  double batch_norm_momentum = 0.1;
+  /// "init": LibTorch's default initialisation, or "he_normal": every convolution's weights from
+  /// TensorFlow 1's variance_scaling_initializer(2.0, FAN_IN, normal) (a normal of standard
+  /// deviation sqrt(1.3 * 2 / fan_in) truncated at 2 standard deviations) and zero biases, as
+  /// PHiSeg initialises.
+  bool he_normal_init = false;
   /// Initial bias of the log-diagonal conv: log D starts near this value (the CPU recipe).
   double log_diag_bias = 0.0;
   /// Multiplies the default initial weights of the covariance-factor conv.

@@ -23,6 +23,7 @@ struct NdLayers<2> {
   using Conv = torch::nn::Conv2d;
   using ConvOptions = torch::nn::Conv2dOptions;
   using BatchNorm = torch::nn::BatchNorm2d;
+  using BatchNormOptions = torch::nn::BatchNormOptions;
   using InstanceNorm = torch::nn::InstanceNorm2d;
   using InstanceNormOptions = torch::nn::InstanceNorm2dOptions;
 };
@@ -32,6 +33,7 @@ struct NdLayers<3> {
   using Conv = torch::nn::Conv3d;
   using ConvOptions = torch::nn::Conv3dOptions;
   using BatchNorm = torch::nn::BatchNorm3d;
+  using BatchNormOptions = torch::nn::BatchNormOptions;
   using InstanceNorm = torch::nn::InstanceNorm3d;
   using InstanceNormOptions = torch::nn::InstanceNorm3dOptions;
 };

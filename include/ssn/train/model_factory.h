@@ -22,6 +22,11 @@ namespace ssn::train {
 /// (model.log_diag_bias, model.factor_init_scale).
 nn::SegmentationModel build_model(const config::ModelConfig& config);
 
+/// Every convolution weight of `model` from TensorFlow 1's He-normal initialiser (a normal of
+/// standard deviation sqrt(1.3 * 2 / fan_in) truncated at two standard deviations), its bias 0:
+/// PHiSeg's initialisation (config key "init": "he_normal").
+void he_normal_init(torch::nn::Module& model);
+
 /// The optimiser of the config's optimizer section over `parameters`.
 std::unique_ptr<torch::optim::Optimizer> build_optimizer(
     const config::OptimizerConfig& config, const std::vector<torch::Tensor>& parameters);
