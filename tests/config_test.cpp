@@ -76,11 +76,12 @@ TEST(Config, UNetVariantsAreReadAndBadValuesNamed) {
   EXPECT_EQ(paper.model.batch_norm_momentum, 0.01);
   EXPECT_TRUE(paper.model.he_normal_init);
   EXPECT_EQ(paper.optimizer.weight_decay, 0.0);
+  EXPECT_EQ(paper.data.intensity, "minus_half");
+  EXPECT_EQ(paper.data.augmentation, "phiseg");
   const Config plain = parse_config(minimal(), "cfg.json");
   EXPECT_EQ(plain.model.pooling, nn::Pooling::kMax);
   EXPECT_FALSE(plain.model.he_normal_init);
-  for (const auto& [key, value, message] :
-       std::vector<std::tuple<std::string, json, std::string>>{
+  for (const auto& [key, value, message] : std::vector<std::tuple<std::string, json, std::string>>{
            {"upsampling", "nearest", "model.StochasticUNet.upsampling: upsampling must be"},
            {"decoder_widths", "wide", "model.StochasticUNet.decoder_widths: decoder_widths must"},
            {"recombination", json::array({32, 0}), "recombination: widths must be >= 1"},

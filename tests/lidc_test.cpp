@@ -125,6 +125,53 @@ TEST_F(LidcFolder, AugmentedImagesAndMasksStayAligned) {
   EXPECT_GE(orientations.size(), 4u);
 }
 
+// PHiSeg's augmentation: half of the examples untouched, the others rotated (at most 10 degrees)
+// and zoomed in (a crop of 98/128 to all of the side) with image and mask moved together.
+TEST_F(LidcFolder, PhisegAugmentationWarpsImageAndMaskTogetherHalfOfTheTime) {
+  at::Tensor mask = at::zeros({32, 32}, at::kLong);
+  mask.slice(0, 6, 24).slice(1, 8, 14).fill_(1);
+  mask.slice(0, 18, 24).slice(1, 8, 26).fill_(1);
+  const at::Tensor image = (mask * 200 + 20).to(at::kFloat).unsqueeze(0);
+  at::Generator generator = at::detail::createCPUGenerator(5);
+  int untouched = 0;
+  double smallest_area = 1e9, largest_area = 0;
+  for (int i = 0; i < 60; ++i) {
+    const auto [warped, target] = phiseg_augment(image, mask, 2, generator);
+    ASSERT_EQ(warped.sizes(), image.sizes());
+    ASSERT_EQ(target.sizes(), mask.sizes());
+    if (warped.equal(image) && target.equal(mask)) {
+      ++untouched;
+      continue;
+    }
+    // Bilinear blurs the edge by a pixel: the thresholded image and the labels agree elsewhere.
+    const double agree = warped[0].gt(120).eq(target.eq(1)).to(at::kDouble).mean().item<double>();
+    EXPECT_GT(agree, 0.97) << "draw " << i;
+    const double area = target.sum().item<double>() / mask.sum().item<double>();
+    smallest_area = std::min(smallest_area, area);
+    largest_area = std::max(largest_area, area);
+  }
+  EXPECT_GE(untouched, 18);
+  EXPECT_LE(untouched, 42);
+  // Zooming in by 1 .. 32/24 (the smallest crop of 32 is 32 - round(30 * 32 / 128) = 24) grows
+  // the mask's area by up to 1.78.
+  EXPECT_GT(smallest_area, 0.9);
+  EXPECT_LT(largest_area, 1.85);
+  EXPECT_GT(largest_area, 1.2);
+}
+
+TEST_F(LidcFolder, MinusHalfIntensityIsPhisegs) {
+  const at::Tensor image = (at::arange(256, at::kLong).reshape({16, 16}) * 3) % 256;
+  write_slice("train", image, {at::zeros({16, 16}, at::kLong)});
+  LidcOptions options;
+  options.crop = 16;
+  options.size = 16;
+  options.annotators = 1;
+  options.intensity = LidcOptions::Intensity::kMinusHalf;
+  const LidcDataset dataset(root_, "train", options);
+  const at::Tensor expected = image.to(at::kFloat) / 255.0f - 0.5f;
+  EXPECT_TRUE(at::allclose(dataset[0].image[0], expected, 0, 1e-6));
+}
+
 TEST_F(LidcFolder, PrefetchedBatchesEqualBatchesMadeOneByOne) {
   at::Tensor image = at::arange(256, at::kLong).reshape({16, 16});
   at::Tensor mask = at::zeros({16, 16}, at::kLong);
@@ -139,7 +186,8 @@ TEST_F(LidcFolder, PrefetchedBatchesEqualBatchesMadeOneByOne) {
   at::Generator direct = at::detail::createCPUGenerator(5);
   at::Generator prefetched = at::detail::createCPUGenerator(5);
   {
-    BatchPrefetcher prefetcher(dataset, batches, prefetched, /*augment=*/true, /*depth=*/2);
+    BatchPrefetcher prefetcher(dataset, batches, prefetched, LidcAugmentation::kFlipsAndTurns,
+                               /*depth=*/2);
     for (const auto& indices : batches) {
       const TrainingBatch expected = make_training_batch(dataset, indices, direct);
       const TrainingBatch actual = prefetcher.next();

@@ -49,8 +49,7 @@ TEST(UNet, PhisegPresetIsPhisegsNetwork) {
   EXPECT_EQ(parameters, expected);
   EXPECT_EQ(unet->input_size_for(1), 64);  // 2^6: six poolings
   EXPECT_EQ(unet->out_channels(), 32);
-  EXPECT_EQ(unet->forward(torch::randn({2, 1, 64, 64})).sizes(),
-            at::IntArrayRef({2, 32, 64, 64}));
+  EXPECT_EQ(unet->forward(torch::randn({2, 1, 64, 64})).sizes(), at::IntArrayRef({2, 32, 64, 64}));
   const auto bn = unet->named_modules()["encoder.0.1"]->as<torch::nn::BatchNorm2d>();
   ASSERT_NE(bn, nullptr);
   EXPECT_EQ(bn->options.eps(), 1e-3);

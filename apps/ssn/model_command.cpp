@@ -54,8 +54,7 @@ void run_model(const ModelFlags& flags) {
   for (const auto& layer : summary["layers"]) {
     std::printf("%-*s  %-*s  %-24s  %12s\n", static_cast<int>(name_width),
                 layer["name"].get<std::string>().c_str(), static_cast<int>(type_width),
-                layer["type"].get<std::string>().c_str(),
-                shape_text(layer["output_shape"]).c_str(),
+                layer["type"].get<std::string>().c_str(), shape_text(layer["output_shape"]).c_str(),
                 grouped(layer["parameters"].get<int64_t>()).c_str());
   }
   std::printf("parameters: %s (trainable %s); buffers (batch norm statistics): %s\n",

@@ -165,6 +165,14 @@ void parse_data(const json& value, const std::string& origin, const ModelConfig&
     data.read_integer("crop", d.crop, 1);
     data.read_integer("size", d.size, 1);
     data.read_integer("annotators", d.annotators, 1);
+    data.read("intensity", d.intensity);
+    TORCH_CHECK(d.intensity == "standardise" || d.intensity == "minus_half", origin,
+                ": data.intensity must be \"standardise\" or \"minus_half\", got \"", d.intensity,
+                "\"");
+    data.read("augmentation", d.augmentation);
+    TORCH_CHECK(d.augmentation == "flips_and_turns" || d.augmentation == "phiseg", origin,
+                ": data.augmentation must be \"flips_and_turns\" or \"phiseg\", got \"",
+                d.augmentation, "\"");
     TORCH_CHECK(d.crop % d.size == 0, origin, ": data.crop (", d.crop,
                 ") must be a multiple of data.size (", d.size, ")");
     return;

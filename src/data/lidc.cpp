@@ -1,6 +1,7 @@
 #include "ssn/data/lidc.h"
 
 #include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -72,8 +73,22 @@ LidcExample load_lidc_example(const LidcCase& c, const LidcOptions& options) {
               image.sizes());
   at::Tensor pixels =
       downscale(centre_crop(image.to(at::kFloat), options.crop, c.image), options.size);
-  // Per-image standardisation: the crops come from CT windows of differing contrast.
-  pixels = (pixels - pixels.mean()) / pixels.std(/*unbiased=*/false).clamp_min(1e-6);
+  if (options.intensity == LidcOptions::Intensity::kStandardise) {
+    // Per-image standardisation: the crops come from CT windows of differing contrast.
+    pixels = (pixels - pixels.mean()) / pixels.std(/*unbiased=*/false).clamp_min(1e-6);
+  } else {
+    // PHiSeg's: the image in [0, 1] minus 0.5; integer codes over the format's largest code.
+    double largest = 1.0;
+    if (image.scalar_type() == at::kByte) {
+      largest = 255.0;
+    } else if (!image.is_floating_point()) {
+      TORCH_CHECK(image.min().item<int64_t>() >= 0 && image.max().item<int64_t>() <= 65535,
+                  c.image.string(), ": intensity minus_half needs 8- or 16-bit codes, got values ",
+                  image.min().item<int64_t>(), " to ", image.max().item<int64_t>());
+      largest = 65535.0;
+    }
+    pixels = pixels / largest - 0.5;
+  }
   std::vector<at::Tensor> masks;
   for (const auto& path : c.annotations) {
     const at::Tensor mask = io::read_label_image(path);
@@ -98,8 +113,60 @@ LidcDataset::LidcDataset(const fs::path& data_dir, const std::string& split, Lid
   }
 }
 
+namespace {
+
+// Bilinear reads of maps [C, H, W] at pixel coordinates x, y [H', W'] (pixel centres at integer
+// coordinates), zero outside: what OpenCV's INTER_LINEAR with a constant 0 border gives.
+at::Tensor sample_bilinear(const at::Tensor& maps, const at::Tensor& x, const at::Tensor& y) {
+  const double w = static_cast<double>(maps.size(2)), h = static_cast<double>(maps.size(1));
+  // grid_sample with align_corners: -1 and 1 are the centres of the first and last pixels.
+  const at::Tensor grid =
+      at::stack({x / std::max(w - 1, 1.0) * 2 - 1, y / std::max(h - 1, 1.0) * 2 - 1}, -1);
+  return at::grid_sampler_2d(maps.unsqueeze(0), grid.unsqueeze(0).to(maps.scalar_type()),
+                             /*interpolation_mode=*/0, /*padding_mode=*/0,
+                             /*align_corners=*/true)[0];
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> phiseg_augment(const at::Tensor& image, const at::Tensor& target,
+                                                 int64_t num_classes, at::Generator& generator) {
+  if (at::randint(2, {1}, generator, at::kLong).item<int64_t>() != 0) return {image, target};
+  const int64_t h = image.size(1), w = image.size(2);
+  // Image and one-hot labels warped together; labels back by argmax (ties: the lower class).
+  at::Tensor maps =
+      at::cat({image.to(at::kFloat),
+               at::one_hot(target.to(at::kLong), num_classes).permute({2, 0, 1}).to(at::kFloat)});
+  // 1. Rotation about (W/2, H/2) by an angle uniform in [-10, 10] degrees.
+  const double angle =
+      (at::rand({1}, generator, at::kDouble).item<double>() * 20.0 - 10.0) * M_PI / 180.0;
+  const at::Tensor ys = at::arange(h, at::kDouble).view({h, 1}).expand({h, w});
+  const at::Tensor xs = at::arange(w, at::kDouble).view({1, w}).expand({h, w});
+  const double cx = static_cast<double>(w) / 2, cy = static_cast<double>(h) / 2;
+  const double c = std::cos(angle), s = std::sin(angle);
+  // Output pixel (x, y) reads the input at the inverse rotation of (x, y) about the centre.
+  maps =
+      sample_bilinear(maps, cx + c * (xs - cx) - s * (ys - cy), cy + s * (xs - cx) + c * (ys - cy));
+  // 2. A square crop of side r in [S - 30 S / 128, S] at a uniform corner, resized back to S.
+  const int64_t size = std::min(h, w);
+  const int64_t smallest = size - (30 * size + 64) / 128;
+  const int64_t r = at::randint(smallest, size + 1, {1}, generator, at::kLong).item<int64_t>();
+  const int64_t px = at::randint(0, w - r + 1, {1}, generator, at::kLong).item<int64_t>();
+  const int64_t py = at::randint(0, h - r + 1, {1}, generator, at::kLong).item<int64_t>();
+  // OpenCV's resize: half-pixel centres, clamped to the crop's edge pixels.
+  const auto source = [&](int64_t out, int64_t offset) {
+    const double scale = static_cast<double>(r) / static_cast<double>(out);
+    return ((at::arange(out, at::kDouble) + 0.5) * scale - 0.5).clamp(0, r - 1) + offset;
+  };
+  const at::Tensor sy = source(h, py).view({h, 1}).expand({h, w});
+  const at::Tensor sx = source(w, px).view({1, w}).expand({h, w});
+  maps = sample_bilinear(maps, sx, sy);
+  return {maps.narrow(0, 0, 1).to(image.scalar_type()).contiguous(),
+          maps.narrow(0, 1, num_classes).argmax(0)};
+}
+
 TrainingBatch make_training_batch(const LidcDataset& dataset, const std::vector<int64_t>& indices,
-                                  at::Generator generator, bool augment) {
+                                  at::Generator generator, LidcAugmentation augmentation) {
   TORCH_CHECK(!indices.empty(), "make_training_batch: no indices");
   std::vector<at::Tensor> images, targets;
   for (int64_t i : indices) {
@@ -108,7 +175,9 @@ TrainingBatch make_training_batch(const LidcDataset& dataset, const std::vector<
         at::randint(example.annotations.size(0), {1}, generator, at::kLong).item<int64_t>();
     at::Tensor image = example.image;                    // [1, H, W]
     at::Tensor target = example.annotations[annotator];  // [H, W]
-    if (augment) {
+    if (augmentation == LidcAugmentation::kPhiseg) {
+      std::tie(image, target) = phiseg_augment(image, target, 2, generator);
+    } else if (augmentation == LidcAugmentation::kFlipsAndTurns) {
       if (at::rand({1}, generator).item<double>() < 0.5) {
         image = image.flip({2});
         target = target.flip({1});
@@ -136,27 +205,28 @@ struct BatchPrefetcher::State {
 
 BatchPrefetcher::BatchPrefetcher(const LidcDataset& dataset,
                                  std::vector<std::vector<int64_t>> batches, at::Generator generator,
-                                 bool augment, size_t depth)
+                                 LidcAugmentation augmentation, size_t depth)
     : state_(std::make_unique<State>()) {
   TORCH_CHECK(depth >= 1, "BatchPrefetcher: depth must be >= 1");
   state_->total = batches.size();
   State* s = state_.get();
-  s->worker = std::thread([s, &dataset, batches = std::move(batches), generator, augment, depth] {
-    try {
-      for (const auto& indices : batches) {
-        TrainingBatch batch = make_training_batch(dataset, indices, generator, augment);
-        std::unique_lock<std::mutex> lock(s->mutex);
-        s->changed.wait(lock, [&] { return s->stop || s->ready.size() < depth; });
-        if (s->stop) return;
-        s->ready.push_back(std::move(batch));
-        s->changed.notify_all();
-      }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(s->mutex);
-      s->error = std::current_exception();
-      s->changed.notify_all();
-    }
-  });
+  s->worker =
+      std::thread([s, &dataset, batches = std::move(batches), generator, augmentation, depth] {
+        try {
+          for (const auto& indices : batches) {
+            TrainingBatch batch = make_training_batch(dataset, indices, generator, augmentation);
+            std::unique_lock<std::mutex> lock(s->mutex);
+            s->changed.wait(lock, [&] { return s->stop || s->ready.size() < depth; });
+            if (s->stop) return;
+            s->ready.push_back(std::move(batch));
+            s->changed.notify_all();
+          }
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(s->mutex);
+          s->error = std::current_exception();
+          s->changed.notify_all();
+        }
+      });
 }
 
 BatchPrefetcher::~BatchPrefetcher() {

@@ -48,7 +48,8 @@ ModelOutput SegmentationModelImpl::forward(const torch::Tensor& image, const tor
   if (options_.kind() == ModelKind::kDeterministic) {
     // relu first, as the SSN head does, so the three kinds see the same features.
     output.mean_logits = logits_l_.forward(torch::relu(features));
-    if (LayerTrace* trace = LayerTrace::active()) trace->record(*logits_l_.ptr(), output.mean_logits);
+    if (LayerTrace* trace = LayerTrace::active())
+      trace->record(*logits_l_.ptr(), output.mean_logits);
     return output;
   }
   HeadOutput head = head_->forward(features, mask);

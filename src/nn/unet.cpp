@@ -21,8 +21,8 @@ void add_conv_layer(torch::nn::Sequential& block, int64_t in, int64_t out, int64
                     const UNetOptions& options) {
   using L = NdLayers<D>;
   const bool biased = options.normalisation() == Normalisation::kNone;
-  block->push_back(typename L::Conv(
-      typename L::ConvOptions(in, out, kernel).padding(kernel / 2).bias(biased)));
+  block->push_back(
+      typename L::Conv(typename L::ConvOptions(in, out, kernel).padding(kernel / 2).bias(biased)));
   if (options.normalisation() == Normalisation::kBatch) {
     block->push_back(typename L::BatchNorm(typename L::BatchNormOptions(out)
                                                .eps(options.batch_norm_epsilon())
@@ -60,8 +60,7 @@ Upsampling parse_upsampling(const std::string& name) {
 DecoderWidths parse_decoder_widths(const std::string& name) {
   if (name == "level") return DecoderWidths::kLevel;
   if (name == "level_below") return DecoderWidths::kLevelBelow;
-  TORCH_CHECK(false, "decoder_widths must be \"level\" or \"level_below\", got \"", name,
-              "\"");
+  TORCH_CHECK(false, "decoder_widths must be \"level\" or \"level_below\", got \"", name, "\"");
 }
 
 torch::Tensor upsample2_tf1(const torch::Tensor& x) {
@@ -112,9 +111,8 @@ UNetImpl<D>::UNetImpl(UNetOptions options) : options_(std::move(options)) {
     // concatenated with this level's skip connection.
     const auto below = static_cast<size_t>(level + 1);
     const int64_t from_below = level + 2 < levels ? options_.decoder_width(below) : filters[below];
-    decoder_->push_back(conv_block<D>(from_below + filters[level],
-                                      options_.decoder_width(static_cast<size_t>(level)),
-                                      options_));
+    decoder_->push_back(conv_block<D>(
+        from_below + filters[level], options_.decoder_width(static_cast<size_t>(level)), options_));
   }
   register_module("encoder", encoder_);
   register_module("decoder", decoder_);

@@ -29,8 +29,12 @@ class LidcData : public TrainingData {
         batches[step].push_back(order[step * batch_size_ + b].item<int64_t>());
       }
     }
+    const data::LidcAugmentation augmentation =
+        !config_.training.augment               ? data::LidcAugmentation::kNone
+        : config_.data.augmentation == "phiseg" ? data::LidcAugmentation::kPhiseg
+                                                : data::LidcAugmentation::kFlipsAndTurns;
     prefetcher_ = std::make_unique<data::BatchPrefetcher>(train_, std::move(batches), generator,
-                                                          config_.training.augment);
+                                                          augmentation);
     return steps;
   }
   data::TrainingBatch next() override { return prefetcher_->next(); }

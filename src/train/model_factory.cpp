@@ -122,6 +122,8 @@ data::LidcOptions lidc_options(const config::DataConfig& config) {
   options.crop = config.crop;
   options.size = config.size;
   options.annotators = config.annotators;
+  options.intensity = config.intensity == "minus_half" ? data::LidcOptions::Intensity::kMinusHalf
+                                                       : data::LidcOptions::Intensity::kStandardise;
   return options;
 }
 

@@ -80,6 +80,10 @@ struct DataConfig {
   int64_t crop = 128;
   int64_t size = 128;
   int64_t annotators = 4;
+  /// LIDC layout: "intensity" "standardise" (per image) or "minus_half" (PHiSeg's: [0, 1] - 0.5),
+  /// and the training "augmentation" "flips_and_turns" or "phiseg" (data::LidcAugmentation).
+  std::string intensity = "standardise";
+  std::string augmentation = "flips_and_turns";
   /// csv: the CSV columns holding the input channels, the target and the sampling mask (empty:
   /// all ones), and the class names (background first).
   std::vector<std::string> channels;

@@ -24,6 +24,22 @@ struct LidcOptions {
   int64_t size = 128;
   /// Annotators per image (the dataset has 4).
   int64_t annotators = 4;
+  /// Intensities: standardised per image (ssn's default), or PHiSeg's: the image in [0, 1] (its
+  /// integer codes divided by the format's largest code) minus 0.5.
+  enum class Intensity { kStandardise, kMinusHalf } intensity = Intensity::kStandardise;
+};
+
+/// Training augmentation of LIDC crops.
+enum class LidcAugmentation {
+  kNone,
+  /// A random flip and a random multiple of 90 degrees (ssn's default).
+  kFlipsAndTurns,
+  /// PHiSeg's batch provider (the paper's LIDC runs): with probability 1/2, a rotation by an
+  /// angle uniform in [-10, 10] degrees about (W/2, H/2) with zeros outside, then a random square
+  /// crop of side uniform in [S - 30 S / 128, S] resized back to S x S, both bilinear (labels as
+  /// one-hot maps, then argmax); otherwise nothing. No flips: its config asks for them under
+  /// names its code does not read.
+  kPhiseg
 };
 
 struct LidcCase {
@@ -67,9 +83,15 @@ struct TrainingBatch {
 };
 
 /// One training batch: for each index, one annotator drawn at random (as the paper trains), then
-/// a random flip and a random multiple of 90 degrees applied to image and mask alike.
+/// the augmentation applied to image and mask alike.
 TrainingBatch make_training_batch(const LidcDataset& dataset, const std::vector<int64_t>& indices,
-                                  at::Generator generator, bool augment = true);
+                                  at::Generator generator,
+                                  LidcAugmentation augmentation = LidcAugmentation::kFlipsAndTurns);
+
+/// PHiSeg's augmentation of one example (LidcAugmentation::kPhiseg): image [1, H, W] float,
+/// target [H, W] int64 with labels < num_classes -> the same shapes.
+std::pair<at::Tensor, at::Tensor> phiseg_augment(const at::Tensor& image, const at::Tensor& target,
+                                                 int64_t num_classes, at::Generator& generator);
 
 /// Assembles the batches of one epoch on a background thread, `depth` batches ahead of the
 /// consumer. The generator is used by that thread alone, in batch order, so the batches (and the
@@ -77,7 +99,7 @@ TrainingBatch make_training_batch(const LidcDataset& dataset, const std::vector<
 class BatchPrefetcher {
  public:
   BatchPrefetcher(const LidcDataset& dataset, std::vector<std::vector<int64_t>> batches,
-                  at::Generator generator, bool augment, size_t depth = 2);
+                  at::Generator generator, LidcAugmentation augmentation, size_t depth = 2);
   ~BatchPrefetcher();
   BatchPrefetcher(const BatchPrefetcher&) = delete;
   BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
