@@ -98,6 +98,9 @@ void run_train(const TrainFlags& flags) {
   options.on_calibrated = [&calibration](const evaluation::Calibration& c) {
     calibration = evaluation::describe(c);
   };
+  options.on_warning = [terminal](const std::string& message) {
+    std::fprintf(stderr, "%swarning: %s\n", terminal ? "\n" : "", message.c_str());
+  };
   const auto records = train::train(config, options);
   if (terminal) std::fprintf(stderr, "\n");
   for (const auto& r : records) {

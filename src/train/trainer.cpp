@@ -147,10 +147,20 @@ void validate_and_save(Run& run, EpochRecord record, double epoch_start_seconds)
   if (evaluate) {
     torch::NoGradGuard no_grad;
     run.model->eval();
-    const Validation v = run.data->validate(run.model, run.loss_fn, run.device);
+    try {
+      const Validation v = run.data->validate(run.model, run.loss_fn, run.device);
+      record.val_loss = v.loss;
+      record.val_ged = v.ged;
+    } catch (const InvalidCovariance&) {
+      // Not scored (NaN in the log), so never the best checkpoint on its merits.
+      if (run.options.on_warning) {
+        run.options.on_warning("epoch " + std::to_string(record.epoch) +
+                               ": validation skipped: in evaluation mode the model gives a "
+                               "non-finite covariance (batch norm's running statistics may not "
+                               "have settled yet)");
+      }
+    }
     run.model->train();
-    record.val_loss = v.loss;
-    record.val_ged = v.ged;
   }
   record.seconds =
       epoch_start_seconds + std::chrono::duration<double>(Clock::now() - start).count();
@@ -245,9 +255,17 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     calibrate.job_dir = options.job_dir;
     calibrate.data = options.data;
     calibrate.device = options.device;
-    const evaluation::Calibration calibration =
-        calibrate_job(config, calibrate, options.on_calibration);
-    if (options.on_calibrated) options.on_calibrated(calibration);
+    try {
+      const evaluation::Calibration calibration =
+          calibrate_job(config, calibrate, options.on_calibration);
+      if (options.on_calibrated) options.on_calibrated(calibration);
+    } catch (const InvalidCovariance&) {
+      if (options.on_warning) {
+        options.on_warning(
+            "calibration skipped: checkpoint_best.pt gives a non-finite covariance in evaluation "
+            "mode; no calibration.json written");
+      }
+    }
   }
   return run.records;
 }

@@ -35,6 +35,9 @@ struct TrainOptions {
   /// Progress of the calibration after the last epoch (config.valid.calibrate), and its result.
   runtime::Progress on_calibration;
   std::function<void(const evaluation::Calibration&)> on_calibrated;
+  /// A validation or the calibration skipped because the model in evaluation mode gives a
+  /// non-finite covariance (e.g. batch norm's running statistics not settled after few steps).
+  std::function<void(const std::string&)> on_warning;
 };
 
 /// Trains for config.training.num_epochs epochs. job_dir receives config.json, train_log.csv and
