@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "golden.h"
 #include "ssn/data/volumes.h"
@@ -117,6 +119,56 @@ TEST(PreprocessBrats, WritesTheIndexAndFixesLabelsKeepingGeometry) {
   EXPECT_TRUE(volume.geometry.matches(geometry));
   EXPECT_THAT(error_of([&] { preprocess_brats(root / "in", root / "out", options); }),
               HasSubstr("already exists and is not an empty folder"));
+  fs::remove_all(root);
+}
+
+// --split paper: the reference's three lists exactly, in their order, from a folder in the BraTS
+// 2017 layout (tiny volumes); cases in no list are left out; missing ids are listed in one error.
+TEST(PreprocessBrats, PaperSplitGivesTheReferencesListsAndNamesEveryMissingId) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root =
+      fs::temp_directory_path() / ("ssn_paper_split_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  const auto write_case = [&](const std::string& id) {  // id: <grade>/<case>/<case>
+    fs::create_directories((root / "in" / id).parent_path());
+    at::Tensor t1 = at::randint(1, 500, {3, 4, 4}, at::kShort).to(at::kFloat);
+    for (const char* channel : {"flair", "t1", "t1ce", "t2"}) {
+      io::write_float_image(root / "in" / (id + "_" + channel + ".nii.gz"),
+                            channel == std::string("t1") ? t1 : at::rand({3, 4, 4}) * 100);
+    }
+    io::write_label_image(root / "in" / (id + "_seg.nii.gz"), at::zeros({3, 4, 4}, at::kLong));
+  };
+  // The lists as extracted from the reference by a separate script (tests/data/reference).
+  std::ifstream file(std::string(SSN_SOURCE_DIR) +
+                     "/tests/data/reference/brats2017_paper_split.json");
+  const nlohmann::json expected = nlohmann::json::parse(file);
+  const char* parts[3] = {"train", "valid", "test"};
+  for (const char* part : parts) {
+    for (const auto& id : expected[part]) write_case(id.get<std::string>());
+  }
+  write_case("LGG/Brats18_extra_1/Brats18_extra_1");
+  PreprocessOptions options;
+  options.paper_split = true;
+  const PreprocessCounts counts = preprocess_brats(root / "in", root / "out", options);
+  EXPECT_EQ(counts.train, 171);
+  EXPECT_EQ(counts.valid, 28);
+  EXPECT_EQ(counts.test, 86);
+  EXPECT_EQ(counts.left_out, 1);
+  for (const char* part : parts) {
+    const auto cases = read_case_csv(root / "out" / ("data_index_" + std::string(part) + ".csv"),
+                                     {{"flair", "t1", "t1ce", "t2"}, "seg", "sampling_mask"});
+    std::vector<std::string> ids;
+    for (const auto& c : cases) ids.push_back(c.id);
+    EXPECT_EQ(ids, expected[part].get<std::vector<std::string>>()) << part;
+  }
+  fs::remove_all(root / "out");
+  fs::remove_all(root / "in" / "HGG" / "Brats17_2013_11_1");
+  fs::remove_all(root / "in" / "LGG" / "Brats17_TCIA_620_1");
+  const std::string error = error_of([&] { preprocess_brats(root / "in", root / "out", options); });
+  EXPECT_THAT(error, HasSubstr("2 of the paper's 285 BraTS 2017 cases are not in"));
+  EXPECT_THAT(error, HasSubstr("HGG/Brats17_2013_11_1/Brats17_2013_11_1"));
+  EXPECT_THAT(error, HasSubstr("LGG/Brats17_TCIA_620_1/Brats17_TCIA_620_1"));
+  EXPECT_FALSE(fs::exists(root / "out"));
   fs::remove_all(root);
 }
 

@@ -3,7 +3,9 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <array>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 #include "ssn/data/splits.h"
@@ -60,6 +62,31 @@ PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& out
   TORCH_CHECK(!cases.empty(), "input folder ", input_dir.string(),
               " holds no case (<case>_flair.nii.gz with t1, t1ce, t2 and seg next to it)");
   PreprocessCounts counts;
+  // The parts of the split as indices into `cases` (paper: the lists' order; random: drawn later).
+  std::array<std::vector<int64_t>, 3> paper_parts;
+  if (options.paper_split) {
+    std::vector<fs::path> listed;
+    std::vector<std::string> missing;
+    std::set<fs::path> present(cases.begin(), cases.end());
+    for (size_t part = 0; part < 3; ++part) {
+      for (const std::string& id : brats2017_paper_split(part)) {
+        if (!present.count(fs::path(id))) missing.push_back(id);
+        paper_parts[part].push_back(static_cast<int64_t>(listed.size()));
+        listed.emplace_back(id);
+      }
+    }
+    if (!missing.empty()) {
+      std::ostringstream list;
+      for (size_t i = 0; i < missing.size(); ++i) list << (i ? ", " : "") << missing[i];
+      TORCH_CHECK(false, "--split paper: ", missing.size(), " of the paper's ", listed.size(),
+                  " BraTS 2017 cases are not in ", input_dir.string(),
+                  " (expected <id>_flair.nii.gz for each id; the reference lays them out as "
+                  "HGG/<case>/<case>_*.nii.gz and LGG/...): ",
+                  list.str());
+    }
+    counts.left_out = static_cast<int64_t>(cases.size() - listed.size());
+    cases = listed;
+  }
   io::write_folder_atomically(output_dir, "output folder", [&](const fs::path& staging) {
     const char* channels[4] = {"flair", "t1", "t1ce", "t2"};
     std::vector<std::string> rows;
@@ -95,15 +122,17 @@ PreprocessCounts preprocess_brats(const fs::path& input_dir, const fs::path& out
       row << "," << id.string() << "_seg.nii.gz," << id.string() << "_brain_mask.nii.gz";
       rows.push_back(row.str());
     }
-    const Split split =
-        split_cases(static_cast<int64_t>(rows.size()), options.fractions, options.seed);
-    counts = {static_cast<int64_t>(split.parts[0].size()),
-              static_cast<int64_t>(split.parts[1].size()),
-              static_cast<int64_t>(split.parts[2].size())};
+    const std::array<std::vector<int64_t>, 3> parts =
+        options.paper_split
+            ? paper_parts
+            : split_cases(static_cast<int64_t>(rows.size()), options.fractions, options.seed).parts;
+    counts.train = static_cast<int64_t>(parts[0].size());
+    counts.valid = static_cast<int64_t>(parts[1].size());
+    counts.test = static_cast<int64_t>(parts[2].size());
     std::ostringstream csv[3];
     for (auto& file : csv) file << "id,flair,t1,t1ce,t2,seg,sampling_mask\n";
     for (size_t part = 0; part < 3; ++part) {
-      for (int64_t i : split.parts[part]) csv[part] << rows[static_cast<size_t>(i)] << "\n";
+      for (int64_t i : parts[part]) csv[part] << rows[static_cast<size_t>(i)] << "\n";
     }
     io::write_text_file(staging / "data_index_train.csv", csv[0].str());
     io::write_text_file(staging / "data_index_valid.csv", csv[1].str());
