@@ -194,7 +194,10 @@ TEST(Config, AcceptsTheReferenceBratsConfigsUnchanged) {
   EXPECT_DOUBLE_EQ(ssn.training.foreground_probability, 0.5);
   EXPECT_EQ(ssn.training.flip_axes, (std::vector<int64_t>{2, 1}));
   EXPECT_EQ(ssn.training.rotation_planes, (std::vector<std::vector<int64_t>>{{2, 1}}));
-  EXPECT_TRUE(ssn.training.elastic_requested);
+  EXPECT_DOUBLE_EQ(ssn.training.elastic_probability, 0.5);
+  EXPECT_EQ(ssn.training.elastic_period, (std::vector<int64_t>{5, 5, 5}));
+  EXPECT_DOUBLE_EQ(ssn.training.elastic_alpha, 20.0);
+  EXPECT_EQ(ssn.training.elastic_noise_shape, (std::vector<int64_t>{400, 400, 400}));
   EXPECT_EQ(ssn.loss.num_mc_samples, 20);
   EXPECT_EQ(ssn.optimizer.kind, Optimizer::kRMSprop);
   EXPECT_DOUBLE_EQ(ssn.optimizer.alpha, 0.9);

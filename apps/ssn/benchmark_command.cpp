@@ -1,7 +1,10 @@
 // ssn benchmark: throughput of the library's hot paths on synthetic data.
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <chrono>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -9,7 +12,9 @@
 #include "commands.h"
 #include "flags.h"
 #include "ssn/config/config.h"
+#include "ssn/data/elastic.h"
 #include "ssn/evaluation/benchmark.h"
+#include "ssn/runtime/memory_tracker.h"
 #include "ssn/train/inference.h"
 
 namespace ssn::cli {
@@ -63,6 +68,70 @@ void run_evaluate_benchmark(const BenchmarkFlags& flags) {
   }
 }
 
+// The reference's elastic deformation of one training case of --shape (4 channels, target,
+// mask), forced on: seconds (median), peak tensor memory, and the statistics of the displacement
+// field's first component read at offset 0 (a fixed function of noise_shape, period and alpha).
+void run_elastic_benchmark(const BenchmarkFlags& flags) {
+  const config::Config config = config::load_config(flags.config_file);
+  const auto& t = config.training;
+  TORCH_CHECK(flags.shape.size() == 3, "--shape: expected 3 sizes, got ", flags.shape.size());
+  data::ElasticOptions options;
+  options.probability = 1.0;
+  options.period = t.elastic_period;
+  options.alpha = t.elastic_alpha;
+  options.noise_shape = t.elastic_noise_shape;
+  runtime::CpuMemoryTracker tracker;
+  data::ElasticField field(options);
+  at::Generator generator = at::detail::createCPUGenerator(flags.seed);
+  std::vector<double> seconds;
+  for (int64_t r = 0; r < flags.repeats; ++r) {
+    data::Volume volume;
+    volume.id = "benchmark";
+    std::vector<int64_t> image_shape = {4};
+    image_shape.insert(image_shape.end(), flags.shape.begin(), flags.shape.end());
+    volume.image = at::randn(image_shape, generator);
+    volume.target = at::randint(4, flags.shape, generator, at::kLong);
+    volume.mask = at::ones(flags.shape, at::kBool);
+    tracker.reset_peak();
+    const auto begin = std::chrono::steady_clock::now();
+    data::elastic_deform(volume, field, generator);
+    seconds.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
+  }
+  // The first deformation may compute the whole field (ElasticField); the others read it.
+  const double first = seconds.front();
+  if (seconds.size() > 1) seconds.erase(seconds.begin());
+  std::sort(seconds.begin(), seconds.end());
+  const at::Tensor d =
+      data::elastic_displacement(field, {{0, 0, 0}, {0, 0, 0}, {0, 0, 0}}, flags.shape)[0].to(
+          at::kDouble);
+  const nlohmann::json report = {{"threads", at::get_num_threads()},
+                                 {"shape", flags.shape},
+                                 {"noise_shape", options.noise_shape},
+                                 {"period", options.period},
+                                 {"alpha", options.alpha},
+                                 {"first_seconds", first},
+                                 {"seconds", seconds[seconds.size() / 2]},
+                                 {"peak_tensor_bytes", tracker.peak_bytes()},
+                                 {"field",
+                                  {{"mean", d.mean().item<double>()},
+                                   {"std", d.std(/*unbiased=*/false).item<double>()},
+                                   {"max_abs", d.abs().max().item<double>()},
+                                   {"sum_of_squares", d.pow(2).sum().item<double>()}}}};
+  if (flags.json) {
+    std::cout << report.dump(2) << "\n";
+    return;
+  }
+  std::cout << "ssn benchmark elastic (" << report["threads"] << " threads): one case of 4 x "
+            << report["shape"].dump() << " deformed in " << report["seconds"].get<double>()
+            << " s (median after the first, which took " << report["first_seconds"].get<double>()
+            << " s), peak tensor memory " << report["peak_tensor_bytes"].get<double>() / (1 << 20)
+            << " MiB; field at offset 0: "
+            << "mean " << report["field"]["mean"].get<double>() << ", std "
+            << report["field"]["std"].get<double>() << ", max |d| "
+            << report["field"]["max_abs"].get<double>() << " voxels\n";
+}
+
 }  // namespace
 
 void add_benchmark_command(CLI::App& app) {
@@ -107,6 +176,29 @@ void add_benchmark_command(CLI::App& app) {
       ->capture_default_str();
   predict->add_flag("--json", flags->json, "Print the results as JSON");
   predict->callback([flags]() { run_predict_benchmark(*flags); });
+
+  CLI::App* elastic = command->add_subcommand(
+      "elastic",
+      "The reference's elastic deformation (training.augmentation of --config-file) of one\n"
+      "training case of --shape with 4 channels, a target and a mask: seconds, peak tensor\n"
+      "memory, and the statistics of its displacement field (voxels).");
+  elastic->footer(
+      "Example:\n  ssn benchmark elastic --config-file "
+      "tests/data/reference/rank_10_mc_20_patch_110.json --shape 155,240,240");
+  elastic->add_option("--config-file", flags->config_file, "JSON config with the augmentation")
+      ->required()
+      ->check(CLI::ExistingFile);
+  elastic->add_option("--shape", flags->shape, "Spatial size, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
+  elastic->add_option("--repeats", flags->repeats, "Timed repetitions (the median is reported)")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  elastic->add_option("--seed", flags->seed, "Seed of the volume and the offsets")
+      ->check(seed())
+      ->capture_default_str();
+  elastic->add_flag("--json", flags->json, "Print the results as JSON");
+  elastic->callback([flags]() { run_elastic_benchmark(*flags); });
 }
 
 }  // namespace ssn::cli

@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -211,21 +212,32 @@ void parse_sampler(const json& value, const std::string& origin, TrainingConfig&
               t.foreground_probability);
 }
 
-// The whole-image augmentation: only the elastic deformation exists (not implemented by ssn).
-void parse_augmentation(const json& value, const std::string& origin, TrainingConfig& t) {
+// The whole-image augmentation: the reference's elastic deformation (data/elastic.h).
+void parse_augmentation(const json& value, const std::string& origin, int64_t dimensions,
+                        TrainingConfig& t) {
   Section augmentation(value, "training.augmentation", origin);
   if (value.empty()) return;
   const auto [name, options] = augmentation.named({"RandomElasticDeformationCoarsePerlinNoise"});
-  Section o(options, "training.augmentation." + name, origin);
-  std::vector<int64_t> period, noise_shape;
-  double probability = 0, alpha = 0;
-  int64_t num_maps = 0;
-  o.read("period", period);
-  o.read_number("prob", probability);
-  o.read_number("alpha", alpha);
-  o.read("noise_shape", noise_shape);
-  o.read_integer("num_maps", num_maps, 0);
-  t.elastic_requested = probability > 0;
+  const std::string path = "training.augmentation." + name;
+  Section o(options, path, origin);
+  int64_t num_maps = 3;
+  o.read("period", t.elastic_period);
+  o.read_number("prob", t.elastic_probability);
+  o.read_number("alpha", t.elastic_alpha);
+  o.read("noise_shape", t.elastic_noise_shape);
+  o.read_integer("num_maps", num_maps, 1);
+  TORCH_CHECK(t.elastic_probability >= 0 && t.elastic_probability <= 1, origin, ": ", path,
+              ".prob must be in [0, 1], got ", t.elastic_probability);
+  TORCH_CHECK(std::isfinite(t.elastic_alpha) && t.elastic_alpha >= 0, origin, ": ", path,
+              ".alpha must be a finite number >= 0, got ", t.elastic_alpha);
+  TORCH_CHECK(t.elastic_probability == 0 || dimensions == 3, origin, ": ", path,
+              ": ssn deforms volumes (3 spatial axes) only; this model has ", dimensions);
+  for (const auto* shape : {&t.elastic_period, &t.elastic_noise_shape}) {
+    TORCH_CHECK(shape->size() == 3 &&
+                    std::all_of(shape->begin(), shape->end(), [](int64_t v) { return v >= 1; }),
+                origin, ": ", path, ": period and noise_shape need 3 values >= 1, got ",
+                json(t.elastic_period).dump(), " and ", json(t.elastic_noise_shape).dump());
+  }
 }
 
 void check_probability(double p, const std::string& origin, const std::string& path) {
@@ -294,7 +306,7 @@ void parse_training(const json& value, const std::string& origin, int64_t dimens
   }
   if (value.contains("augmentation")) {
     training.mark("augmentation");
-    parse_augmentation(value.at("augmentation"), origin, t);
+    parse_augmentation(value.at("augmentation"), origin, dimensions, t);
   }
   if (value.contains("patch_augmentation")) {
     training.mark("patch_augmentation");

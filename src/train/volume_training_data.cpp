@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "ssn/data/elastic.h"
 #include "ssn/data/volumes.h"
 #include "ssn/train/model_factory.h"
 #include "ssn/train/training_data.h"
@@ -54,6 +55,15 @@ class VolumeData : public TrainingData {
                       backbone);
     valid_patch_.flip_probability = valid_patch_.rotation_probability =
         valid_patch_.histogram_probability = 0.0;
+    const auto& t = config.training;
+    if (t.augment && t.elastic_probability > 0) {
+      data::ElasticOptions elastic;
+      elastic.probability = t.elastic_probability;
+      elastic.period = t.elastic_period;
+      elastic.alpha = t.elastic_alpha;
+      elastic.noise_shape = t.elastic_noise_shape;
+      noise_ = std::make_unique<data::ElasticField>(elastic);
+    }
   }
 
   int64_t begin_epoch(at::Generator& generator) override {
@@ -152,8 +162,9 @@ class VolumeData : public TrainingData {
     }
     TORCH_CHECK(!indices.empty() || !pending_.empty(), "internal: the epoch ran out of patches");
     if (indices.empty()) return;
-    std::vector<PendingPatch> patches = draw_patches(
-        train_, indices, config_.training.patches_per_image, train_patch_, *generator_);
+    std::vector<PendingPatch> patches =
+        draw_patches(train_, indices, config_.training.patches_per_image, train_patch_, *generator_,
+                     /*deform=*/true);
     const at::Tensor order =
         at::randperm(static_cast<int64_t>(patches.size()), *generator_, at::kLong);
     std::vector<PendingPatch> shuffled;
@@ -169,14 +180,18 @@ class VolumeData : public TrainingData {
   std::vector<PendingPatch> draw_patches(const std::vector<data::VolumeCase>& cases,
                                          const std::vector<int64_t>& indices, int64_t per_case,
                                          const data::PatchOptions& options,
-                                         at::Generator& generator) {
-    std::vector<std::shared_ptr<const data::Volume>> volumes(indices.size());
+                                         at::Generator& generator, bool deform = false) {
+    std::vector<std::shared_ptr<data::Volume>> volumes(indices.size());
     at::parallel_for(0, static_cast<int64_t>(indices.size()), 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        volumes[i] = std::make_shared<const data::Volume>(data::load_volume(
+        volumes[i] = std::make_shared<data::Volume>(data::load_volume(
             cases[indices[i]], config_.model.num_classes, config_.model.dimensions));
       }
     });
+    // The reference deforms the whole case when it loads it for training, before the patches.
+    if (deform && noise_) {
+      for (auto& volume : volumes) data::elastic_deform(*volume, *noise_, generator);
+    }
     std::vector<PendingPatch> patches;
     for (const auto& volume : volumes) {
       for (int64_t p = 0; p < per_case; ++p) {
@@ -192,7 +207,8 @@ class VolumeData : public TrainingData {
   std::vector<int64_t> epoch_cases_;
   int64_t next_case_ = 0;
   std::vector<PendingPatch> pending_;
-  at::Generator* generator_ = nullptr;  // the epoch's data generator (begin_epoch)
+  at::Generator* generator_ = nullptr;         // the epoch's data generator (begin_epoch)
+  std::unique_ptr<data::ElasticField> noise_;  // null without elastic deformation
 };
 
 }  // namespace
@@ -201,11 +217,6 @@ std::unique_ptr<TrainingData> make_volume_training_data(const config::Config& co
                                                         const std::filesystem::path& train_csv,
                                                         const std::filesystem::path& valid_csv,
                                                         const nn::BackboneImpl& backbone) {
-  if (config.training.elastic_requested) {
-    std::fprintf(stderr,
-                 "ssn: warning: training.augmentation.RandomElasticDeformationCoarsePerlinNoise "
-                 "is not implemented by ssn; training without it\n");
-  }
   return std::make_unique<VolumeData>(config, train_csv, valid_csv, backbone);
 }
 

@@ -122,9 +122,13 @@ struct TrainingConfig {
   double rotation_probability = 0.0;
   std::vector<std::vector<int64_t>> rotation_planes;
   double histogram_probability = 0.0;
-  /// augmentation.RandomElasticDeformationCoarsePerlinNoise was requested (not implemented: skipped
-  /// with a warning).
-  bool elastic_requested = false;
+  /// augmentation.RandomElasticDeformationCoarsePerlinNoise (data::ElasticOptions): the
+  /// probability (0: off), period, alpha and noise_shape; num_maps is read and has no effect (the
+  /// reference's maps are all the same field).
+  double elastic_probability = 0.0;
+  std::vector<int64_t> elastic_period = {5, 5, 5};
+  double elastic_alpha = 20.0;
+  std::vector<int64_t> elastic_noise_shape = {400, 400, 400};
 };
 
 struct ValidConfig {
