@@ -230,11 +230,11 @@ void parse_augmentation(const json& value, const std::string& origin, int64_t di
               ".prob must be in [0, 1], got ", t.elastic_probability);
   TORCH_CHECK(std::isfinite(t.elastic_alpha) && t.elastic_alpha >= 0, origin, ": ", path,
               ".alpha must be a finite number >= 0, got ", t.elastic_alpha);
-  TORCH_CHECK(t.elastic_probability == 0 || dimensions == 3, origin, ": ", path,
-              ": ssn deforms volumes (3 spatial axes) only; this model has ", dimensions);
+  // Volumes deform (3 values per list); 2-D models train without it and say so (not checked).
   for (const auto* shape : {&t.elastic_period, &t.elastic_noise_shape}) {
-    TORCH_CHECK(shape->size() == 3 &&
-                    std::all_of(shape->begin(), shape->end(), [](int64_t v) { return v >= 1; }),
+    TORCH_CHECK(dimensions != 3 ||
+                    (shape->size() == 3 &&
+                     std::all_of(shape->begin(), shape->end(), [](int64_t v) { return v >= 1; })),
                 origin, ": ", path, ": period and noise_shape need 3 values >= 1, got ",
                 json(t.elastic_period).dump(), " and ", json(t.elastic_noise_shape).dump());
   }

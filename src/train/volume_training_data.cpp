@@ -56,7 +56,12 @@ class VolumeData : public TrainingData {
     valid_patch_.flip_probability = valid_patch_.rotation_probability =
         valid_patch_.histogram_probability = 0.0;
     const auto& t = config.training;
-    if (t.augment && t.elastic_probability > 0) {
+    if (t.augment && t.elastic_probability > 0 && config.model.dimensions == 2) {
+      std::fprintf(stderr,
+                   "ssn: warning: training.augmentation.RandomElasticDeformationCoarsePerlinNoise "
+                   "is implemented for volumes (3 spatial axes) only; this 2-D model trains "
+                   "without it\n");
+    } else if (t.augment && t.elastic_probability > 0) {
       data::ElasticOptions elastic;
       elastic.probability = t.elastic_probability;
       elastic.period = t.elastic_period;
