@@ -26,7 +26,9 @@ void add_report_command(CLI::App& app) {
       "runs/report.html");
   command
       ->add_option("--job-dir", *job_dirs,
-                   "Job folder of ssn train (repeat to compare models in one page)")
+                   "Job folder of ssn train (repeat to compare models in one page); a folder of "
+                   "seed_<s> runs (train --random-seeds s1 s2 ...) shows them with mean +- SD over "
+                   "the seeds")
       ->required()
       ->check(CLI::ExistingDirectory);
   command->add_option("--out", *out, "HTML file (default: <first job dir>/report.html)");

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <set>
 
 #include "commands.h"
 #include "flags.h"
@@ -24,7 +25,8 @@ struct TrainFlags {
   std::string data_dir;
   std::string train_csv, valid_csv;
   int64_t num_epochs = -1;
-  uint64_t seed = 0;
+  std::vector<uint64_t> seeds = {0};
+  uint64_t seed = 0;  // of the run in job_dir
   bool resume = false;
   std::string device = "cpu";
 };
@@ -163,8 +165,12 @@ void add_train_command(CLI::App& app) {
   valid_csv->needs(train_csv);
   command->add_option("--num-epochs", flags->num_epochs, "Override training.num_epochs")
       ->check(at_least(0));
-  command->add_option("--random-seeds", flags->seed, "Seed of initialisation, batches and noise")
+  command
+      ->add_option("--random-seeds", flags->seeds,
+                   "Seed of initialisation, batches and noise; several seeds train one job per "
+                   "seed, in --job-dir/seed_<s> (as the reference's train.py), one after the other")
       ->check(seed())
+      ->expected(1, 1000)
       ->capture_default_str();
   command->add_flag("--resume", flags->resume,
                     "Continue the run in --job-dir from checkpoint_last.pt, with its config.json "
@@ -177,7 +183,25 @@ void add_train_command(CLI::App& app) {
     if (flags->data_dir.empty() && flags->train_csv.empty()) {
       throw CLI::RequiredError("--data-dir or --train-csv-path with --valid-csv-path");
     }
-    run_train(*flags);
+    const std::set<uint64_t> distinct(flags->seeds.begin(), flags->seeds.end());
+    if (distinct.size() != flags->seeds.size()) {
+      throw CLI::ValidationError("--random-seeds", "a seed is given twice");
+    }
+    if (flags->seeds.size() == 1) {
+      flags->seed = flags->seeds.front();
+      run_train(*flags);
+      return;
+    }
+    for (const uint64_t s : flags->seeds) {
+      TrainFlags run = *flags;
+      run.seed = s;
+      run.job_dir =
+          (std::filesystem::path(flags->job_dir) / ("seed_" + std::to_string(s))).string();
+      std::filesystem::create_directories(run.job_dir);
+      std::printf("seed %llu: %s\n", static_cast<unsigned long long>(s), run.job_dir.c_str());
+      std::fflush(stdout);
+      run_train(run);
+    }
   });
 }
 

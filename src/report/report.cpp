@@ -454,7 +454,102 @@ figure { display: inline-block; margin: 0 16px 8px 0; } figure img { image-rende
 
 }  // namespace
 
-fs::path write_report(const ReportOptions& options) {
+// The seed_<s> job folders of a multi-seed run (ssn train --random-seeds s1 s2 ...), by seed.
+std::vector<fs::path> seed_folders(const fs::path& folder) {
+  std::vector<std::pair<uint64_t, fs::path>> found;
+  if (!fs::is_directory(folder)) return {};
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || name.rfind("seed_", 0) != 0 || name.size() == 5) continue;
+    if (name.find_first_not_of("0123456789", 5) != std::string::npos) continue;
+    found.emplace_back(std::stoull(name.substr(5)), entry.path());
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<fs::path> folders;
+  for (const auto& [seed, path] : found) folders.push_back(path);
+  return folders;
+}
+
+// Mean and sample standard deviation over the seeds of each metric's test mean.
+std::string seeds_table(const fs::path& group, const std::vector<fs::path>& seeds) {
+  std::vector<std::string> names;
+  std::vector<nlohmann::json> metrics;
+  for (const auto& job : seeds) {
+    const fs::path file = job / "evaluation" / "summary.json";
+    nlohmann::json summary;
+    if (fs::is_regular_file(file)) {
+      summary = nlohmann::json::parse(io::read_text_file(file), nullptr, false);
+      TORCH_CHECK(
+          !summary.is_discarded() && summary.contains("metrics") && summary["metrics"].is_object(),
+          file.string(), ": expected the summary.json of `ssn evaluate`");
+      for (const auto& [name, value] : summary["metrics"].items()) {
+        if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+      }
+      metrics.push_back(summary["metrics"]);
+    }
+  }
+  std::ostringstream html;
+  html << "<h2>" << escape(group.filename().string()) << ": " << seeds.size() << " seeds</h2>\n";
+  if (metrics.empty()) {
+    return html.str() + "<p class=\"missing\">No seed folder has evaluation/summary.json.</p>";
+  }
+  html << "<table class=\"metrics\"><tr><th>metric</th><th>mean &plusmn; SD over seeds</th>";
+  for (const auto& job : seeds) html << "<th>" << escape(job.filename().string()) << "</th>";
+  html << "</tr>";
+  for (const auto& name : names) {
+    std::vector<double> values;
+    std::ostringstream cells;
+    for (const auto& job : seeds) {
+      const fs::path file = job / "evaluation" / "summary.json";
+      double value = NAN;
+      if (fs::is_regular_file(file)) {
+        const nlohmann::json m = nlohmann::json::parse(io::read_text_file(file))["metrics"].value(
+            name, nlohmann::json());
+        if (m.is_object() && m.contains("mean") && m["mean"].is_number()) {
+          value = m["mean"].get<double>();
+        }
+      }
+      if (std::isfinite(value)) values.push_back(value);
+      cells << "<td>" << number(value) << "</td>";
+    }
+    double mean = NAN, sd = NAN;
+    if (!values.empty()) {
+      mean = 0;
+      for (double v : values) mean += v;
+      mean /= static_cast<double>(values.size());
+      if (values.size() > 1) {
+        double squares = 0;
+        for (double v : values) squares += (v - mean) * (v - mean);
+        sd = std::sqrt(squares / static_cast<double>(values.size() - 1));
+      }
+    }
+    html << "<tr><td>" << escape(name) << "</td><td>" << number(mean);
+    if (std::isfinite(sd)) html << " &plusmn; " << number(sd);
+    html << " (" << values.size() << ")</td>" << cells.str() << "</tr>";
+  }
+  html << "</table><p class=\"note\">Each seed's test mean; their mean &plusmn; sample standard "
+          "deviation over the seeds that have it (how many in brackets): the spread between "
+          "training runs, which the per-case standard errors above do not include.</p>";
+  return html.str();
+}
+
+fs::path write_report(const ReportOptions& options_in) {
+  // A folder of seed_<s> runs stands for its runs; its seeds are summarised together.
+  ReportOptions options = options_in;
+  std::vector<std::pair<fs::path, std::vector<fs::path>>> groups;
+  options.job_dirs.clear();
+  for (const auto& job : options_in.job_dirs) {
+    const bool is_job = fs::is_regular_file(job / "train_log.csv") ||
+                        fs::is_regular_file(job / "predictions" / "prediction.csv") ||
+                        fs::is_regular_file(job / "evaluation" / "summary.json");
+    const std::vector<fs::path> seeds = is_job ? std::vector<fs::path>{} : seed_folders(job);
+    if (seeds.empty()) {
+      options.job_dirs.push_back(job);
+    } else {
+      groups.emplace_back(job, seeds);
+      options.job_dirs.insert(options.job_dirs.end(), seeds.begin(), seeds.end());
+    }
+  }
   TORCH_CHECK(!options.job_dirs.empty(), "report: expected at least one job folder");
   TORCH_CHECK(options.num_cases >= 1, "the number of cases must be >= 1, got ", options.num_cases);
   TORCH_CHECK(options.num_samples >= 1, "the number of samples must be >= 1, got ",
@@ -468,7 +563,10 @@ fs::path write_report(const ReportOptions& options) {
                 " is not a job folder: it has none of train_log.csv, predictions/prediction.csv, "
                 "evaluation/summary.json");
   }
-  const fs::path out = options.out.empty() ? options.job_dirs.front() / "report.html" : options.out;
+  const fs::path out = !options.out.empty() ? options.out
+                       : !groups.empty() && groups.front().first == options_in.job_dirs.front()
+                           ? groups.front().first / "report.html"
+                           : options.job_dirs.front() / "report.html";
   std::ostringstream html;
   html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ssn "
           "report</title>"
@@ -479,6 +577,7 @@ fs::path write_report(const ReportOptions& options) {
     html << (i ? ", " : "") << "<code>" << escape(options.job_dirs[i].string()) << "</code>";
   }
   html << "</p>\n<h2>Test metrics</h2>\n" << metrics_table(options.job_dirs) << "\n";
+  for (const auto& [group, seeds] : groups) html << seeds_table(group, seeds) << "\n";
   for (const auto& job : options.job_dirs) {
     html << "<h2>" << escape(job.filename().string()) << " &mdash; "
          << escape(model_description(job)) << "</h2>\n<h3>Learning curves</h3>\n"
