@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
@@ -327,6 +328,70 @@ TEST(NnUnetRaw, IndexesCasesAsCsvThatLoad) {
   EXPECT_THAT(error_of([&] { index_nnunet_raw(dataset, root / "index2", options); }),
               HasSubstr("case case_2: "));
   EXPECT_FALSE(fs::exists(root / "index2"));
+  fs::remove_all(root);
+}
+
+// nnU-Net's normalisation, stored next to the index and applied on load: a CT channel clipped to
+// the training foreground's 0.5 .. 99.5 percentiles and z-scored with its statistics; another
+// channel z-scored per image over its non-zero voxels.
+TEST(NnUnetRaw, NormalisesCtFromTheTrainingForegroundAndOtherChannelsPerImage) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root = fs::temp_directory_path() / ("ssn_nnunet_ct_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  const fs::path dataset = root / "Dataset002_Ct";
+  fs::create_directories(dataset / "imagesTr");
+  fs::create_directories(dataset / "labelsTr");
+  io::write_text_file(dataset / "dataset.json",
+                      R"({"channel_names": {"0": "CT", "1": "T2"},
+    "labels": {"background": 0, "organ": 1}, "file_ending": ".nii.gz"})");
+  for (int i = 0; i < 3; ++i) {
+    const std::string id = "case_" + std::to_string(i);
+    at::Tensor ct = at::full({8, 12, 12}, -1000.0f);  // air around an organ of 600 voxels
+    ct.slice(0, 1, 7).slice(1, 1, 11).slice(2, 1, 11).copy_(at::randn({6, 10, 10}) * 30 + 40);
+    ct[3][3][3] = 3000;  // one bright voxel in 600 (0.17 %): above the 99.5 percentile
+    io::write_float_image(dataset / "imagesTr" / (id + "_0000.nii.gz"), ct);
+    at::Tensor t2 = at::rand({8, 12, 12}) * 500 + 100;
+    t2.slice(0, 0, 1).zero_();
+    io::write_float_image(dataset / "imagesTr" / (id + "_0001.nii.gz"), t2);
+    at::Tensor label = at::zeros({8, 12, 12}, at::kLong);
+    label.slice(0, 1, 7).slice(1, 1, 11).slice(2, 1, 11).fill_(1);
+    io::write_label_image(dataset / "labelsTr" / (id + ".nii.gz"), label);
+  }
+  NnUnetIndexOptions options;
+  options.fractions = {1.0, 0.0, 0.0};
+  const NnUnetIndex index = index_nnunet_raw(dataset, root / "index", options);
+  EXPECT_EQ(index.ct_channels, std::vector<std::string>{"ct"});
+  const nlohmann::json n =
+      nlohmann::json::parse(io::read_text_file(root / "index" / kNormalisationFile));
+  const auto& ct = n["channels"]["ct"];
+  EXPECT_EQ(ct["scheme"], "ct");
+  EXPECT_EQ(n["channels"]["t2"]["scheme"], "nonzero_zscore");
+  // The foreground is the organ (about 40 +- 30), never the air; the outlier is above 99.5 %.
+  EXPECT_GT(ct["lower"].get<double>(), -100);
+  EXPECT_LT(ct["upper"].get<double>(), 3000);
+  EXPECT_NEAR(ct["mean"].get<double>(), 40 + 2960.0 / 600, 5);
+  EXPECT_EQ(ct["voxels"], 30000);
+  const auto cases = read_case_csv(root / "index" / "train.csv", {{"ct", "t2"}, "seg", ""});
+  ASSERT_EQ(cases.size(), 3u);
+  const Volume v = load_volume(cases[0], 2);
+  const at::Tensor raw = io::read_image(cases[0].channels[0]).to(at::kFloat);
+  const at::Tensor expected =
+      (raw.clamp(ct["lower"].get<double>(), ct["upper"].get<double>()) - ct["mean"].get<double>()) /
+      ct["std"].get<double>();
+  EXPECT_TRUE(at::allclose(v.image[0], expected, 1e-5, 1e-5));
+  const at::Tensor t2 = v.image[1];
+  EXPECT_TRUE(t2[0].eq(0).all().item<bool>());
+  const at::Tensor inside = t2.slice(0, 1);
+  EXPECT_NEAR(inside.mean().item<double>(), 0.0, 1e-4);
+  EXPECT_NEAR(inside.std(false).item<double>(), 1.0, 1e-4);
+  // A damaged file is an error naming it and the field.
+  io::write_text_file(root / "index" / kNormalisationFile,
+                      R"({"format": "ssn-normalisation", "version": 1,
+    "channels": {"ct": {"scheme": "ct", "lower": 0}}})");
+  EXPECT_THAT(error_of([&] {
+                read_case_csv(root / "index" / "train.csv", {{"ct"}, "seg", ""});
+              }),
+              HasSubstr("normalisation.json: field channels.ct.upper: expected a number"));
   fs::remove_all(root);
 }
 

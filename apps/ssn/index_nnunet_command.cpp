@@ -21,7 +21,10 @@ void add_index_nnunet_command(CLI::App& app) {
       "train.csv, valid.csv, test.csv (labelled cases split by --fractions) and unlabelled.csv\n"
       "(imagesTs, and imagesTr cases without a label). Columns are named after dataset.json's\n"
       "channel_names (lower case); the images stay where they are (absolute paths). Put the\n"
-      "printed channel names in the config's data.channels.");
+      "printed channel names in the config's data.channels. normalisation.json next to them\n"
+      "makes train and predict normalise as nnU-Net: a CT channel clipped to the 0.5 .. 99.5\n"
+      "percentiles of the training foreground and z-scored with its statistics (computed here),\n"
+      "any other channel z-scored per image over its non-zero voxels.");
   command->footer(
       "Example:\n  ssn index-nnunet --dataset-dir nnUNet_raw/Dataset001_BrainTumour --out "
       "data/brain_tumour");
@@ -42,6 +45,14 @@ void add_index_nnunet_command(CLI::App& app) {
         static_cast<long long>(index.train), static_cast<long long>(index.valid),
         static_cast<long long>(index.test), static_cast<long long>(index.unlabelled), out->c_str(),
         channels.c_str(), static_cast<long long>(index.num_classes));
+    std::string ct;
+    for (const auto& name : index.ct_channels) ct += (ct.empty() ? "" : ", ") + name;
+    std::printf(
+        "normalisation (normalisation.json): %s%s\n",
+        ct.empty()
+            ? ""
+            : ("CT statistics of the training foreground for " + ct + "; other channels ").c_str(),
+        "z-score per image over the non-zero voxels");
     if (index.training_images_without_labels > 0) {
       std::printf(
           "note: %lld case(s) of imagesTr have no label in labelsTr: they are in unlabelled.csv "

@@ -1,5 +1,7 @@
 #include "ssn/data/nnunet.h"
 
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -10,7 +12,9 @@
 #include <set>
 
 #include "ssn/data/splits.h"
+#include "ssn/data/volumes.h"
 #include "ssn/io/atomic_file.h"
+#include "ssn/io/image.h"
 
 namespace fs = std::filesystem;
 
@@ -74,6 +78,46 @@ std::set<std::string> image_ids(const fs::path& folder, const std::string& endin
   return ids;
 }
 
+// The CT statistics nnU-Net (v2) collects: 10,000 foreground voxels (label > 0) drawn uniformly,
+// with replacement, from each training case (seeded), then the 0.5 and 99.5 percentiles (linear, as
+// numpy), the mean and the population standard deviation of all of them.
+struct ForegroundIntensities {
+  double lower = 0, upper = 0, mean = 0, std = 1;
+  int64_t voxels = 0;
+};
+
+ForegroundIntensities foreground_intensities(
+    const std::vector<std::pair<fs::path, fs::path>>& images, uint64_t seed) {
+  at::Generator generator = at::detail::createCPUGenerator(seed);
+  std::vector<at::Tensor> samples;
+  for (const auto& [image_path, label_path] : images) {
+    const at::Tensor image = io::read_image(image_path).to(at::kDouble).flatten();
+    const at::Tensor label = io::read_label_image(label_path).flatten();
+    TORCH_CHECK(image.numel() == label.numel(), image_path.string(), " has ", image.numel(),
+                " voxels, its label ", label_path.string(), " ", label.numel());
+    const at::Tensor foreground = image.masked_select(label.ne(0));
+    if (foreground.numel() == 0) continue;
+    samples.push_back(
+        foreground.index_select(0, at::randint(foreground.numel(), {10000}, generator, at::kLong)));
+  }
+  TORCH_CHECK(!samples.empty(), "CT normalisation: no training case has a foreground voxel");
+  const at::Tensor all = std::get<0>(at::cat(samples).sort());
+  const auto percentile = [&](double p) {
+    const double x = p / 100.0 * static_cast<double>(all.numel() - 1);
+    const auto low = static_cast<int64_t>(x);
+    const int64_t high = std::min<int64_t>(low + 1, all.numel() - 1);
+    const double a = all[low].item<double>(), b = all[high].item<double>();
+    return a + (b - a) * (x - static_cast<double>(low));
+  };
+  ForegroundIntensities f;
+  f.lower = percentile(0.5);
+  f.upper = percentile(99.5);
+  f.mean = all.mean().item<double>();
+  f.std = all.std(/*unbiased=*/false).item<double>();
+  f.voxels = all.numel();
+  return f;
+}
+
 }  // namespace
 
 NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
@@ -102,6 +146,7 @@ NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
     return line;
   };
   std::vector<std::string> labelled, unlabelled;
+  std::vector<std::pair<std::string, fs::path>> labelled_cases;  // id, label
   TORCH_CHECK(fs::is_directory(dataset / "labelsTr"), dataset.string(), ": no labelsTr/ folder");
   std::vector<fs::path> labels;
   for (const auto& entry : fs::directory_iterator(dataset / "labelsTr")) {
@@ -112,6 +157,7 @@ NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
     const std::string name = label.filename().string();
     const std::string id = name.substr(0, name.size() - ending.size());
     labelled.push_back(row(id, dataset / "imagesTr") + "," + fs::absolute(label).string());
+    labelled_cases.emplace_back(id, fs::absolute(label));
   }
   TORCH_CHECK(!labelled.empty(), dataset.string(), ": labelsTr/ holds no *", ending, " file");
   // Training images without a label are not dropped: they go to unlabelled.csv, for predict.
@@ -136,7 +182,29 @@ NnUnetIndex index_nnunet_raw(const fs::path& dataset, const fs::path& out,
   index.valid = static_cast<int64_t>(split.parts[1].size());
   index.test = static_cast<int64_t>(split.parts[2].size());
   index.unlabelled = static_cast<int64_t>(unlabelled.size());
+  // nnU-Net's intensity normalisation: CT channels from the training split's foreground.
+  nlohmann::json normalisation = {{"format", "ssn-normalisation"}, {"version", 1}};
+  normalisation["channels"] = nlohmann::json::object();
+  for (size_t c = 0; c < channels; ++c) {
+    const std::string& name = index.channels[c];
+    if (name != "ct") {
+      normalisation["channels"][name] = {{"scheme", "nonzero_zscore"}};
+      continue;
+    }
+    std::vector<std::pair<fs::path, fs::path>> images;
+    for (int64_t i : split.parts[0]) {
+      const auto& [id, label] = labelled_cases[static_cast<size_t>(i)];
+      char suffix[32];
+      std::snprintf(suffix, sizeof(suffix), "_%04zu", c);
+      images.emplace_back(fs::absolute(dataset / "imagesTr" / (id + suffix + ending)), label);
+    }
+    const ForegroundIntensities f = foreground_intensities(images, options.seed);
+    normalisation["channels"][name] = {{"scheme", "ct"}, {"lower", f.lower}, {"upper", f.upper},
+                                       {"mean", f.mean}, {"std", f.std},     {"voxels", f.voxels}};
+    index.ct_channels.push_back(name);
+  }
   io::write_folder_atomically(out, "output folder", [&](const fs::path& staging) {
+    io::write_text_file(staging / kNormalisationFile, normalisation.dump(2) + "\n");
     std::string csv[3] = {header + ",seg\n", header + ",seg\n", header + ",seg\n"};
     for (size_t part = 0; part < 3; ++part) {
       for (int64_t i : split.parts[part]) csv[part] += labelled[static_cast<size_t>(i)] + "\n";

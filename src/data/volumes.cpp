@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "ssn/io/atomic_file.h"
@@ -10,6 +11,71 @@
 
 namespace ssn::data {
 namespace fs = std::filesystem;
+
+namespace {
+
+// normalisation.json: {"format": "ssn-normalisation", "version": 1, "channels": {"<column>":
+// {"scheme": "ct", "lower", "upper", "mean", "std"} | {"scheme": "nonzero_zscore"} | {"scheme":
+// "none"}}} -> one entry per requested column (none for a column it does not list).
+std::vector<ChannelNormalisation> read_normalisation(const fs::path& file,
+                                                     const std::vector<std::string>& columns) {
+  const std::string where = file.string();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(io::read_text_file(file));
+  } catch (const nlohmann::json::exception& e) {
+    TORCH_CHECK(false, where, ": not valid JSON (", e.what(), ")");
+  }
+  TORCH_CHECK(
+      j.is_object() && j.value("format", "") == "ssn-normalisation" && j.value("version", 0) == 1 &&
+          j.contains("channels") && j["channels"].is_object(),
+      where, ": expected {\"format\": \"ssn-normalisation\", \"version\": 1, \"channels\": {...}}");
+  std::vector<ChannelNormalisation> result;
+  for (const auto& column : columns) {
+    ChannelNormalisation n;
+    if (j["channels"].contains(column)) {
+      const auto& entry = j["channels"][column];
+      const std::string scheme = entry.is_object() ? entry.value("scheme", "") : "";
+      if (scheme == "ct") {
+        n.kind = ChannelNormalisation::Kind::kCt;
+        for (auto [key, value] : {std::pair{"lower", &n.lower}, std::pair{"upper", &n.upper},
+                                  std::pair{"mean", &n.mean}, std::pair{"std", &n.std}}) {
+          TORCH_CHECK(entry.contains(key) && entry[key].is_number(), where, ": field channels.",
+                      column, ".", key, ": expected a number");
+          *value = entry[key].get<double>();
+        }
+        TORCH_CHECK(n.lower <= n.upper && n.std >= 0, where, ": field channels.", column,
+                    ": expected lower <= upper and std >= 0");
+      } else if (scheme == "nonzero_zscore") {
+        n.kind = ChannelNormalisation::Kind::kNonzeroZscore;
+      } else {
+        TORCH_CHECK(scheme == "none", where, ": field channels.", column,
+                    ".scheme: expected \"ct\", \"nonzero_zscore\" or \"none\", got \"", scheme,
+                    "\"");
+      }
+    }
+    result.push_back(n);
+  }
+  return result;
+}
+
+}  // namespace
+
+at::Tensor normalise_channel(const at::Tensor& values, const ChannelNormalisation& n) {
+  using Kind = ChannelNormalisation::Kind;
+  if (n.kind == Kind::kCt) {
+    return (values.clamp(n.lower, n.upper) - n.mean) / std::max(n.std, 1e-8);
+  }
+  if (n.kind == Kind::kNonzeroZscore) {
+    const at::Tensor inside = values.ne(0);
+    if (!inside.any().item<bool>()) return values;
+    const at::Tensor selected = values.masked_select(inside).to(at::kDouble);
+    const double mean = selected.mean().item<double>();
+    const double std = selected.std(/*unbiased=*/false).item<double>();
+    return at::where(inside, (values - mean) / std::max(std, 1e-8), at::zeros_like(values));
+  }
+  return values;
+}
 
 std::vector<VolumeCase> read_case_csv(const fs::path& csv, const CsvColumns& columns) {
   const io::CsvTable table = io::read_csv(csv);
@@ -45,6 +111,12 @@ std::vector<VolumeCase> read_case_csv(const fs::path& csv, const CsvColumns& col
     cases.push_back(std::move(c));
   }
   TORCH_CHECK(!cases.empty(), csv.string(), " lists no cases");
+  const fs::path normalisation_file = csv.parent_path() / kNormalisationFile;
+  if (fs::is_regular_file(normalisation_file)) {
+    const std::vector<ChannelNormalisation> n =
+        read_normalisation(normalisation_file, columns.channels);
+    for (auto& c : cases) c.normalisation = n;
+  }
   return cases;
 }
 
@@ -70,6 +142,9 @@ Volume load_volume(const VolumeCase& c, int64_t num_classes, int64_t dimensions)
     at::Tensor values = image.pixels.to(at::kFloat);
     TORCH_CHECK(values.isfinite().all().item<bool>(), "case ", c.id, ": ", path.string(),
                 " holds NaN or infinite voxels");
+    if (!c.normalisation.empty()) {
+      values = normalise_channel(values, c.normalisation[channels.size()]);
+    }
     channels.push_back(values);
   }
   volume.image = at::stack(channels);

@@ -22,6 +22,8 @@ struct NnUnetIndex {
   int64_t train = 0, valid = 0, test = 0, unlabelled = 0;
   /// Cases of imagesTr without a label in labelsTr (indexed in unlabelled.csv, counted there too).
   int64_t training_images_without_labels = 0;
+  /// Channels normalised as CT (dataset.json names them "CT"), from the training foreground.
+  std::vector<std::string> ct_channels;
 };
 
 /// Indexes a dataset in the nnU-Net raw layout (dataset.json with channel_names, labels and
@@ -30,8 +32,14 @@ struct NnUnetIndex {
 /// and unlabelled.csv without a target column, for predict: the cases of imagesTs/ and the cases
 /// of imagesTr/ that have no label (counted in training_images_without_labels, never dropped
 /// silently). Columns: id, one per channel (named as dataset.json, lower-cased, spaces as '_'),
-/// seg; absolute paths, so no image is copied. Errors name the file: a missing or malformed
-/// dataset.json, a case without one of its channel files. `out` must not exist or be empty.
+/// seg; absolute paths, so no image is copied. Also normalisation.json (data/volumes.h), which
+/// load_volume applies as nnU-Net normalises: a "CT" channel clipped to the 0.5 .. 99.5
+/// percentiles of the training split's foreground and z-scored with its mean and deviation
+/// (10,000 foreground voxels drawn with replacement from each training case with `seed`, as
+/// nnU-Net v2 samples);
+/// every other channel z-scored per image over its non-zero voxels. Errors name the file: a missing
+/// or malformed dataset.json, a case without one of its channel files. `out` must not exist or be
+/// empty.
 NnUnetIndex index_nnunet_raw(const std::filesystem::path& dataset, const std::filesystem::path& out,
                              const NnUnetIndexOptions& options);
 

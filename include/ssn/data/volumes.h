@@ -23,15 +23,40 @@ struct CsvColumns {
   std::string sampling_mask;          ///< empty or a column name; a missing column means all ones
 };
 
+/// Intensity normalisation of one input channel, as nnU-Net's (written by index_nnunet_raw into
+/// normalisation.json next to its CSVs), applied by load_volume.
+struct ChannelNormalisation {
+  enum class Kind {
+    kNone,
+    /// Clip to [lower, upper] (the training foreground's 0.5 and 99.5 percentiles), then
+    /// (x - mean) / std with the training foreground's statistics.
+    kCt,
+    /// Per image: (x - mean) / std over the non-zero voxels, which alone change; zeros stay 0.
+    kNonzeroZscore
+  };
+  Kind kind = Kind::kNone;
+  double lower = 0, upper = 0, mean = 0, std = 1;
+};
+
+/// The file of a CSV index's folder that holds its channels' normalisation.
+inline constexpr const char* kNormalisationFile = "normalisation.json";
+
 struct VolumeCase {
   std::string id;
   std::vector<std::filesystem::path> channels;
   std::filesystem::path target;  ///< empty when there is none
   std::filesystem::path mask;    ///< empty: all ones
+  /// One per channel, or empty: the intensities as stored.
+  std::vector<ChannelNormalisation> normalisation;
 };
 
+/// Applies a channel's normalisation to its values (float32).
+at::Tensor normalise_channel(const at::Tensor& values, const ChannelNormalisation& n);
+
 /// Reads a case index CSV (header with `id` and the named columns). Errors name the file, line and
-/// column: missing columns, empty fields, duplicate ids, files that do not exist.
+/// column: missing columns, empty fields, duplicate ids, files that do not exist. With a
+/// normalisation.json in the CSV's folder, its entries for the channel columns are attached to
+/// every case (a malformed file is an error naming it and the field).
 std::vector<VolumeCase> read_case_csv(const std::filesystem::path& csv, const CsvColumns& columns);
 
 struct Volume {
