@@ -362,7 +362,10 @@ std::string calibration_section(const fs::path& job) {
   return html.str();
 }
 
-std::string metrics_table(const std::vector<fs::path>& jobs) {
+// The evaluation/summary.json of each job (null where there is none), and the metric names of
+// all of them in order of appearance.
+std::pair<std::vector<nlohmann::json>, std::vector<std::string>> read_summaries(
+    const std::vector<fs::path>& jobs) {
   std::vector<std::string> names;
   std::vector<nlohmann::json> summaries;
   for (const auto& job : jobs) {
@@ -379,6 +382,20 @@ std::string metrics_table(const std::vector<fs::path>& jobs) {
     }
     summaries.push_back(summary);
   }
+  return {summaries, names};
+}
+
+// A metric's test mean in a summary (NaN where absent).
+double metric_mean(const nlohmann::json& summary, const std::string& name) {
+  if (summary.is_null()) return NAN;
+  const nlohmann::json entry = summary["metrics"].value(name, nlohmann::json());
+  return entry.is_object() && entry.contains("mean") && entry["mean"].is_number()
+             ? entry["mean"].get<double>()
+             : NAN;
+}
+
+std::string metrics_table(const std::vector<fs::path>& jobs) {
+  const auto [summaries, names] = read_summaries(jobs);
   if (names.empty()) {
     return "<p class=\"missing\">No evaluation/summary.json in any job folder (write it with "
            "<code>ssn evaluate --predictions JOB/predictions --out JOB/evaluation</code>).</p>";
@@ -472,25 +489,12 @@ std::vector<fs::path> seed_folders(const fs::path& folder) {
 
 // Mean and sample standard deviation over the seeds of each metric's test mean.
 std::string seeds_table(const fs::path& group, const std::vector<fs::path>& seeds) {
-  std::vector<std::string> names;
-  std::vector<nlohmann::json> metrics;
-  for (const auto& job : seeds) {
-    const fs::path file = job / "evaluation" / "summary.json";
-    nlohmann::json summary;
-    if (fs::is_regular_file(file)) {
-      summary = nlohmann::json::parse(io::read_text_file(file), nullptr, false);
-      TORCH_CHECK(
-          !summary.is_discarded() && summary.contains("metrics") && summary["metrics"].is_object(),
-          file.string(), ": expected the summary.json of `ssn evaluate`");
-      for (const auto& [name, value] : summary["metrics"].items()) {
-        if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
-      }
-      metrics.push_back(summary["metrics"]);
-    }
-  }
+  const auto [summaries, names] = read_summaries(seeds);
+  const bool any = std::any_of(summaries.begin(), summaries.end(),
+                               [](const nlohmann::json& s) { return !s.is_null(); });
   std::ostringstream html;
   html << "<h2>" << escape(group.filename().string()) << ": " << seeds.size() << " seeds</h2>\n";
-  if (metrics.empty()) {
+  if (!any) {
     return html.str() + "<p class=\"missing\">No seed folder has evaluation/summary.json.</p>";
   }
   html << "<table class=\"metrics\"><tr><th>metric</th><th>mean &plusmn; SD over seeds</th>";
@@ -499,16 +503,8 @@ std::string seeds_table(const fs::path& group, const std::vector<fs::path>& seed
   for (const auto& name : names) {
     std::vector<double> values;
     std::ostringstream cells;
-    for (const auto& job : seeds) {
-      const fs::path file = job / "evaluation" / "summary.json";
-      double value = NAN;
-      if (fs::is_regular_file(file)) {
-        const nlohmann::json m = nlohmann::json::parse(io::read_text_file(file))["metrics"].value(
-            name, nlohmann::json());
-        if (m.is_object() && m.contains("mean") && m["mean"].is_number()) {
-          value = m["mean"].get<double>();
-        }
-      }
+    for (const auto& summary : summaries) {
+      const double value = metric_mean(summary, name);
       if (std::isfinite(value)) values.push_back(value);
       cells << "<td>" << number(value) << "</td>";
     }
