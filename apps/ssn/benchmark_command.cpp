@@ -15,12 +15,16 @@
 #include "ssn/data/elastic.h"
 #include "ssn/evaluation/benchmark.h"
 #include "ssn/runtime/memory_tracker.h"
+#include "ssn/train/benchmark_train.h"
 #include "ssn/train/inference.h"
 
 namespace ssn::cli {
 namespace {
 
 struct BenchmarkFlags {
+  std::string device = "cpu";
+  int64_t steps = 10;
+  int64_t warmup = 2;
   bool json = false;
   int64_t repeats = 5;
   uint64_t seed = 0;
@@ -132,6 +136,27 @@ void run_elastic_benchmark(const BenchmarkFlags& flags) {
             << report["field"]["max_abs"].get<double>() << " voxels\n";
 }
 
+void run_train_benchmark(const BenchmarkFlags& flags) {
+  const config::Config config = config::load_config(flags.config_file);
+  const nlohmann::json report =
+      train::benchmark_train(config, flags.device, flags.steps, flags.warmup, flags.seed);
+  if (flags.json) {
+    std::cout << report.dump(2) << "\n";
+    return;
+  }
+  std::cout << "ssn benchmark train (" << report["threads"] << " threads, "
+            << report["device"].get<std::string>() << "): " << report["model"].get<std::string>()
+            << ", batch " << report["input_shape"].dump() << ": "
+            << report["seconds_per_step"].get<double>() << " s per step (median of " << flags.steps
+            << " after " << flags.warmup << " warm-up), "
+            << report["examples_per_second"].get<double>() << " examples/s";
+  if (report["peak_tensor_bytes"].is_number()) {
+    std::cout << ", peak tensor memory " << report["peak_tensor_bytes"].get<double>() / (1 << 20)
+              << " MiB";
+  }
+  std::cout << "\n";
+}
+
 }  // namespace
 
 void add_benchmark_command(CLI::App& app) {
@@ -176,6 +201,29 @@ void add_benchmark_command(CLI::App& app) {
       ->capture_default_str();
   predict->add_flag("--json", flags->json, "Print the results as JSON");
   predict->callback([flags]() { run_predict_benchmark(*flags); });
+
+  CLI::App* train_command = command->add_subcommand(
+      "train",
+      "Training steps (forward, loss, backward, optimiser step) of the model, loss and optimiser\n"
+      "of --config-file on one random batch of the config's shapes: seconds per step (median\n"
+      "after the warm-up), examples per second and, on the CPU, the peak tensor memory.");
+  train_command->footer(
+      "Example:\n  ssn benchmark train --config-file configs/lidc_unet_rank10.json --steps 5");
+  train_command->add_option("--config-file", flags->config_file, "JSON training config")
+      ->required()
+      ->check(CLI::ExistingFile);
+  train_command->add_option("--device", flags->device, "cpu or cuda[:i]")->capture_default_str();
+  train_command->add_option("--steps", flags->steps, "Timed steps")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}))
+      ->capture_default_str();
+  train_command->add_option("--warmup", flags->warmup, "Untimed steps first")
+      ->check(CLI::Range(int64_t{0}, int64_t{100000}))
+      ->capture_default_str();
+  train_command->add_option("--seed", flags->seed, "Seed of the weights, batch and noise")
+      ->check(seed())
+      ->capture_default_str();
+  train_command->add_flag("--json", flags->json, "Print the results as JSON");
+  train_command->callback([flags]() { run_train_benchmark(*flags); });
 
   CLI::App* elastic = command->add_subcommand(
       "elastic",
