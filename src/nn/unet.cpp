@@ -118,7 +118,7 @@ UNetImpl<D>::UNetImpl(UNetOptions options) : options_(std::move(options)) {
   register_module("decoder", decoder_);
   if (!options_.recombination().empty()) {
     recombination_ = torch::nn::Sequential();
-    int64_t in = levels > 1 ? options_.decoder_width(0) : filters[0];
+    int64_t in = options_.decoder_out_channels();
     for (int64_t width : options_.recombination()) {
       add_conv_layer<D>(recombination_, in, width, 1, options_);
       in = width;

@@ -64,10 +64,13 @@ struct UNetOptions {
   int64_t decoder_width(size_t level) const {
     return decoder_widths_ == DecoderWidths::kLevel ? filters_[level] : filters_[level + 1];
   }
+  /// Channels of the top decoder level's output (the only level's for a one-level U-Net).
+  int64_t decoder_out_channels() const {
+    return filters_.size() > 1 ? decoder_width(0) : filters_.front();
+  }
   /// Channels of the network's output: the last recombination layer, or the top decoder level.
   int64_t out_channels() const {
-    if (!recombination_.empty()) return recombination_.back();
-    return filters_.size() > 1 ? decoder_width(0) : filters_.front();
+    return recombination_.empty() ? decoder_out_channels() : recombination_.back();
   }
 
   /// I: channels of the input image.
