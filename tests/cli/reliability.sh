@@ -64,7 +64,10 @@ fi
 "$ssn" --threads 1 train --config-file "$config" --job-dir "$work/shared" \
   --data-dir "$work/data" --num-epochs 500 > /dev/null 2>&1 &
 first=$!
-for _ in $(seq 1 400); do [ -f "$work/shared/checkpoint_last.pt" ] && break; sleep 0.05; done
+# Up to 2 minutes for the first checkpoint: under a parallel `make test` the first epoch can take
+# longer than its 2 s alone, and a --resume before it exists is refused for another reason.
+for _ in $(seq 1 2400); do [ -f "$work/shared/checkpoint_last.pt" ] && break; sleep 0.05; done
+[ -f "$work/shared/checkpoint_last.pt" ] || fail "the first run wrote no checkpoint in 2 minutes"
 expect_failure "a second train into a job folder in use" \
   "ssn: error: (job folder .*shared is in use by another ssn process|--job-dir: .*shared already holds a training run)" \
   "$ssn" --threads 1 train --config-file "$config" --job-dir "$work/shared" \
