@@ -30,6 +30,8 @@ bench: build
 	bash bench/run_micro.sh $(BUILD_DIR)
 	bash bench/run_evaluate.sh $(BUILD_DIR)
 	bash bench/run_evaluate_files.sh $(BUILD_DIR)
+	bash bench/run_train.sh $(BUILD_DIR)
+	bash bench/run_sample.sh $(BUILD_DIR)
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

@@ -35,6 +35,33 @@ PredictionMaps random_maps(int64_t classes, int64_t rank, std::vector<int64_t> s
           at::randn(factor_shape, generator, options)};
 }
 
+// The fused kernel against the distribution's own sampler from the same noise, with every
+// control: the labels agree except where two logits are within float rounding of each other.
+TEST(SampleLabels, EqualsTheArgmaxOfLowRankNormalSamplesFromTheSameNoise) {
+  const PredictionMaps maps = random_maps(4, 3, {7, 9, 2301}, 4);  // odd sizes: partial tiles
+  const LowRankNormal distribution = distribution_from_maps(
+      maps.mean.unsqueeze(0), maps.cov_diag.unsqueeze(0), maps.cov_factor.unsqueeze(0));
+  SamplingControls controls;
+  controls.temperature = 0.7;
+  controls.class_weights = at::tensor({1.0, -0.5, 2.0, 0.0});
+  controls.rank_weights = at::tensor({0.5, 1.5, -1.0});
+  at::Generator generator = at::detail::createCPUGenerator(9);
+  const int64_t m = 3;
+  const at::Tensor eps_W = at::randn({m, 3}, generator, at::TensorOptions(at::kFloat));
+  const at::Tensor eps_D =
+      at::randn({m, maps.mean.numel()}, generator, at::TensorOptions(at::kFloat));
+  const at::Tensor logits = distribution.rsample_from_noise(eps_W.unsqueeze(1), eps_D.unsqueeze(1),
+                                                            controls);  // [m, 1, N]
+  const at::Tensor expected = class_argmax(logits.reshape({m, 4, -1}), 1);
+  const at::Tensor labels = sample_labels(maps, eps_W, eps_D, controls);
+  EXPECT_EQ(labels.sizes(), at::IntArrayRef({m, 7, 9, 2301}));
+  const double agreement =
+      labels.reshape({m, -1}).eq(expected).to(at::kDouble).mean().item<double>();
+  EXPECT_GT(agreement, 0.99999);
+  EXPECT_THAT(error_of([&] { sample_labels(maps, eps_W.narrow(1, 0, 2), eps_D, controls); }),
+              HasSubstr("the noise must be eps_W [m, 3]"));
+}
+
 TEST(DrawSamples, TemperatureZeroReproducesTheArgmaxOfTheMeanExactly) {
   const PredictionMaps maps = random_maps(3, 4, {9, 11}, 1);
   SamplingControls controls;

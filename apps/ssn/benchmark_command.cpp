@@ -23,6 +23,7 @@ namespace {
 
 struct BenchmarkFlags {
   std::string device = "cpu";
+  std::string precision;  // empty: the config's training.precision
   int64_t steps = 10;
   int64_t warmup = 2;
   bool json = false;
@@ -31,6 +32,9 @@ struct BenchmarkFlags {
   std::string data_out;
   std::string config_file;
   std::vector<int64_t> shape = {155, 240, 240};
+  int64_t rank = 10;
+  int64_t classes = 4;
+  int64_t num_samples = 20;
 };
 
 void run_predict_benchmark(const BenchmarkFlags& flags) {
@@ -137,7 +141,10 @@ void run_elastic_benchmark(const BenchmarkFlags& flags) {
 }
 
 void run_train_benchmark(const BenchmarkFlags& flags) {
-  const config::Config config = config::load_config(flags.config_file);
+  config::Config config = config::load_config(flags.config_file);
+  if (!flags.precision.empty()) {
+    config.training.precision = runtime::parse_precision(flags.precision, "--precision");
+  }
   const nlohmann::json report =
       train::benchmark_train(config, flags.device, flags.steps, flags.warmup, flags.seed);
   if (flags.json) {
@@ -145,16 +152,32 @@ void run_train_benchmark(const BenchmarkFlags& flags) {
     return;
   }
   std::cout << "ssn benchmark train (" << report["threads"] << " threads, "
-            << report["device"].get<std::string>() << "): " << report["model"].get<std::string>()
-            << ", batch " << report["input_shape"].dump() << ": "
-            << report["seconds_per_step"].get<double>() << " s per step (median of " << flags.steps
-            << " after " << flags.warmup << " warm-up), "
-            << report["examples_per_second"].get<double>() << " examples/s";
+            << report["device"].get<std::string>() << ", " << report["precision"].get<std::string>()
+            << "): " << report["model"].get<std::string>() << ", batch "
+            << report["input_shape"].dump() << ": " << report["seconds_per_step"].get<double>()
+            << " s per step (median of " << flags.steps << " after " << flags.warmup
+            << " warm-up), " << report["examples_per_second"].get<double>() << " examples/s";
   if (report["peak_tensor_bytes"].is_number()) {
     std::cout << ", peak tensor memory " << report["peak_tensor_bytes"].get<double>() / (1 << 20)
               << " MiB";
   }
   std::cout << "\n";
+}
+
+void run_sample_benchmark(const BenchmarkFlags& flags) {
+  const nlohmann::json report = evaluation::benchmark_sample(flags.shape, flags.classes, flags.rank,
+                                                             flags.num_samples, flags.seed);
+  if (flags.json) {
+    std::cout << report.dump(2) << "\n";
+    return;
+  }
+  std::cout << "ssn benchmark sample (" << report["threads"] << " threads): " << flags.num_samples
+            << " samples of " << flags.classes << " classes x " << report["shape"].dump()
+            << ", rank " << flags.rank << ": " << report["seconds_per_sample"].get<double>()
+            << " s per sample, peak tensor memory "
+            << report["peak_tensor_bytes"].get<double>() / (1 << 20)
+            << " MiB (maps included), peak RSS "
+            << report["peak_rss_bytes"].get<double>() / (1 << 20) << " MiB\n";
 }
 
 }  // namespace
@@ -213,6 +236,10 @@ void add_benchmark_command(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   train_command->add_option("--device", flags->device, "cpu or cuda[:i]")->capture_default_str();
+  train_command
+      ->add_option("--precision", flags->precision,
+                   "fp32, bf16 or fp16 (default: the config's training.precision)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   train_command->add_option("--steps", flags->steps, "Timed steps")
       ->check(CLI::Range(int64_t{1}, int64_t{100000}))
       ->capture_default_str();
@@ -224,6 +251,33 @@ void add_benchmark_command(CLI::App& app) {
       ->capture_default_str();
   train_command->add_flag("--json", flags->json, "Print the results as JSON");
   train_command->callback([flags]() { run_train_benchmark(*flags); });
+
+  CLI::App* sample = command->add_subcommand(
+      "sample",
+      "Sampling a predicted distribution as `ssn sample` and `ssn evaluate` do (float32, a few\n"
+      "samples at a time) from random maps of --classes x --shape with a rank --rank factor:\n"
+      "seconds per sample and peak memory (bench/sample_reference.py: the reference's sampler).");
+  sample->footer(
+      "Example:\n  ssn benchmark sample --shape 155,240,240 --rank 10 --classes 4 --num-samples "
+      "20");
+  sample->add_option("--shape", flags->shape, "Spatial size, comma-separated")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sample->add_option("--rank", flags->rank, "Rank of the covariance factor")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000}))
+      ->capture_default_str();
+  sample->add_option("--classes", flags->classes, "Classes")
+      ->check(CLI::Range(int64_t{2}, int64_t{255}))
+      ->capture_default_str();
+  sample->add_option("--num-samples", flags->num_samples, "Samples to draw")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}))
+      ->capture_default_str();
+  sample->add_option("--seed", flags->seed, "Seed of the maps and the noise")
+      ->check(seed())
+      ->capture_default_str();
+  sample->add_flag("--json", flags->json, "Print the results as JSON");
+  sample->callback([flags]() { run_sample_benchmark(*flags); });
 
   CLI::App* elastic = command->add_subcommand(
       "elastic",

@@ -5,11 +5,13 @@
 #include <c10/util/Exception.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 #include <string>
 
 #include "commands.h"
+#include "ssn/runtime/cpu_cache.h"
 #include "ssn/runtime/threads.h"
 
 namespace {
@@ -36,6 +38,11 @@ int main(int argc, char** argv) {
   // Debian's LibTorch starts with one thread; use every core unless --threads says otherwise.
   // Options are applied before any subcommand runs.
   ssn::runtime::configure_threads();
+  // Large CPU blocks are cached and reused rather than returned to the system on every free
+  // (runtime/cpu_cache.h; docs/performance.md has the A/B). SSN_CPU_CACHE=0 turns it off.
+  if (const char* cache = std::getenv("SSN_CPU_CACHE"); !cache || std::string(cache) != "0") {
+    ssn::runtime::install_cpu_cache();
+  }
   app.add_option_function<int>(
          "--threads", [](const int& threads) { ssn::runtime::configure_threads(threads); },
          "Intra-op CPU threads for LibTorch (default: all cores available to the process)")

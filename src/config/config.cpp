@@ -293,6 +293,9 @@ void parse_training(const json& value, const std::string& origin, int64_t dimens
   training.read_integer("mean_only_epochs", t.mean_only_epochs, 0);
   training.read("augment", t.augment);
   training.read_integer("max_bad_steps", t.max_bad_steps, 0);
+  std::string precision = runtime::to_string(t.precision);
+  training.read("precision", precision);
+  t.precision = runtime::parse_precision(precision, origin + ": training.precision");
   training.read_integer("patches_per_image", t.patches_per_image, 1);
   training.read_integer("images_per_epoch", t.images_per_epoch, 1);
   training.read<std::vector<int64_t>>("input_patch_size", t.input_patch_size);

@@ -1,14 +1,17 @@
 #include "ssn/evaluation/benchmark.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <fstream>
 
+#include "ssn/evaluation/sampling.h"
 #include "ssn/io/atomic_file.h"
 #include "ssn/metrics/metrics.h"
 #include "ssn/metrics/overlap.h"
+#include "ssn/runtime/memory_tracker.h"
 
 namespace ssn::evaluation {
 
@@ -80,6 +83,44 @@ nlohmann::json benchmark_evaluate(const EvaluateWorkload& w, int64_t repeats, ui
           {"seconds", sorted[sorted.size() / 2]},
           {"seconds_all", seconds},
           {"metrics", metrics}};
+}
+
+nlohmann::json benchmark_sample(const std::vector<int64_t>& shape, int64_t classes, int64_t rank,
+                                int64_t num_samples, uint64_t seed) {
+  TORCH_CHECK(!shape.empty() && classes >= 2 && rank >= 0 && num_samples >= 1,
+              "benchmark sample: needs a shape, >= 2 classes, rank >= 0 and >= 1 sample");
+  at::Generator generator = at::detail::createCPUGenerator(seed);
+  std::vector<int64_t> map_shape = {classes};
+  map_shape.insert(map_shape.end(), shape.begin(), shape.end());
+  std::vector<int64_t> factor_shape = {classes * rank};
+  factor_shape.insert(factor_shape.end(), shape.begin(), shape.end());
+  runtime::CpuMemoryTracker tracker;  // the maps count: a predictions folder's case in memory
+  const auto start = std::chrono::steady_clock::now();
+  PredictionMaps maps;
+  maps.mean = at::randn(map_shape, generator);
+  maps.cov_diag = at::randn(map_shape, generator).mul_(0.5).sub_(2.0).exp_();
+  maps.cov_factor = at::randn(factor_shape, generator).mul_(0.3);
+  const double setup =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  int64_t drawn = 0;
+  const auto sampling = std::chrono::steady_clock::now();
+  draw_samples(maps, num_samples, SamplingControls{}, generator,
+               [&](int64_t, const at::Tensor&) { ++drawn; });
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - sampling).count();
+  TORCH_CHECK(drawn == num_samples, "benchmark sample: drew ", drawn, " of ", num_samples);
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return {{"shape", shape},
+          {"classes", classes},
+          {"rank", rank},
+          {"num_samples", num_samples},
+          {"threads", at::get_num_threads()},
+          {"seconds", seconds},
+          {"seconds_per_sample", seconds / static_cast<double>(num_samples)},
+          {"setup_seconds", setup},
+          {"peak_tensor_bytes", tracker.peak_bytes()},
+          {"peak_rss_bytes", static_cast<int64_t>(usage.ru_maxrss) * 1024}};
 }
 
 }  // namespace ssn::evaluation

@@ -1,7 +1,9 @@
 #include "ssn/evaluation/sampling.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -33,26 +35,155 @@ at::Tensor stored_labels(const at::Tensor& labels, int64_t num_classes) {
   return num_classes == 2 ? labels * 255 : labels;
 }
 
+// Samples per chunk of draw_samples: the noise of a chunk, eps_D [m, C*S] float32, stays within
+// this many values (two samples of a 4-class BraTS volume; hundreds of a LIDC crop).
+constexpr int64_t kDrawChunkValues = int64_t{3} << 25;
+
+void check_controls(const SamplingControls& controls, int64_t classes, int64_t rank) {
+  TORCH_CHECK(std::isfinite(controls.temperature) && controls.temperature >= 0,
+              "sampling: temperature must be finite and >= 0, got ", controls.temperature);
+  if (controls.class_weights.defined()) {
+    TORCH_CHECK(controls.class_weights.dim() == 1 && controls.class_weights.size(0) == classes,
+                "sampling: class_weights must have C = ", classes, " entries, got shape ",
+                controls.class_weights.sizes());
+    TORCH_CHECK(at::isfinite(controls.class_weights).all().item<bool>(),
+                "sampling: class_weights must be finite");
+  }
+  if (controls.rank_weights.defined()) {
+    TORCH_CHECK(controls.rank_weights.dim() == 1 && controls.rank_weights.size(0) == rank,
+                "sampling: rank_weights must have R = ", rank, " entries, got shape ",
+                controls.rank_weights.sizes());
+    TORCH_CHECK(at::isfinite(controls.rank_weights).all().item<bool>(),
+                "sampling: rank_weights must be finite");
+  }
+}
+
 }  // namespace
+
+at::Tensor sample_labels(const PredictionMaps& maps, const at::Tensor& eps_W,
+                         const at::Tensor& eps_D, const SamplingControls& controls) {
+  const int64_t classes = maps.mean.size(0);
+  TORCH_CHECK(classes >= 1 && classes <= 256, "sampling: expected 1 to 256 classes, got ", classes);
+  const int64_t pixels = maps.mean.numel() / classes;
+  TORCH_CHECK(maps.cov_diag.sizes() == maps.mean.sizes() &&
+                  maps.cov_factor.size(0) % classes == 0 &&
+                  maps.cov_factor.numel() == maps.cov_factor.size(0) * pixels,
+              "sampling: the maps disagree: mean ", maps.mean.sizes(), ", cov_diag ",
+              maps.cov_diag.sizes(), ", cov_factor ", maps.cov_factor.sizes());
+  const int64_t rank = maps.cov_factor.size(0) / classes;
+  const int64_t m = eps_W.size(0);
+  TORCH_CHECK(eps_W.dim() == 2 && eps_W.size(1) == rank && eps_D.dim() == 2 && eps_D.size(0) == m &&
+                  eps_D.size(1) == classes * pixels,
+              "sampling: the noise must be eps_W [m, ", rank, "] and eps_D [m, ", classes * pixels,
+              "], got ", eps_W.sizes(), " and ", eps_D.sizes());
+  check_controls(controls, classes, rank);
+  const at::Tensor mean = maps.mean.to(at::kFloat).contiguous();
+  const at::Tensor diag = maps.cov_diag.to(at::kFloat).contiguous();
+  const at::Tensor factor = maps.cov_factor.to(at::kFloat).contiguous();
+  // The low-rank noise with the rank weights, and each class's scale T * w_c.
+  at::Tensor low = eps_W.to(at::kFloat).contiguous();
+  if (controls.rank_weights.defined()) low = low * controls.rank_weights.to(at::kFloat);
+  low = low.contiguous();
+  std::vector<float> scale(static_cast<size_t>(classes), static_cast<float>(controls.temperature));
+  if (controls.class_weights.defined()) {
+    const at::Tensor w = controls.class_weights.to(at::kDouble).contiguous();
+    for (int64_t c = 0; c < classes; ++c) {
+      scale[static_cast<size_t>(c)] =
+          static_cast<float>(controls.temperature * w.data_ptr<double>()[c]);
+    }
+  }
+  const at::Tensor noise = eps_D.to(at::kFloat).contiguous();
+  at::Tensor labels = at::empty({m, pixels}, at::kByte);
+  const float* mean_p = mean.data_ptr<float>();
+  const float* diag_p = diag.data_ptr<float>();
+  const float* factor_p = factor.data_ptr<float>();
+  const float* low_p = low.data_ptr<float>();
+  const float* noise_p = noise.data_ptr<float>();
+  uint8_t* labels_p = labels.data_ptr<uint8_t>();
+  // For each block of 8 pixels: every class's logit summed over the ranks in registers, then the
+  // running maximum; the factor's rows of a tile stay in cache for the tile's other samples.
+  constexpr int64_t kTile = 2048;
+  constexpr int64_t kLanes = 8;
+  at::parallel_for(0, (pixels + kTile - 1) / kTile, 1, [&](int64_t first, int64_t last) {
+    for (int64_t tile = first; tile < last; ++tile) {
+      const int64_t s0 = tile * kTile;
+      const int64_t n = std::min(kTile, pixels - s0);
+      for (int64_t j = 0; j < m; ++j) {
+        const float* w = low_p + j * rank;
+        const float* noise_j = noise_p + j * classes * pixels;
+        uint8_t* out = labels_p + j * pixels;
+        for (int64_t i0 = 0; i0 < n; i0 += kLanes) {
+          const int64_t lanes = std::min(kLanes, n - i0);
+          const int64_t s = s0 + i0;
+          float best[kLanes], index[kLanes];
+          for (int64_t c = 0; c < classes; ++c) {
+            const int64_t at = c * pixels + s;
+            float acc[kLanes] = {};
+            if (lanes == kLanes) {
+              for (int64_t q = 0; q < kLanes; ++q)
+                acc[q] = std::sqrt(diag_p[at + q]) * noise_j[at + q];
+              for (int64_t r = 0; r < rank; ++r) {
+                const float* f = factor_p + (r * classes) * pixels + at;  // channel r*C + c
+                const float wr = w[r];
+                for (int64_t q = 0; q < kLanes; ++q) acc[q] += wr * f[q];
+              }
+            } else {
+              for (int64_t q = 0; q < lanes; ++q) {
+                acc[q] = std::sqrt(diag_p[at + q]) * noise_j[at + q];
+                for (int64_t r = 0; r < rank; ++r)
+                  acc[q] += w[r] * factor_p[(r * classes) * pixels + at + q];
+              }
+            }
+            const float k = scale[static_cast<size_t>(c)];
+            const float label = static_cast<float>(c);
+            for (int64_t q = 0; q < kLanes; ++q) {
+              const float v = mean_p[at + (q < lanes ? q : 0)] + k * acc[q];
+              if (c == 0) {
+                best[q] = v;
+                index[q] = 0.0f;
+              } else {
+                const bool larger = v > best[q];  // strict: the first maximum wins
+                index[q] = larger ? label : index[q];
+                best[q] = larger ? v : best[q];
+              }
+            }
+          }
+          for (int64_t q = 0; q < lanes; ++q) out[s + q] = static_cast<uint8_t>(index[q]);
+        }
+      }
+    }
+  });
+  std::vector<int64_t> shape = {m};
+  shape.insert(shape.end(), maps.mean.sizes().begin() + 1, maps.mean.sizes().end());
+  return labels.reshape(shape);
+}
 
 SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
                               const SamplingControls& controls, at::Generator generator,
                               const SampleSink& sink) {
   TORCH_CHECK(num_samples >= 1, "the number of samples must be >= 1, got ", num_samples);
-  const LowRankNormal distribution = distribution_of(maps);
   const int64_t classes = maps.mean.size(0);
   const int64_t pixels = maps.mean.numel() / classes;
+  const int64_t rank = maps.cov_factor.size(0) / std::max<int64_t>(classes, 1);
   const std::vector<int64_t> spatial(maps.mean.sizes().begin() + 1, maps.mean.sizes().end());
+  TORCH_CHECK(
+      at::isfinite(maps.cov_diag).all().item<bool>() && maps.cov_diag.gt(0).all().item<bool>(),
+      "sampling: cov_diag must be > 0 and finite");
   at::Tensor counts = at::zeros({classes, pixels}, at::kInt);
-  for_each_sample_chunk(num_samples, maps.mean.numel(), [&](int64_t start, int64_t m) {
-    const at::Tensor logits =
-        distribution.rsample(m, generator, controls).reshape({m, classes, pixels});
-    const at::Tensor labels = class_argmax(logits, /*dim=*/1);  // [m, S]
+  const int64_t chunk =
+      std::max<int64_t>(1, kDrawChunkValues / std::max<int64_t>(1, maps.mean.numel()));
+  for (int64_t start = 0; start < num_samples; start += chunk) {
+    const int64_t m = std::min(chunk, num_samples - start);
+    // The draws of LowRankNormal::rsample(m) for a batch of one: eps_W, then eps_D.
+    const at::Tensor eps_W = at::randn({m, rank}, generator, at::TensorOptions(at::kFloat));
+    const at::Tensor eps_D =
+        at::randn({m, maps.mean.numel()}, generator, at::TensorOptions(at::kFloat));
+    const at::Tensor labels = sample_labels(maps, eps_W, eps_D, controls).reshape({m, pixels});
     for (int64_t c = 0; c < classes; ++c) counts[c] += labels.eq(c).sum(/*dim=*/0, false, at::kInt);
     if (sink) {
       for (int64_t i = 0; i < m; ++i) sink(start + i, labels[i].reshape(spatial));
     }
-  });
+  }
   const at::Tensor frequency = counts.to(at::kFloat) / static_cast<float>(num_samples);
   // 0 log 0 = 0: where a class never occurs it contributes nothing.
   const at::Tensor entropy =

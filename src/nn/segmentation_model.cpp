@@ -43,7 +43,17 @@ SegmentationModelImpl::SegmentationModelImpl(std::shared_ptr<BackboneImpl> backb
 }
 
 ModelOutput SegmentationModelImpl::forward(const torch::Tensor& image, const torch::Tensor& mask) {
-  const torch::Tensor features = backbone_->forward(image);
+  torch::Tensor features;
+  {
+    const runtime::AutocastGuard autocast(precision_, image.device().type());
+    features = backbone_->forward(image);
+  }
+  // The head, the covariance and (in the caller) the loss in float32, even where the caller runs
+  // the whole forward under autocast.
+  const runtime::AutocastOff float32;
+  if (features.scalar_type() == torch::kBFloat16 || features.scalar_type() == torch::kHalf) {
+    features = features.to(torch::kFloat);
+  }
   ModelOutput output;
   if (options_.kind() == ModelKind::kDeterministic) {
     // relu first, as the SSN head does, so the three kinds see the same features.

@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "ssn/runtime/memory_tracker.h"
+#include "ssn/train/grad_scaler.h"
 #include "ssn/train/model_factory.h"
 
 namespace ssn::train {
@@ -20,6 +21,7 @@ nlohmann::json benchmark_train(const config::Config& config, const std::string& 
   torch::manual_seed(seed);
   nn::SegmentationModel model = build_model(config.model);
   model->to(device);
+  apply_precision(*model, config, device);
   model->train();
   const auto optimizer = build_optimizer(config.optimizer, model->parameters());
   const loss::SegmentationLoss loss_fn = build_loss(config.loss);
@@ -49,6 +51,7 @@ nlohmann::json benchmark_train(const config::Config& config, const std::string& 
                                ? at::Tensor()
                                : at::ones(target_shape, at::kBool).to(device);
   at::Generator noise = at::detail::createCPUGenerator(seed + 1);
+  GradScaler scaler(config.training.precision == runtime::Precision::kFp16);
   const bool cuda = device.is_cuda();
   const auto synchronise = [&] {
     if (cuda) torch::cuda::synchronize();
@@ -66,8 +69,8 @@ nlohmann::json benchmark_train(const config::Config& config, const std::string& 
     const at::Tensor loss =
         loss_fn(out.mean_logits, out.stochastic ? &out.stochastic->distribution : nullptr, targets,
                 cuda ? c10::optional<at::Generator>() : noise);
-    loss.backward();
-    optimizer->step();
+    scaler.scale(loss).backward();
+    scaler.step(*optimizer);
     last_loss = loss.item<double>();  // synchronises the device too
     synchronise();
     if (step >= warmup) {
@@ -81,6 +84,7 @@ nlohmann::json benchmark_train(const config::Config& config, const std::string& 
   return {
       {"model", config.model.name},
       {"device", device.str()},
+      {"precision", runtime::to_string(config.training.precision)},
       {"batch_size", batch},
       {"input_shape", image_shape},
       {"threads", at::get_num_threads()},

@@ -2,6 +2,7 @@
 
 #include <torch/serialize.h>
 
+#include <cmath>
 #include <sstream>
 #include <string>
 
@@ -87,6 +88,12 @@ void save_checkpoint(const fs::path& path, nn::SegmentationModelImpl& model,
     archive.write("noise_rng", state.noise_rng);
     archive.write("torch_rng", state.torch_rng);
     archive.write("log", c10::IValue(format_train_log(state.log)));
+    if (state.grad_scaler) {
+      archive.write("grad_scaler",
+                    torch::tensor({state.grad_scaler->scale,
+                                   static_cast<double>(state.grad_scaler->growth_tracker)},
+                                  torch::kDouble));
+    }
     naming_file(path, "write", [&] { archive.save_to(bytes); });
   }
   io::write_text_file(path, bytes.str());
@@ -112,6 +119,15 @@ TrainingState load_checkpoint(const fs::path& path, nn::SegmentationModelImpl& m
     state.epoch = epoch.item<int64_t>();
     state.best_ged = best_ged.item<double>();
     state.log = parse_train_log(log.toStringRef(), path.string() + " (log)");
+    torch::Tensor scaler;
+    if (archive.try_read("grad_scaler", scaler)) {
+      TORCH_CHECK(scaler.numel() == 2 && scaler.scalar_type() == torch::kDouble,
+                  "grad_scaler: expected 2 float64 values, got ", scaler.numel());
+      const double scale = scaler[0].item<double>(), tracker = scaler[1].item<double>();
+      TORCH_CHECK(std::isfinite(scale) && scale > 0 && tracker >= 0,
+                  "grad_scaler: expected a positive scale, got ", scale);
+      state.grad_scaler = GradScalerState{scale, static_cast<int64_t>(tracker)};
+    }
   });
   return state;
 }

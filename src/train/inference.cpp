@@ -173,6 +173,7 @@ nlohmann::json benchmark_predict(const config::Config& config, const std::vector
               shape.size());
   torch::manual_seed(seed);
   nn::SegmentationModel model = build_model(config.model);
+  apply_precision(*model, config, torch::kCPU);
   TilingOptions options;
   options.tile_input = config.test.input_patch_size.empty() ? config.training.input_patch_size
                                                             : config.test.input_patch_size;

@@ -131,6 +131,16 @@ data::CsvColumns csv_columns(const config::DataConfig& config) {
   return {config.channels, config.target, config.sampling_mask};
 }
 
+void apply_precision(nn::SegmentationModelImpl& model, const config::Config& config,
+                     const torch::Device& device) {
+  try {
+    runtime::check_precision_supported(config.training.precision, device);
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, "training.precision: ", error.what_without_backtrace());
+  }
+  model.set_precision(config.training.precision);
+}
+
 torch::Device checked_device(const std::string& name) {
   const torch::Device device(name);
   TORCH_CHECK(!device.is_cuda() || torch::cuda::is_available(), "device ", name,

@@ -112,6 +112,7 @@ int64_t predict(const config::Config& config, const PredictOptions& options) {
   nn::SegmentationModel model = build_model(config.model);
   load_model_weights(options.checkpoint, *model);
   model->to(device);
+  apply_precision(*model, config, device);
   model->eval();
   const std::optional<evaluation::Calibration> calibration =
       options.carry_calibration ? checkpoint_calibration(options.checkpoint) : std::nullopt;

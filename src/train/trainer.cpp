@@ -30,7 +30,8 @@ struct Run {
         optimizer(build_optimizer(config_.optimizer, model->parameters())),
         loss_fn(build_loss(config_.loss)),
         generator(at::detail::createCPUGenerator(options_.seed)),
-        noise(at::detail::createCPUGenerator(options_.seed + 1)) {}
+        noise(at::detail::createCPUGenerator(options_.seed + 1)),
+        scaler(config_.training.precision == runtime::Precision::kFp16) {}
 
   const config::Config& config;
   const TrainOptions& options;
@@ -43,6 +44,7 @@ struct Run {
   // prefetching thread during an epoch; `noise` for the Monte-Carlo samples of the loss.
   at::Generator generator;
   at::Generator noise;
+  GradScaler scaler;  // fp16 only
   int64_t start_epoch = 0;
   double best_ged = std::numeric_limits<double>::infinity();
   std::vector<EpochRecord> records;
@@ -102,8 +104,10 @@ EpochRecord run_epoch(Run& run, int64_t epoch) {
           " steps had a non-finite loss (training.max_bad_steps = ", config.training.max_bad_steps,
           ")");
     } else {
-      loss.backward();
-      run.optimizer->step();
+      run.scaler.scale(loss).backward();
+      // An fp16 step whose scaled gradient overflowed is skipped and the scale halved (not a bad
+      // step: the loss was finite).
+      run.scaler.step(*run.optimizer);
       loss_sum += value;
       ++good;
     }
@@ -183,6 +187,7 @@ void validate_and_save(Run& run, EpochRecord record, double epoch_start_seconds)
   // Dropout draws from LibTorch's default generator: without it --resume is not exact.
   state.torch_rng = at::detail::getDefaultCPUGenerator().get_state();
   state.log = run.records;
+  if (run.scaler.enabled()) state.grad_scaler = run.scaler.state();
   save_checkpoint(run.last(), *run.model, *run.optimizer, state);
   if (best) copy_atomically(run.last(), run.options.job_dir / "checkpoint_best.pt");
   if (config.valid.keep_model_every > 0 && (epoch + 1) % config.valid.keep_model_every == 0) {
@@ -203,6 +208,7 @@ void resume(Run& run) {
   run.start_epoch = state.epoch;
   run.best_ged = state.best_ged;
   run.records = state.log;
+  if (state.grad_scaler) run.scaler.set_state(*state.grad_scaler);
 }
 
 }  // namespace
@@ -223,6 +229,7 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
   torch::manual_seed(options.seed);
   nn::SegmentationModel model = build_model(config.model);
   model->to(device);
+  apply_precision(*model, config, device);
   std::unique_ptr<TrainingData> data = make_training_data(config, options.data, model->backbone());
   if (device.is_cpu()) {
     const auto [input_voxels, output_voxels] = data->example_voxels();

@@ -12,6 +12,7 @@
 #include "ssn/loss/segmentation_loss.h"
 #include "ssn/nn/segmentation_model.h"
 #include "ssn/nn/unet.h"
+#include "ssn/runtime/precision.h"
 
 namespace ssn::config {
 
@@ -100,6 +101,10 @@ struct TrainingConfig {
   bool augment = true;
   /// Training stops after this many steps whose loss was NaN or infinite (each is skipped).
   int64_t max_bad_steps = 20;
+  /// The backbone's floating-point type in training and inference ("fp32" | "bf16" | "fp16"):
+  /// autocast for the backbone, the SSN head, covariance and loss in float32 (runtime/precision.h).
+  /// fp16 scales the loss (GradScaler in train/grad_scaler.h).
+  runtime::Precision precision = runtime::Precision::kFp32;
   /// Patch training (csv data): an epoch draws patches_per_image patches from each of
   /// images_per_epoch cases.
   int64_t patches_per_image = 20;

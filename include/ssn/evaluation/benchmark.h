@@ -35,4 +35,11 @@ at::Tensor synthetic_label_maps(const EvaluateWorkload& workload, uint64_t seed)
 nlohmann::json benchmark_evaluate(const EvaluateWorkload& workload, int64_t repeats, uint64_t seed,
                                   const std::filesystem::path& data_out = {});
 
+/// `ssn benchmark sample`: draws `num_samples` label maps (draw_samples: float32, one chunk of
+/// samples at a time) from random prediction maps of `classes` x `shape` with a rank-`rank`
+/// factor. Returns {"seconds_per_sample", "seconds", "peak_tensor_bytes" (the maps included),
+/// "peak_rss_bytes", sizes}.
+nlohmann::json benchmark_sample(const std::vector<int64_t>& shape, int64_t classes, int64_t rank,
+                                int64_t num_samples, uint64_t seed);
+
 }  // namespace ssn::evaluation

@@ -26,6 +26,14 @@ struct SampleStatistics {
   at::Tensor entropy;    ///< [*spatial] float32: entropy of `frequency` over classes, in nats
 };
 
+/// Labels argmax_c(eta) [m, *spatial] uint8 of m samples eta ~ N(mean, P P^T + D) of one case's
+/// maps, `controls` applied, from the noise eps_W [m, R] and eps_D [m, C*S] that
+/// LowRankNormal::rsample would draw for a batch of one (the same values, in the same order). One
+/// fused pass over the maps: the factor is read where it lies ([C*R, *spatial], no [N, R] copy)
+/// and the logits never exist as a tensor; a tie goes to the lower class, as class_argmax.
+at::Tensor sample_labels(const PredictionMaps& maps, const at::Tensor& eps_W,
+                         const at::Tensor& eps_D, const SamplingControls& controls);
+
 /// Draws num_samples label maps argmax(eta), eta ~ N(mean, P P^T + D) with `controls` applied to
 /// the noise, in chunks so that only a few samples' logits exist at once; hands each to `sink`
 /// and returns their frequency and entropy maps. Controls are checked against the maps: C class

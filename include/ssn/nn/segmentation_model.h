@@ -13,6 +13,7 @@
 
 #include "ssn/nn/backbone.h"
 #include "ssn/nn/stochastic_segmentation_head.h"
+#include "ssn/runtime/precision.h"
 
 namespace ssn::nn {
 
@@ -50,10 +51,15 @@ class SegmentationModelImpl : public torch::nn::Module {
                         const SegmentationModelOptions& options);
 
   /// image [B, I, *spatial]; mask [B, *spatial] or undefined (the SSN head's region of interest).
+  /// The backbone runs under autocast in precision(); the head and every output are float32.
   ModelOutput forward(const torch::Tensor& image, const torch::Tensor& mask = {});
 
   const SegmentationModelOptions& options() const { return options_; }
   ModelKind kind() const { return options_.kind(); }
+  /// The backbone's precision (training.precision); fp32 unless set. Not saved in checkpoints:
+  /// the weights are float32 whatever it is.
+  runtime::Precision precision() const { return precision_; }
+  void set_precision(runtime::Precision precision) { precision_ = precision; }
   int64_t num_classes() const { return options_.num_classes(); }
   BackboneImpl& backbone() { return *backbone_; }
   /// The SSN head; null for a deterministic model.
@@ -64,6 +70,7 @@ class SegmentationModelImpl : public torch::nn::Module {
   SegmentationModelOptions options_;
   StochasticSegmentationHead head_{nullptr};
   torch::nn::AnyModule logits_l_;  // the deterministic 1x1 convolution
+  runtime::Precision precision_ = runtime::Precision::kFp32;
 };
 
 TORCH_MODULE(SegmentationModel);

@@ -2,18 +2,20 @@
 
 // The one place where ssn checkpoints are written and read: `ssn train` (every epoch, and
 // --resume), `ssn predict` and whatever else loads a trained model. A checkpoint is a LibTorch
-// archive with the keys model, optimizer, epoch, best_ged, rng, noise_rng, torch_rng and log
-// (docs/file-formats.md), each written once, by save_checkpoint.
+// archive with the keys model, optimizer, epoch, best_ged, rng, noise_rng, torch_rng and log,
+// and grad_scaler in fp16 training (docs/file-formats.md), each written once, by save_checkpoint.
 
 #include <ATen/ATen.h>
 #include <torch/optim/optimizer.h>
 
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "ssn/io/torch_file.h"
 #include "ssn/nn/segmentation_model.h"
+#include "ssn/train/grad_scaler.h"
 #include "ssn/train/train_log.h"
 
 namespace ssn::train {
@@ -28,6 +30,8 @@ struct TrainingState {
   /// loss, and LibTorch's default CPU generator (dropout draws from it).
   at::Tensor data_rng, noise_rng, torch_rng;
   std::vector<EpochRecord> log;
+  /// The loss scale of fp16 training (key grad_scaler: [scale, growth_tracker]); absent otherwise.
+  std::optional<GradScalerState> grad_scaler;
 };
 
 /// Writes the checkpoint to `path` atomically (a kill never leaves a half-written file there).

@@ -22,6 +22,11 @@ namespace ssn::train {
 /// (model.log_diag_bias, model.factor_init_scale).
 nn::SegmentationModel build_model(const config::ModelConfig& config);
 
+/// Gives `model` the config's training.precision after checking that `device` can run it
+/// (runtime::check_precision_supported: a clear error, never a silent fallback).
+void apply_precision(nn::SegmentationModelImpl& model, const config::Config& config,
+                     const torch::Device& device);
+
 /// Every convolution weight of `model` from TensorFlow 1's He-normal initialiser (a normal of
 /// standard deviation sqrt(1.3 * 2 / fan_in) truncated at two standard deviations), its bias 0:
 /// PHiSeg's initialisation (config key "init": "he_normal").

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# run_train.sh [BUILD_DIR]: `ssn benchmark train` for the paper's two set-ups next to their
+# PyTorch baselines (bench/pytorch_train.py), alternating ssn and PyTorch ROUNDS times (default 2)
+# in the same run, same threads and device; prints seconds per step, peak tensor memory and the
+# ratios against PyTorch fp32 (the median over rounds). Precisions: fp32 always, bf16 where the
+# CPU has native bfloat16 (or on CUDA: fp16 and bf16).
+#   SSN_BENCH_THREADS (default: nproc), SSN_BENCH_DEVICE (cpu|cuda), SSN_BENCH_ROUNDS,
+#   SSN_BENCH_SETUPS ("lidc brats"), SSN_BENCH_BRATS_BATCH (default 10, the reference's).
+set -euo pipefail
+build=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+threads=${SSN_BENCH_THREADS:-$(nproc)}
+device=${SSN_BENCH_DEVICE:-cpu}
+rounds=${SSN_BENCH_ROUNDS:-2}
+setups=${SSN_BENCH_SETUPS:-lidc brats}
+brats_batch=${SSN_BENCH_BRATS_BATCH:-10}
+python=${SSN_PYTHON:-/usr/bin/python3}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+precisions="fp32"
+if [ "$device" = cpu ]; then
+  grep -q avx512_bf16 /proc/cpuinfo && precisions="fp32 bf16"
+else
+  precisions="fp32 fp16 bf16"
+fi
+
+for setup in $setups; do
+  if [ "$setup" = lidc ]; then
+    config=$root/configs/lidc_unet_rank10.json
+    batch_flag=()
+    steps=4
+  else
+    # The reference's BraTS config with the batch size of the run.
+    config=$out/brats.json
+    "$python" -c "import json,sys; c=json.load(open(sys.argv[1])); c['training']['batch_size']=int(sys.argv[3]); json.dump(c, open(sys.argv[2], 'w'))" \
+      "$root/tests/data/reference/rank_10_mc_20_patch_110.json" "$config" "$brats_batch"
+    batch_flag=(--batch-size "$brats_batch")
+    steps=3
+  fi
+  for round in $(seq "$rounds"); do
+    for precision in $precisions; do
+      "$build/ssn" --threads "$threads" benchmark train --config-file "$config" --device "$device" \
+        --precision "$precision" --steps "$steps" --warmup 1 --json \
+        > "$out/$setup.ssn.$precision.$round.json"
+      "$python" "$here/pytorch_train.py" "$setup" --threads "$threads" --device "$device" \
+        --precision "$precision" --steps "$steps" --warmup 1 "${batch_flag[@]}" \
+        > "$out/$setup.pytorch.$precision.$round.json"
+    done
+  done
+done
+
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $threads threads, $device"
+"$python" - "$out" "$setups" "$precisions" "$rounds" <<'PY'
+import json, statistics, sys
+out, setups, precisions, rounds = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4])
+def load(setup, who, precision):
+    runs = [json.load(open(f"{out}/{setup}.{who}.{precision}.{r}.json")) for r in range(1, rounds + 1)]
+    seconds = statistics.median(r["seconds_per_step"] for r in runs)
+    memory = runs[0]["peak_tensor_bytes"]
+    return seconds, memory
+print("| set-up | precision | ssn s/step | PyTorch s/step | ssn speed vs PyTorch fp32 | vs PyTorch same precision | ssn peak MiB | PyTorch peak MiB | memory vs PyTorch fp32 |")
+print("|---|---|---|---|---|---|---|---|---|")
+for setup in setups:
+    base_s, base_m = load(setup, "pytorch", "fp32")
+    for p in precisions:
+        s, m = load(setup, "ssn", p)
+        ps, pm = load(setup, "pytorch", p)
+        mem = f"{m / 2**20:.0f}" if m is not None else "n/a"
+        pmem = f"{pm / 2**20:.0f}" if pm is not None else "n/a"
+        ratio = f"{m / base_m:.2f}x" if m is not None and base_m else "n/a"
+        print(f"| {setup} | {p} | {s:.3f} | {ps:.3f} | {base_s / s:.2f}x | {ps / s:.2f}x | {mem} | {pmem} | {ratio} |")
+PY
