@@ -10,6 +10,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libpng-dev zlib1g-dev libhdf5-dev
+  libgloo-dev
   python3-torch python3-numpy python3-scipy python3-pil python3-h5py
   chromium
 )

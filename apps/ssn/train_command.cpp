@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -11,9 +14,12 @@
 
 #include "commands.h"
 #include "flags.h"
+#include "launch.h"
 #include "progress.h"
 #include "ssn/config/config.h"
 #include "ssn/evaluation/calibration.h"
+#include "ssn/runtime/threads.h"
+#include "ssn/train/distributed.h"
 #include "ssn/train/trainer.h"
 
 namespace ssn::cli {
@@ -29,7 +35,18 @@ struct TrainFlags {
   uint64_t seed = 0;  // of the run in job_dir
   bool resume = false;
   std::string device = "cpu";
+  int nproc_per_node = 1;
+  int master_port = 0;
+  std::string dist_backend = "gloo";
+  int64_t dist_timeout = 1800;
+  // Set in every worker of a distributed launch; null in one process.
+  std::shared_ptr<train::Communicator> communicator;
 };
+
+// Rank 0 prints; the other ranks of a distributed run stay quiet unless something fails.
+bool prints(const TrainFlags& flags) {
+  return !flags.communicator || flags.communicator->rank() == 0;
+}
 
 void run_train(const TrainFlags& flags) {
   const std::filesystem::path last = std::filesystem::path(flags.job_dir) / "checkpoint_last.pt";
@@ -79,6 +96,7 @@ void run_train(const TrainFlags& flags) {
   options.seed = flags.seed;
   options.resume = flags.resume;
   options.device = flags.device;
+  options.communicator = flags.communicator.get();
   const bool terminal = isatty(2) != 0;
   options.on_step = [terminal](const train::StepReport& r) {
     if (!std::isfinite(r.loss)) {
@@ -104,6 +122,7 @@ void run_train(const TrainFlags& flags) {
     std::fprintf(stderr, "%swarning: %s\n", terminal ? "\n" : "", message.c_str());
   };
   const auto records = train::train(config, options);
+  if (!prints(flags)) return;
   if (terminal) std::fprintf(stderr, "\n");
   for (const auto& r : records) {
     std::printf("epoch %3lld  train loss %.4f  val loss %.4f  val GED %.4f  lr %.2e  %.1f s\n",
@@ -175,8 +194,68 @@ void add_train_command(CLI::App& app) {
   command->add_flag("--resume", flags->resume,
                     "Continue the run in --job-dir from checkpoint_last.pt, with its config.json "
                     "(refused while another run uses the folder)");
-  command->add_option("--device", flags->device, "cpu or cuda[:i]")->capture_default_str();
+  command
+      ->add_option("--device", flags->device,
+                   "cpu or cuda[:i]; under a distributed launch, cuda means cuda:LOCAL_RANK")
+      ->capture_default_str();
+  command
+      ->add_option("--nproc-per-node", flags->nproc_per_node,
+                   "Start this many data-parallel workers on this machine (as torchrun does; "
+                   "each gets cores/N threads unless --threads is given). Under torchrun or "
+                   "Slurm, ssn reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT "
+                   "instead (docs/distributed.md)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  command
+      ->add_option("--master-port", flags->master_port,
+                   "Rendezvous port of --nproc-per-node (default: a free one)")
+      ->check(CLI::Range(1, 65535));
+  command
+      ->add_option("--dist-backend", flags->dist_backend,
+                   "Collectives of a distributed run: gloo (CPU and CUDA tensors)")
+      ->check(CLI::IsMember({"gloo"}))
+      ->capture_default_str();
+  command
+      ->add_option("--dist-timeout", flags->dist_timeout,
+                   "Seconds a rank waits for the others (rendezvous, and while rank 0 validates)")
+      ->check(CLI::Range(int64_t{5}, int64_t{7} * 24 * 3600))
+      ->capture_default_str();
   command->callback([flags]() {
+    if (flags->nproc_per_node > 1) {
+      if (std::getenv("WORLD_SIZE")) {
+        throw CLI::ValidationError("--nproc-per-node",
+                                   "this process is already a worker of a distributed launch "
+                                   "(WORLD_SIZE is set)");
+      }
+      // The workers run this command line without the launcher's flags.
+      std::vector<std::string> arguments;
+      bool threads = false;
+      const std::vector<std::string> own = own_arguments();
+      for (size_t i = 0; i < own.size(); ++i) {
+        const std::string& a = own[i];
+        if (a == "--nproc-per-node" || a == "--master-port") {
+          ++i;
+          continue;
+        }
+        if (a.rfind("--nproc-per-node=", 0) == 0 || a.rfind("--master-port=", 0) == 0) continue;
+        if (a == "--threads" || a.rfind("--threads=", 0) == 0) threads = true;
+        arguments.push_back(a);
+      }
+      if (!threads) {
+        const int each = std::max(1, runtime::available_cores() / flags->nproc_per_node);
+        arguments.insert(arguments.begin(), {"--threads", std::to_string(each)});
+      }
+      std::fflush(stdout);
+      std::exit(launch_local_workers(flags->nproc_per_node, flags->master_port, arguments));
+    }
+    const train::DistributedEnv env = train::distributed_env_from_environment();
+    if (env.distributed()) {
+      if (flags->device.rfind("cuda", 0) == 0 && flags->device.find(':') == std::string::npos) {
+        flags->device = "cuda:" + std::to_string(env.local_rank);
+      }
+      flags->communicator = std::make_shared<train::Communicator>(
+          env, flags->dist_backend, std::chrono::seconds(flags->dist_timeout));
+    }
     if (flags->config_file.empty() && !flags->resume) {
       throw CLI::RequiredError("--config-file");
     }
@@ -197,9 +276,11 @@ void add_train_command(CLI::App& app) {
       run.seed = s;
       run.job_dir =
           (std::filesystem::path(flags->job_dir) / ("seed_" + std::to_string(s))).string();
-      std::filesystem::create_directories(run.job_dir);
-      std::printf("seed %llu: %s\n", static_cast<unsigned long long>(s), run.job_dir.c_str());
-      std::fflush(stdout);
+      if (prints(run)) {
+        std::filesystem::create_directories(run.job_dir);
+        std::printf("seed %llu: %s\n", static_cast<unsigned long long>(s), run.job_dir.c_str());
+        std::fflush(stdout);
+      }
       run_train(run);
     }
   });

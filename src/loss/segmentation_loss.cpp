@@ -193,16 +193,22 @@ at::Tensor ssn_loss_from_noise(const LowRankNormal& distribution, const at::Tens
 
 at::Tensor ssn_loss(const LowRankNormal& distribution, const at::Tensor& target,
                     int64_t num_mc_samples, c10::optional<at::Generator> generator,
-                    double all_samples_weight) {
+                    double all_samples_weight, const BatchSlice& slice) {
   TORCH_CHECK(num_mc_samples >= 2 && num_mc_samples % 2 == 0,
               "ssn_loss: num_mc_samples must be even and >= 2 (antithetic pairs), got ",
               num_mc_samples);
   const int64_t half = num_mc_samples / 2;
   const auto options = distribution.loc().options();
-  const at::Tensor eps_W =
-      at::randn({half, distribution.batch_size(), distribution.rank()}, generator, options);
-  const at::Tensor eps_D =
-      at::randn({half, distribution.batch_size(), distribution.event_size()}, generator, options);
+  const int64_t batch = distribution.batch_size();
+  const int64_t drawn = slice.global_batch > 0 ? slice.global_batch : batch;
+  TORCH_CHECK(slice.offset >= 0 && slice.offset + batch <= drawn, "ssn_loss: rows ", slice.offset,
+              " .. ", slice.offset + batch - 1, " are not in a batch of ", drawn);
+  at::Tensor eps_W = at::randn({half, drawn, distribution.rank()}, generator, options);
+  at::Tensor eps_D = at::randn({half, drawn, distribution.event_size()}, generator, options);
+  if (drawn != batch) {
+    eps_W = eps_W.narrow(1, slice.offset, batch).contiguous();
+    eps_D = eps_D.narrow(1, slice.offset, batch).contiguous();
+  }
   return ssn_loss_from_noise(distribution, target, eps_W, eps_D, all_samples_weight);
 }
 
@@ -231,7 +237,8 @@ SegmentationLoss::SegmentationLoss(LossOptions options) : options_(options) {
 
 at::Tensor SegmentationLoss::operator()(const at::Tensor& mean_logits,
                                         const LowRankNormal* distribution, const at::Tensor& target,
-                                        c10::optional<at::Generator> generator) const {
+                                        c10::optional<at::Generator> generator,
+                                        const BatchSlice& slice) const {
   switch (options_.kind) {
     case LossKind::kCrossEntropy:
       return loss::cross_entropy_loss(mean_logits, target);
@@ -240,7 +247,7 @@ at::Tensor SegmentationLoss::operator()(const at::Tensor& mean_logits,
                   "SegmentationLoss: the SSN loss needs the model's distribution, got none (is "
                   "the model deterministic?)");
       return ssn_loss(*distribution, target, options_.num_mc_samples, generator,
-                      options_.all_samples_weight);
+                      options_.all_samples_weight, slice);
   }
   TORCH_CHECK(false, "SegmentationLoss: unknown loss kind");
 }

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "ssn/io/atomic_file.h"
 #include "ssn/train/calibrate.h"
@@ -35,6 +36,9 @@ struct Run {
 
   const config::Config& config;
   const TrainOptions& options;
+  // Data parallelism: this rank's rows of every global batch (all of it in one process).
+  Communicator* communicator = nullptr;
+  int64_t rank = 0, world = 1;
   torch::Device device;
   nn::SegmentationModel model;
   std::unique_ptr<TrainingData> data;
@@ -51,6 +55,7 @@ struct Run {
   int64_t bad_total = 0;
 
   fs::path last() const { return options.job_dir / "checkpoint_last.pt"; }
+  bool writes() const { return rank == 0; }
 };
 
 // The covariance layers of the head, frozen while only the mean trains.
@@ -63,14 +68,15 @@ void set_covariance_trainable(nn::SegmentationModelImpl& model, bool trainable) 
 // The loss of one batch; `value` is NaN when it is not finite. A covariance that overflowed is
 // refused by LowRankNormal (InvalidCovariance) before a loss exists: a non-finite step like a NaN
 // loss, while any other error stops training.
-torch::Tensor batch_loss(Run& run, const data::TrainingBatch& batch, double& value) {
+torch::Tensor batch_loss(Run& run, const data::TrainingBatch& batch, double& value,
+                         const loss::BatchSlice& slice) {
   value = std::numeric_limits<double>::quiet_NaN();
   try {
     const at::Tensor masks = batch.masks.defined() ? batch.masks.to(run.device) : batch.masks;
     const nn::ModelOutput out = run.model->forward(batch.images.to(run.device), masks);
     const LowRankNormal* distribution = out.stochastic ? &out.stochastic->distribution : nullptr;
     torch::Tensor loss =
-        run.loss_fn(out.mean_logits, distribution, batch.targets.to(run.device), run.noise);
+        run.loss_fn(out.mean_logits, distribution, batch.targets.to(run.device), run.noise, slice);
     value = loss.item<double>();
     return loss;
   } catch (const InvalidCovariance&) {
@@ -92,10 +98,32 @@ EpochRecord run_epoch(Run& run, int64_t epoch) {
   double loss_sum = 0.0;
   int64_t good = 0, bad = 0;
   for (int64_t step = 0; step < steps; ++step) {
-    const data::TrainingBatch batch = run.data->next();
+    data::TrainingBatch batch = run.data->next();
+    // This rank's rows; the loss is their mean, weighted by their share of the global batch so
+    // that the sum over ranks is the global batch's mean.
+    loss::BatchSlice slice;
+    double share = 1.0;
+    if (run.world > 1) {
+      const int64_t global = batch.images.size(0);
+      TORCH_CHECK(global >= run.world, "training.batch_size ", global, " is smaller than the ",
+                  run.world, " processes: every rank needs at least one example");
+      const int64_t first = run.rank * global / run.world;
+      const int64_t rows = (run.rank + 1) * global / run.world - first;
+      batch.images = batch.images.narrow(0, first, rows);
+      batch.targets = batch.targets.narrow(0, first, rows);
+      if (batch.masks.defined()) batch.masks = batch.masks.narrow(0, first, rows);
+      slice = {first, global};
+      share = static_cast<double>(rows) / static_cast<double>(global);
+    }
     run.optimizer->zero_grad();
     double value = 0.0;
-    torch::Tensor loss = batch_loss(run, batch, value);
+    torch::Tensor loss = batch_loss(run, batch, value, slice);
+    if (run.world > 1) {
+      // The global loss; NaN on any rank makes every rank skip the step.
+      at::Tensor total = at::full({1}, std::isfinite(value) ? value * share : NAN, at::kDouble);
+      run.communicator->all_reduce_sum({total});
+      value = total.item<double>();
+    }
     if (!std::isfinite(value)) {
       ++bad;
       ++run.bad_total;
@@ -104,14 +132,21 @@ EpochRecord run_epoch(Run& run, int64_t epoch) {
           " steps had a non-finite loss (training.max_bad_steps = ", config.training.max_bad_steps,
           ")");
     } else {
-      run.scaler.scale(loss).backward();
+      run.scaler.scale(run.world > 1 ? loss * share : loss).backward();
+      if (run.world > 1) {
+        std::vector<at::Tensor> grads;
+        for (auto& parameter : run.model->parameters()) {
+          if (parameter.grad().defined()) grads.push_back(parameter.mutable_grad());
+        }
+        run.communicator->all_reduce_sum(grads);
+      }
       // An fp16 step whose scaled gradient overflowed is skipped and the scale halved (not a bad
       // step: the loss was finite).
       run.scaler.step(*run.optimizer);
       loss_sum += value;
       ++good;
     }
-    if (run.options.on_step) {
+    if (run.options.on_step && run.writes()) {
       const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
       const double images = static_cast<double>((step + 1) * batch_size);
       const double rate = images / std::max(elapsed, 1e-9);
@@ -235,27 +270,44 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     const auto [input_voxels, output_voxels] = data->example_voxels();
     check_step_fits_in_memory(config, model->backbone(), input_voxels, output_voxels);
   }
-  // Created once the data are known to be readable, so that a bad --data-dir or CSV leaves no
-  // job folder behind.
-  std::error_code error;
-  fs::create_directories(options.job_dir, error);
-  TORCH_CHECK(!error && fs::is_directory(options.job_dir), "cannot create the job folder ",
-              options.job_dir.string());
-  // One run per job folder at a time; checked again under the lock, which a run that started
-  // meanwhile may have held.
-  const io::FolderLock lock(options.job_dir, "job folder");
-  check_job_folder();
-  io::remove_leftovers(options.job_dir);
+  Communicator* communicator = options.communicator;
+  const int64_t rank = communicator ? communicator->rank() : 0;
+  // Rank 0 alone owns the job folder: it creates, locks and writes it.
+  std::optional<io::FolderLock> lock;
+  if (rank == 0) {
+    // Created once the data are known to be readable, so that a bad --data-dir or CSV leaves no
+    // job folder behind.
+    std::error_code error;
+    fs::create_directories(options.job_dir, error);
+    TORCH_CHECK(!error && fs::is_directory(options.job_dir), "cannot create the job folder ",
+                options.job_dir.string());
+    // One run per job folder at a time; checked again under the lock, which a run that started
+    // meanwhile may have held.
+    lock.emplace(options.job_dir, "job folder");
+    check_job_folder();
+    io::remove_leftovers(options.job_dir);
+  }
   Run run(config, options, device, model, std::move(data));
+  run.communicator = communicator;
+  run.rank = rank;
+  run.world = communicator ? communicator->size() : 1;
   if (options.resume) {
-    resume(run);  // the job's config.json stays as it is
-  } else {
+    resume(run);  // the job's config.json stays as it is; every rank reads checkpoint_last.pt
+  } else if (rank == 0) {
     io::write_text_file(options.job_dir / "config.json", config.source.dump(2) + "\n");
+  }
+  if (run.world > 1) {
+    // Every rank starts from rank 0's weights and batch-norm statistics.
+    std::vector<at::Tensor> state;
+    for (const auto& p : run.model->parameters()) state.push_back(p.data());
+    for (const auto& b : run.model->buffers()) state.push_back(b);
+    communicator->broadcast(state);
   }
   for (int64_t epoch = run.start_epoch; epoch < config.training.num_epochs; ++epoch) {
     const EpochRecord record = run_epoch(run, epoch);
-    validate_and_save(run, record, record.seconds);
+    if (run.writes()) validate_and_save(run, record, record.seconds);
   }
+  if (!run.writes()) return run.records;
   if (config.valid.calibrate && config.model.kind != nn::ModelKind::kDeterministic &&
       fs::exists(options.job_dir / "checkpoint_best.pt")) {
     CalibrateOptions calibrate;

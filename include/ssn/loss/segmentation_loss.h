@@ -31,10 +31,18 @@ at::Tensor ssn_loss_from_noise(const LowRankNormal& distribution, const at::Tens
                                const at::Tensor& eps_W, const at::Tensor& eps_D,
                                double all_samples_weight = 0.0);
 
+/// Which rows of a larger batch the distribution's batch is (data-parallel training): the noise
+/// is drawn for all `global_batch` rows, as one process would, and rows offset .. offset + B - 1
+/// are used. global_batch 0: the batch is the whole batch.
+struct BatchSlice {
+  int64_t offset = 0;
+  int64_t global_batch = 0;
+};
+
 /// The SSN loss with M (even) fresh antithetic samples.
 at::Tensor ssn_loss(const LowRankNormal& distribution, const at::Tensor& target,
                     int64_t num_mc_samples, c10::optional<at::Generator> generator = c10::nullopt,
-                    double all_samples_weight = 0.0);
+                    double all_samples_weight = 0.0, const BatchSlice& slice = {});
 
 /// logits [B, C, *spatial], target [B, *spatial] -> mean pixel-wise softmax cross-entropy.
 at::Tensor cross_entropy_loss(const at::Tensor& logits, const at::Tensor& target);
@@ -59,9 +67,11 @@ class SegmentationLoss {
 
   /// mean_logits [B, C, *spatial]; distribution over the same logits (required for the SSN loss,
   /// ignored by cross-entropy); target [B, *spatial] -> scalar loss.
+  /// With a slice, the batch is rows of a larger one (ssn_loss).
   at::Tensor operator()(const at::Tensor& mean_logits, const LowRankNormal* distribution,
                         const at::Tensor& target,
-                        c10::optional<at::Generator> generator = c10::nullopt) const;
+                        c10::optional<at::Generator> generator = c10::nullopt,
+                        const BatchSlice& slice = {}) const;
 
   const LossOptions& options() const { return options_; }
 

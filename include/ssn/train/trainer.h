@@ -11,6 +11,7 @@
 
 #include "ssn/config/config.h"
 #include "ssn/evaluation/calibration.h"
+#include "ssn/train/distributed.h"
 #include "ssn/train/train_log.h"
 #include "ssn/train/training_data.h"
 
@@ -38,6 +39,11 @@ struct TrainOptions {
   /// A validation or the calibration skipped because the model in evaluation mode gives a
   /// non-finite covariance (e.g. batch norm's running statistics not settled after few steps).
   std::function<void(const std::string&)> on_warning;
+  /// Data-parallel training (docs/distributed.md): every rank draws the same global batch and
+  /// Monte-Carlo noise from the seed and trains on its rows; gradients are summed over the ranks.
+  /// Rank 0 alone validates, calibrates and writes the job folder; the callbacks run on rank 0
+  /// only. Null: one process.
+  Communicator* communicator = nullptr;
 };
 
 /// Trains for config.training.num_epochs epochs. job_dir receives config.json, train_log.csv and
