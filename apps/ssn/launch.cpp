@@ -7,14 +7,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
 #include <thread>
+
+#include "ssn/runtime/threads.h"
 
 namespace ssn::cli {
 namespace {
@@ -147,6 +152,45 @@ int launch_local_workers(int nproc, int port, const std::vector<std::string>& ar
     }
   }
   return result;
+}
+
+void launch_if_requested(int nproc, int master_port) {
+  if (nproc <= 1) return;
+  if (std::getenv("WORLD_SIZE")) {
+    throw CLI::ValidationError("--nproc-per-node",
+                               "this process is already a worker of a distributed launch "
+                               "(WORLD_SIZE is set)");
+  }
+  std::vector<std::string> arguments;
+  bool threads = false;
+  const std::vector<std::string> own = own_arguments();
+  for (size_t i = 0; i < own.size(); ++i) {
+    const std::string& a = own[i];
+    if (a == "--nproc-per-node" || a == "--master-port") {
+      ++i;
+      continue;
+    }
+    if (a.rfind("--nproc-per-node=", 0) == 0 || a.rfind("--master-port=", 0) == 0) continue;
+    if (a == "--threads" || a.rfind("--threads=", 0) == 0) threads = true;
+    arguments.push_back(a);
+  }
+  if (!threads) {
+    const int each = std::max(1, runtime::available_cores() / nproc);
+    arguments.insert(arguments.begin(), {"--threads", std::to_string(each)});
+  }
+  std::fflush(stdout);
+  std::exit(launch_local_workers(nproc, master_port, arguments));
+}
+
+std::shared_ptr<train::Communicator> communicator_from_environment(const std::string& backend,
+                                                                   int64_t timeout_seconds,
+                                                                   std::string& device) {
+  const train::DistributedEnv env = train::distributed_env_from_environment();
+  if (!env.distributed()) return nullptr;
+  if (device.rfind("cuda", 0) == 0 && device.find(':') == std::string::npos) {
+    device = "cuda:" + std::to_string(env.local_rank);
+  }
+  return std::make_shared<train::Communicator>(env, backend, std::chrono::seconds(timeout_seconds));
 }
 
 }  // namespace ssn::cli

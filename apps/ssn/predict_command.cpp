@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "launch.h"
 #include "ssn/config/config.h"
 #include "ssn/train/predict.h"
 
@@ -16,6 +17,9 @@ struct PredictFlags {
   train::PredictOptions options;
   std::string data_dir, test_csv, checkpoint, out;
   bool no_calibration = false;
+  int nproc_per_node = 1;
+  int master_port = 0;
+  int64_t dist_timeout = 1800;
 };
 
 }  // namespace
@@ -60,7 +64,26 @@ void add_predict_command(CLI::App& app) {
       ->capture_default_str();
   predict->add_flag("--no-calibration", predict_flags->no_calibration,
                     "Do not carry the checkpoint's calibration.json into the folder");
+  predict
+      ->add_option("--nproc-per-node", predict_flags->nproc_per_node,
+                   "Shard the cases over this many workers on this machine (as torchrun does); "
+                   "under torchrun or Slurm ssn reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR "
+                   "and MASTER_PORT. One predictions folder either way (docs/distributed.md)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  predict
+      ->add_option("--master-port", predict_flags->master_port,
+                   "Rendezvous port of --nproc-per-node (default: a free one)")
+      ->check(CLI::Range(1, 65535));
+  predict
+      ->add_option("--dist-timeout", predict_flags->dist_timeout,
+                   "Seconds a rank waits for the others")
+      ->check(CLI::Range(int64_t{5}, int64_t{7} * 24 * 3600))
+      ->capture_default_str();
   predict->callback([predict_flags]() {
+    launch_if_requested(predict_flags->nproc_per_node, predict_flags->master_port);
+    const std::shared_ptr<train::Communicator> communicator = communicator_from_environment(
+        "gloo", predict_flags->dist_timeout, predict_flags->options.device);
     const config::Config config = config::load_config(predict_flags->config_file);
     train::PredictOptions options = predict_flags->options;
     if (predict_flags->data_dir.empty() && predict_flags->test_csv.empty()) {
@@ -71,11 +94,13 @@ void add_predict_command(CLI::App& app) {
     options.checkpoint = predict_flags->checkpoint;
     options.out = predict_flags->out;
     options.carry_calibration = !predict_flags->no_calibration;
+    options.communicator = communicator.get();
     std::string why_not;
     const auto calibration = options.carry_calibration
                                  ? train::checkpoint_calibration(options.checkpoint, &why_not)
                                  : std::nullopt;
     const int64_t cases = train::predict(config, options);
+    if (communicator && communicator->rank() != 0) return;  // rank 0 reports
     std::printf("wrote %lld predictions to %s\n", static_cast<long long>(cases),
                 predict_flags->out.c_str());
     if (calibration) {

@@ -221,41 +221,9 @@ void add_train_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{5}, int64_t{7} * 24 * 3600))
       ->capture_default_str();
   command->callback([flags]() {
-    if (flags->nproc_per_node > 1) {
-      if (std::getenv("WORLD_SIZE")) {
-        throw CLI::ValidationError("--nproc-per-node",
-                                   "this process is already a worker of a distributed launch "
-                                   "(WORLD_SIZE is set)");
-      }
-      // The workers run this command line without the launcher's flags.
-      std::vector<std::string> arguments;
-      bool threads = false;
-      const std::vector<std::string> own = own_arguments();
-      for (size_t i = 0; i < own.size(); ++i) {
-        const std::string& a = own[i];
-        if (a == "--nproc-per-node" || a == "--master-port") {
-          ++i;
-          continue;
-        }
-        if (a.rfind("--nproc-per-node=", 0) == 0 || a.rfind("--master-port=", 0) == 0) continue;
-        if (a == "--threads" || a.rfind("--threads=", 0) == 0) threads = true;
-        arguments.push_back(a);
-      }
-      if (!threads) {
-        const int each = std::max(1, runtime::available_cores() / flags->nproc_per_node);
-        arguments.insert(arguments.begin(), {"--threads", std::to_string(each)});
-      }
-      std::fflush(stdout);
-      std::exit(launch_local_workers(flags->nproc_per_node, flags->master_port, arguments));
-    }
-    const train::DistributedEnv env = train::distributed_env_from_environment();
-    if (env.distributed()) {
-      if (flags->device.rfind("cuda", 0) == 0 && flags->device.find(':') == std::string::npos) {
-        flags->device = "cuda:" + std::to_string(env.local_rank);
-      }
-      flags->communicator = std::make_shared<train::Communicator>(
-          env, flags->dist_backend, std::chrono::seconds(flags->dist_timeout));
-    }
+    launch_if_requested(flags->nproc_per_node, flags->master_port);
+    flags->communicator =
+        communicator_from_environment(flags->dist_backend, flags->dist_timeout, flags->device);
     if (flags->config_file.empty() && !flags->resume) {
       throw CLI::RequiredError("--config-file");
     }

@@ -224,6 +224,39 @@ void PredictionsWriter::finish() {
   io::write_text_file(folder_ / "prediction.csv", csv.str());
 }
 
+void PredictionsWriter::merge_shards(const std::vector<fs::path>& shards) {
+  std::vector<std::vector<std::string>> rows = {rows_};
+  for (const fs::path& shard : shards) {
+    const fs::path csv = shard / "prediction.csv";
+    std::istringstream lines(io::read_text_file(csv));
+    std::string line;
+    TORCH_CHECK(std::getline(lines, line) && line == kHeader, csv.string(),
+                ": expected the header ", kHeader);
+    rows.emplace_back();
+    while (std::getline(lines, line)) {
+      if (!line.empty()) rows.back().push_back(line);
+    }
+    for (const auto& entry : fs::directory_iterator(shard)) {
+      if (entry.path().filename() == "prediction.csv") continue;
+      const fs::path target = folder_ / entry.path().filename();
+      TORCH_CHECK(!fs::exists(target), "merging ", shard.string(), ": ", target.string(),
+                  " exists already (two shards wrote the same case?)");
+      fs::rename(entry.path(), target);
+    }
+  }
+  const size_t world = rows.size();
+  size_t total = 0;
+  for (const auto& r : rows) total += r.size();
+  std::vector<std::string> merged;
+  for (size_t i = 0; i < total; ++i) {
+    const auto& from = rows[i % world];
+    TORCH_CHECK(i / world < from.size(), "merging the shards: shard ", i % world, " has ",
+                from.size(), " cases, expected case ", i / world);
+    merged.push_back(from[i / world]);
+  }
+  rows_ = std::move(merged);
+}
+
 int64_t write_predictions_folder(const fs::path& out, const std::string& what,
                                  const std::function<void(PredictionsWriter&)>& write) {
   int64_t cases = 0;

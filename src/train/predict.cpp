@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 // of the case's first channel.
 void predict_volumes(const config::Config& config, const PredictOptions& options,
                      nn::SegmentationModel& model, torch::Device device,
-                     predictions::PredictionsWriter& writer) {
+                     predictions::PredictionsWriter& writer, int64_t rank, int64_t world) {
   data::CsvColumns columns = csv_columns(config.data);
   if (!io::read_csv(options.test_csv).column.count(columns.target)) columns.target.clear();
   std::vector<data::VolumeCase> cases = data::read_case_csv(options.test_csv, columns);
@@ -37,7 +37,9 @@ void predict_volumes(const config::Config& config, const PredictOptions& options
   }
   tiling.batch_size = config.test.batch_size;
   tiling.device = device;
-  for (const auto& c : cases) {
+  for (size_t i = 0; i < cases.size(); ++i) {
+    if (static_cast<int64_t>(i) % world != rank) continue;  // another rank's case
+    const data::VolumeCase& c = cases[i];
     const data::Volume volume =
         data::load_volume(c, config.model.num_classes, config.model.dimensions);
     const ImagePrediction prediction = predict_image(model, volume.image, volume.mask, tiling);
@@ -56,12 +58,13 @@ void predict_volumes(const config::Config& config, const PredictOptions& options
 // The LIDC crops layout: one forward pass per image.
 void predict_images(const config::Config& config, const PredictOptions& options,
                     nn::SegmentationModel& model, torch::Device device,
-                    predictions::PredictionsWriter& writer) {
+                    predictions::PredictionsWriter& writer, int64_t rank, int64_t world) {
   const data::LidcDataset dataset(options.data_dir, options.split, lidc_options(config.data));
   torch::NoGradGuard no_grad;
   const int64_t cases =
       options.max_cases > 0 ? std::min(options.max_cases, dataset.size()) : dataset.size();
   for (int64_t i = 0; i < cases; ++i) {
+    if (i % world != rank) continue;  // another rank's case
     const data::LidcExample& example = dataset[i];
     const nn::ModelOutput out = model->forward(example.image.unsqueeze(0).to(device));
     predictions::CasePrediction p;
@@ -116,12 +119,56 @@ int64_t predict(const config::Config& config, const PredictOptions& options) {
   model->eval();
   const std::optional<evaluation::Calibration> calibration =
       options.carry_calibration ? checkpoint_calibration(options.checkpoint) : std::nullopt;
+  Communicator* communicator = options.communicator;
+  const int64_t rank = communicator ? communicator->rank() : 0;
+  const int64_t world = communicator ? communicator->size() : 1;
+  const auto run = [&](predictions::PredictionsWriter& writer) {
+    if (volumes) {
+      predict_volumes(config, options, model, device, writer, rank, world);
+    } else {
+      predict_images(config, options, model, device, writer, rank, world);
+    }
+  };
+  fs::path out = options.out;
+  if (out.filename().empty()) out = out.parent_path();
+  const auto shard = [&](int64_t r) {
+    return out.parent_path() / (".ssn-shard-" + out.filename().string() + "-" + std::to_string(r));
+  };
+  if (rank > 0) {
+    // This rank's cases into its shard folder; rank 0 takes it over after the barrier.
+    const fs::path folder = shard(rank);
+    TORCH_CHECK(!fs::exists(folder), "rank ", rank, ": ", folder.string(),
+                " exists (left by an earlier sharded prediction that failed?); remove it");
+    fs::create_directories(folder);
+    int64_t written = 0;
+    try {
+      predictions::PredictionsWriter writer(folder);
+      run(writer);
+      writer.finish();
+      written = static_cast<int64_t>(writer.rows_count());
+    } catch (...) {
+      std::error_code ignored;
+      fs::remove_all(folder, ignored);
+      throw;
+    }
+    communicator->barrier();  // the shard is complete
+    return written;
+  }
   return predictions::write_predictions_folder(
       options.out, "output folder", [&](predictions::PredictionsWriter& writer) {
-        if (volumes) {
-          predict_volumes(config, options, model, device, writer);
-        } else {
-          predict_images(config, options, model, device, writer);
+        run(writer);
+        if (world > 1) {
+          communicator->barrier();  // every shard is complete; they are this run's to move
+          std::vector<fs::path> shards;
+          for (int64_t r = 1; r < world; ++r) shards.push_back(shard(r));
+          try {
+            writer.merge_shards(shards);
+          } catch (...) {
+            std::error_code ignored;
+            for (const auto& folder : shards) fs::remove_all(folder, ignored);
+            throw;
+          }
+          for (const auto& folder : shards) fs::remove_all(folder);
         }
         if (calibration) {
           evaluation::write_calibration(writer.folder() / evaluation::kCalibrationFile,

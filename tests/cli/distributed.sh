@@ -3,7 +3,8 @@
 #  1. `--nproc-per-node 2` trains to the same train_log.csv losses as one process (a config
 #     without batch norm or dropout; float32 reductions in another order: 1e-4 relative);
 #     and a run of 2 processes resumed on 1 continues it as 1 process would;
-#  2. rank 0 alone writes the job folder;
+#  2. rank 0 alone writes the job folder; `ssn predict --nproc-per-node 2` writes the same
+#     predictions folder, byte for byte, as one process;
 #  3. a launch with a missing variable is an error naming it;
 #  4. a worker killed with SIGKILL stops the run within 60 s with an error naming its rank, and
 #     leaves no half-written file.
@@ -53,6 +54,17 @@ grep -q "job folder: $work/two" "$work/two.out" || { echo "rank 0 did not report
 [ "$(grep -c "job folder:" "$work/two.out")" = 1 ] || { echo "more than one rank printed"; exit 1; }
 ls -A "$work/two" | grep -v -x -E 'config.json|train_log.csv|checkpoint_last.pt|checkpoint_best.pt|\.ssn\.lock' \
   && { echo "unexpected files in the job folder"; exit 1; }
+
+# Sharded prediction: the same folder, byte for byte, as one process; no shard folder left.
+"$ssn" --threads 1 predict --config-file "$work/two/config.json" \
+  --checkpoint "$work/two/checkpoint_best.pt" --data-dir "$work/data" --out "$work/pred_one" > /dev/null
+"$ssn" predict --nproc-per-node 2 --config-file "$work/two/config.json" \
+  --checkpoint "$work/two/checkpoint_best.pt" --data-dir "$work/data" --out "$work/pred_two" \
+  > "$work/pred_two.out"
+diff -r "$work/pred_one" "$work/pred_two"
+[ "$(grep -c "wrote 12 predictions" "$work/pred_two.out")" = 1 ] || { cat "$work/pred_two.out"; exit 1; }
+if ls -A "$work" | grep -q "ssn-shard"; then echo "a shard folder was left"; exit 1; fi
+echo "sharded predict: the same folder as one process"
 
 # Under torchrun (its agent hosts the store): the same log as the built-in launcher.
 if command -v torchrun > /dev/null && /usr/bin/python3 -c 'import torch.distributed.run' 2> /dev/null; then

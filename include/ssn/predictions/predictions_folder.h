@@ -105,6 +105,11 @@ class PredictionsWriter {
   void write_case(const CasePrediction& prediction);
   /// Writes prediction.csv for the cases written so far.
   void finish();
+  /// Data-parallel prediction: moves the files of `shards` (folders that other writers wrote and
+  /// finished) into this folder and interleaves their rows with this writer's, case i of the
+  /// whole list having been written by writer i % W as its (i / W)-th case, this writer being
+  /// number 0 and shards[s - 1] number s. A file name that exists already is an error.
+  void merge_shards(const std::vector<std::filesystem::path>& shards);
   /// Cases written so far.
   size_t rows_count() const { return rows_.size(); }
   /// The (staging) folder being written.

@@ -10,6 +10,7 @@
 
 #include "ssn/config/config.h"
 #include "ssn/evaluation/calibration.h"
+#include "ssn/train/distributed.h"
 
 namespace ssn::train {
 
@@ -29,6 +30,10 @@ struct PredictOptions {
   /// Copy the checkpoint's calibration (calibration.json beside it, fitted for this very file)
   /// into the predictions folder, where sample, evaluate and report apply it.
   bool carry_calibration = true;
+  /// Sharded prediction (docs/distributed.md): rank r of W predicts cases r, r + W, ... into a
+  /// shard folder beside `out`; rank 0 then moves them into its staging folder and writes the
+  /// one predictions folder, in the order one process would. Null: one process.
+  Communicator* communicator = nullptr;
 };
 
 /// Writes the predictions folder for every case of the split (LIDC) or of options.test_csv
