@@ -19,13 +19,19 @@ cmake --version | head -1
 g++ --version | head -1
 prefix=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 
+# Data-parallel training needs the Gloo headers, which a pip torch may or may not carry.
+dist=OFF
+if [ -f "$("$python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')/include/gloo/context.h" ]; then dist=ON; fi
+echo "gloo headers (SSN_WITH_DISTRIBUTED): $dist"
+
 bench=OFF
 if ls /usr/lib/*/cmake/benchmark /usr/local/lib/cmake/benchmark >/dev/null 2>&1; then bench=ON; fi
 echo "google benchmark: $bench"
 
 echo "== configure"
 if ! cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
-    -DSSN_WITH_ITK=OFF -DSSN_WITH_HDF5=OFF -DSSN_DEPS_DIR="$deps" -DSSN_BUILD_BENCHMARKS=$bench \
+    -DSSN_WITH_ITK=OFF -DSSN_WITH_HDF5=OFF -DSSN_WITH_DISTRIBUTED=$dist -DSSN_DEPS_DIR="$deps" \
+    -DSSN_BUILD_BENCHMARKS=$bench \
     > "$out/configure.log" 2>&1; then
   tail -40 "$out/configure.log"
   exit 1

@@ -115,7 +115,7 @@ at::Tensor sample_labels(const PredictionMaps& maps, const at::Tensor& eps_W,
         for (int64_t i0 = 0; i0 < n; i0 += kLanes) {
           const int64_t lanes = std::min(kLanes, n - i0);
           const int64_t s = s0 + i0;
-          float best[kLanes], index[kLanes];
+          float best[kLanes] = {}, index[kLanes] = {};
           for (int64_t c = 0; c < classes; ++c) {
             const int64_t at = c * pixels + s;
             float acc[kLanes] = {};

@@ -63,6 +63,14 @@ struct Communicator::State {
 
 namespace {
 
+// An exception's message without LibTorch's C++ backtrace.
+std::string message_of(const std::exception& error) {
+  if (const auto* c10_error = dynamic_cast<const c10::Error*>(&error)) {
+    return c10_error->what_without_backtrace();
+  }
+  return error.what();
+}
+
 // Runs a collective and waits; failures name this rank and what the other ranks left behind.
 template <typename Start>
 void run_collective(int64_t rank, int64_t size, const char* what, Start&& start) {
@@ -71,8 +79,7 @@ void run_collective(int64_t rank, int64_t size, const char* what, Start&& start)
     work->wait();
   } catch (const std::exception& error) {
     TORCH_CHECK(false, "rank ", rank, " of ", size, ": ", what,
-                " failed: another rank stopped or cannot be reached (",
-                c10::GetExceptionString(error), ")");
+                " failed: another rank stopped or cannot be reached (", message_of(error), ")");
   }
 }
 
@@ -98,8 +105,8 @@ Communicator::Communicator(const DistributedEnv& env, const std::string& backend
   } catch (const std::exception& error) {
     TORCH_CHECK(false, "rank ", env.rank, " of ", env.world_size, ": rendezvous at ",
                 env.master_addr, ":", env.master_port, " failed (",
-                env.rank == 0 ? "is the port in use? " : "is rank 0 running? ",
-                c10::GetExceptionString(error), ")");
+                env.rank == 0 ? "is the port in use? " : "is rank 0 running? ", message_of(error),
+                ")");
   }
   auto group_options = c10d::ProcessGroupGloo::Options::create(timeout);
   group_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(
@@ -112,8 +119,9 @@ Communicator::Communicator(const DistributedEnv& env, const std::string& backend
         static_cast<int>(env.world_size), group_options);
   } catch (const std::exception& error) {
     TORCH_CHECK(false, "rank ", env.rank, " of ", env.world_size,
-                ": the process group could not connect the ranks (", c10::GetExceptionString(error),
-                ")");
+                ": the process group could not connect the ranks within ", timeout.count() / 1000,
+                " s (are all WORLD_SIZE=", env.world_size,
+                " ranks started, with the same MASTER_ADDR and MASTER_PORT?): ", message_of(error));
   }
 }
 
@@ -152,7 +160,7 @@ void Communicator::all_reduce_sum(const std::vector<at::Tensor>& tensors, int64_
   } catch (const std::exception& error) {
     TORCH_CHECK(false, "rank ", state_->rank, " of ", state_->size,
                 ": the gradient all-reduce failed: another rank stopped or cannot be reached (",
-                c10::GetExceptionString(error), ")");
+                message_of(error), ")");
   }
   for (size_t b = 0; b < buckets.size(); ++b) {
     int64_t offset = 0;
