@@ -158,7 +158,8 @@ void add_train_command(CLI::App& app) {
       "Examples:\n  ssn train --config-file configs/lidc_small_lowrank.json --job-dir runs/lowrank "
       "--data-dir data/lidc_like\n  ssn train --config-file configs/brats_small_lowrank.json "
       "--job-dir runs/brats --train-csv-path data/brats_like/train.csv --valid-csv-path "
-      "data/brats_like/valid.csv");
+      "data/brats_like/valid.csv\n  ssn train --nproc-per-node 2 --config-file "
+      "configs/lidc_small_lowrank.json --job-dir runs/lowrank_x2 --data-dir data/lidc_like");
   command
       ->add_option("--config-file", flags->config_file,
                    "JSON config (see configs/); optional with --resume, which continues with the "
