@@ -5,7 +5,8 @@
 # ratios against PyTorch fp32 (the median over rounds). Precisions: fp32 always, bf16 where the
 # CPU has native bfloat16 (or on CUDA: fp16 and bf16).
 #   SSN_BENCH_THREADS (default: nproc), SSN_BENCH_DEVICE (cpu|cuda), SSN_BENCH_ROUNDS,
-#   SSN_BENCH_SETUPS ("lidc brats"), SSN_BENCH_BRATS_BATCH (default 2; the reference trains with 10, which takes minutes a step on 2 cores).
+#   SSN_BENCH_SETUPS ("lidc brats"), SSN_BENCH_BRATS_BATCH (default 2; the reference
+#   trains with 10, whose 5 steps did not finish within 8 minutes on 2 cores).
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
