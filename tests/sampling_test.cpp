@@ -62,6 +62,30 @@ TEST(SampleLabels, EqualsTheArgmaxOfLowRankNormalSamplesFromTheSameNoise) {
               HasSubstr("the noise must be eps_W [m, 3]"));
 }
 
+// draw_samples draws the diagonal noise tile by tile from seeds (not ATen's one stream): the
+// samples depend on the seed only, and their class frequencies are those of the distribution.
+TEST(DrawSamples, DependOnTheSeedNotTheThreadsAndFollowTheDistribution) {
+  const PredictionMaps maps = random_maps(3, 2, {5, 1000}, 6);  // 5000 pixels: several tiles
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  const SampleStatistics one = draw_samples(maps, 400, {}, at::detail::createCPUGenerator(8));
+  at::set_num_threads(2);
+  const SampleStatistics two = draw_samples(maps, 400, {}, at::detail::createCPUGenerator(8));
+  at::set_num_threads(threads);
+  EXPECT_TRUE(one.frequency.equal(two.frequency));
+  // The same frequencies, up to Monte-Carlo error, from LowRankNormal's own sampler.
+  const LowRankNormal distribution = distribution_from_maps(
+      maps.mean.unsqueeze(0), maps.cov_diag.unsqueeze(0), maps.cov_factor.unsqueeze(0));
+  at::Generator generator = at::detail::createCPUGenerator(9);
+  const at::Tensor labels =
+      class_argmax(distribution.rsample(400, generator).reshape({400, 3, -1}), 1);  // [400, S]
+  for (int64_t c = 0; c < 3; ++c) {
+    const at::Tensor expected = labels.eq(c).to(at::kFloat).mean(0);
+    const double gap = (one.frequency[c].reshape({-1}) - expected).abs().mean().item<double>();
+    EXPECT_LT(gap, 0.025) << "class " << c;  // two independent estimates: 0.017 apart here
+  }
+}
+
 TEST(DrawSamples, TemperatureZeroReproducesTheArgmaxOfTheMeanExactly) {
   const PredictionMaps maps = random_maps(3, 4, {9, 11}, 1);
   SamplingControls controls;

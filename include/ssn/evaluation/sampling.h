@@ -27,17 +27,20 @@ struct SampleStatistics {
 };
 
 /// Labels argmax_c(eta) [m, *spatial] uint8 of m samples eta ~ N(mean, P P^T + D) of one case's
-/// maps, `controls` applied, from the noise eps_W [m, R] and eps_D [m, C*S] that
-/// LowRankNormal::rsample would draw for a batch of one (the same values, in the same order). One
-/// fused pass over the maps: the factor is read where it lies ([C*R, *spatial], no [N, R] copy)
-/// and the logits never exist as a tensor; a tie goes to the lower class, as class_argmax.
+/// maps, `controls` applied, from the noise eps_W [m, R] and eps_D [m, C*S] (as
+/// LowRankNormal::rsample_from_noise takes it for a batch of one). One fused pass over the maps:
+/// the factor is read where it lies ([C*R, *spatial], no [N, R] copy) and the logits never exist
+/// as a tensor; a tie goes to the lower class, as class_argmax. With `counts` ([C, S] int32,
+/// contiguous), also adds each sample's label to its class's count.
 at::Tensor sample_labels(const PredictionMaps& maps, const at::Tensor& eps_W,
-                         const at::Tensor& eps_D, const SamplingControls& controls);
+                         const at::Tensor& eps_D, const SamplingControls& controls,
+                         const at::Tensor& counts = {});
 
 /// Draws num_samples label maps argmax(eta), eta ~ N(mean, P P^T + D) with `controls` applied to
-/// the noise, in chunks so that only a few samples' logits exist at once; hands each to `sink`
-/// and returns their frequency and entropy maps. Controls are checked against the maps: C class
-/// weights, R rank weights, temperature >= 0.
+/// the noise, a chunk of samples at a time through sample_labels (the noise of the diagonal
+/// drawn in parallel blocks, so the samples depend on the generator's seed, not on the threads);
+/// hands each to `sink` and returns their frequency and entropy maps. Controls are checked against
+/// the maps: C class weights, R rank weights, temperature >= 0.
 SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
                               const SamplingControls& controls, at::Generator generator,
                               const SampleSink& sink = {});
