@@ -109,9 +109,14 @@ Communicator::Communicator(const DistributedEnv& env, const std::string& backend
                 ")");
   }
   auto group_options = c10d::ProcessGroupGloo::Options::create(timeout);
-  group_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(
-      env.master_addr == "localhost" || env.master_addr.rfind("127.", 0) == 0 ? "127.0.0.1"
-                                                                              : env.master_addr));
+  // This rank's own address, as PyTorch picks it: GLOO_SOCKET_IFNAME's interface when set, the
+  // loopback when the run is on this machine, else this host's name.
+  const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
+  const bool local = env.master_addr == "localhost" || env.master_addr.rfind("127.", 0) == 0;
+  group_options->devices.push_back(
+      interface && *interface ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
+      : local                 ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                              : c10d::ProcessGroupGloo::createDefaultDevice());
   group_options->threads = 2;
   try {
     state_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(
