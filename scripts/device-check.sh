@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# device-check.sh: on a GPU machine with a pip `torch` (and no Debian packages), builds ssn against
-# the LibTorch inside that wheel and runs the whole test suite, CUDA tests included, then the micro
-# benchmarks on the GPU and the CPU against PyTorch. Needs .device-deps/ made by
-# scripts/stage-offline-deps.sh (headers, googletest sources) and, for the golden tests, a copy of
-# the golden folder in .device-deps/golden. Results go to $OUT (or ./device-out).
+# device-check.sh: the GPU machine's check, one run: on a machine with a pip `torch` (and no Debian
+# packages) builds ssn against the LibTorch inside that wheel, with image I/O from the static ITK
+# of .device-deps/itk-static.tar.gz; runs the test suite (CUDA tests included), the end-to-end job
+# on the GPU (scripts/gpu-end-to-end.sh) and `ssn benchmark train --device cuda` next to the
+# PyTorch baseline on the same GPU (bench/run_train.sh). .device-deps/ is made on the development
+# machine by scripts/stage-offline-deps.sh (headers, googletest sources, ITK).
+# Order: build, the benchmark on the quiet machine, then the end-to-end job with the test suite in
+# the background. Results go to $OUT (or ./device-out). SSN_DEVICE_STAGES picks stages
+# (default "tests e2e bench").
 set -u
 out=${OUT:-device-out}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 deps=$PWD/.device-deps
 python=${PYTHON:-python3}
+stages=${SSN_DEVICE_STAGES:-tests e2e bench}
+begin=$(date +%s)
+elapsed() { echo "[$(( $(date +%s) - begin )) s]"; }
 
 echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -24,39 +31,69 @@ dist=OFF
 if [ -f "$("$python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')/include/gloo/context.h" ]; then dist=ON; fi
 echo "gloo headers (SSN_WITH_DISTRIBUTED): $dist"
 
-bench=OFF
-if ls /usr/lib/*/cmake/benchmark /usr/local/lib/cmake/benchmark >/dev/null 2>&1; then bench=ON; fi
-echo "google benchmark: $bench"
+itk=(-DSSN_WITH_ITK=OFF)
+if [ -f "$deps/itk-static.tar.gz" ]; then
+  rm -rf /tmp/ssn-itk && mkdir -p /tmp/ssn-itk && tar -xzf "$deps/itk-static.tar.gz" -C /tmp/ssn-itk
+  itk=(-DSSN_WITH_ITK=ON "-DITK_DIR=$(ls -d /tmp/ssn-itk/lib/cmake/ITK-*)")
+fi
+echo "image I/O: ${itk[*]}"
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
 
-echo "== configure"
-if ! cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
-    -DSSN_WITH_ITK=OFF -DSSN_WITH_HDF5=OFF -DSSN_WITH_DISTRIBUTED=$dist -DSSN_DEPS_DIR="$deps" \
-    -DSSN_BUILD_BENCHMARKS=$bench \
-    > "$out/configure.log" 2>&1; then
+configure() {
+  cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$prefix" "${itk[@]}" -DSSN_WITH_HDF5=OFF \
+    -DSSN_WITH_DISTRIBUTED=$dist -DSSN_DEPS_DIR="$deps" -DSSN_BUILD_BENCHMARKS=OFF "$@" \
+    >> "$out/configure.log" 2>&1
+}
+echo "== build $(elapsed)"
+if ! configure; then
   tail -40 "$out/configure.log"
   exit 1
 fi
-echo "== build"
 start=$(date +%s)
 if ! cmake --build build-gpu -j "$(nproc)" > "$out/build.log" 2>&1; then
-  grep -E -A5 "error" "$out/build.log" | head -80
-  exit 1
+  grep -E -A5 "error" "$out/build.log" | head -60
+  # The CUDA allocator statistics are the one part that includes c10_cuda's headers.
+  echo "retrying with -DSSN_CUDA_MEMORY_STATS=OFF"
+  configure -DSSN_CUDA_MEMORY_STATS=OFF && cmake --build build-gpu -j "$(nproc)" >> "$out/build.log" 2>&1 || {
+    grep -E -A5 "error" "$out/build.log" | tail -40
+    exit 1
+  }
 fi
+grep -E "SSN_CUDA_MEMORY_STATS|SSN_WITH_ITK" build-gpu/CMakeCache.txt | grep -v HELPSTRING
 echo "built in $(( $(date +%s) - start )) s; warnings: $(grep -c 'warning:' "$out/build.log")"
+ldd build-gpu/ssn | grep -ci itk | sed 's/^/shared ITK libraries linked: /'
 
-echo "== tests"
-export SSN_GOLDEN_DIR=$deps/golden
-./build-gpu/tests/ssn_tests --gtest_output=json:"$out/tests.json" > "$out/tests.log" 2>&1
-echo "ssn_tests exit $?"
-grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[       OK \] Cuda|FAILED|Failure" "$out/tests.log" | head -40
-(cd build-gpu && ctest -j 8 --output-on-failure > "$out/ctest.log" 2>&1; echo "ctest exit $?")
-tail -5 "$out/ctest.log"
-
-if [ "$bench" = ON ]; then
-  echo "== micro benchmarks, cuda"
-  SSN_BENCH_DEVICE=cuda SSN_BENCH_THREADS=$(nproc) SSN_PYTHON="$python" \
-    timeout 120 bash bench/run_micro.sh build-gpu 2> "$out/bench_cuda.err"
-  echo "== micro benchmarks, cpu"
-  SSN_BENCH_DEVICE=cpu SSN_BENCH_THREADS=$(nproc) SSN_PYTHON="$python" \
-    timeout 150 bash bench/run_micro.sh build-gpu 2> "$out/bench_cpu.err"
+if [[ " $stages " == *" bench "* ]]; then  # first, on a quiet machine
+  echo "== ssn benchmark train --device cuda next to PyTorch $(elapsed)"
+  SSN_BENCH_DEVICE=cuda SSN_BENCH_ROUNDS=1 SSN_BENCH_STEPS=${SSN_BENCH_STEPS:-10} \
+    SSN_BENCH_WARMUP=${SSN_BENCH_WARMUP:-3} SSN_BENCH_BRATS_BATCH=${SSN_BENCH_BRATS_BATCH:-10} \
+    SSN_PYTHON="$python" timeout 200 bash bench/run_train.sh build-gpu 2>&1 | tee "$out/bench_train.txt"
 fi
+
+ctest_pid=
+if [[ " $stages " == *" tests "* ]]; then
+  echo "== tests (in the background) $(elapsed)"
+  (cd build-gpu && timeout 250 ctest -j 8 --timeout 100 --output-on-failure > "$out/ctest.log" 2>&1
+   echo "ctest exit $?" >> "$out/ctest.log") &
+  ctest_pid=$!
+fi
+
+if [[ " $stages " == *" e2e "* ]]; then
+  echo "== end to end on cuda $(elapsed)"
+  rm -rf /tmp/ssn-e2e
+  SSN_PYTHON="$python" timeout 260 bash scripts/gpu-end-to-end.sh build-gpu/ssn /tmp/ssn-e2e cuda \
+    2>&1 | tee "$out/e2e.log"
+  (cd /tmp/ssn-e2e && tar -czf "$out/e2e-results.tar.gz" --exclude='*.pt' --exclude=data \
+    --exclude=samples --exclude=samples_cpu --exclude=predictions . 2>/dev/null)
+fi
+
+if [ -n "$ctest_pid" ]; then
+  wait "$ctest_pid"
+  echo "== tests done $(elapsed)"
+  grep -E "tests passed|tests failed|ctest exit|\(Failed\)|\(Timeout\)|\(SEGFAULT\)|Not Run" "$out/ctest.log" | head -40
+  grep -E "Cuda\." "$out/ctest.log" | head -20
+fi
+
+echo "== done $(elapsed)"

@@ -1,13 +1,17 @@
 // The golden checks again on a CUDA device, and CPU/CUDA agreement of the head + loss; skipped
 // where LibTorch has no CUDA device.
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "golden.h"
 #include "ssn/distributions/low_rank_normal.h"
+#include "ssn/evaluation/evaluate.h"
+#include "ssn/evaluation/sampling.h"
 #include "ssn/loss/segmentation_loss.h"
 #include "ssn/nn/stochastic_segmentation_head.h"
+#include "ssn/runtime/cuda_memory.h"
 
 namespace ssn {
 namespace {
@@ -111,6 +115,70 @@ TEST_F(Cuda, SamplingControlsWorkOnTheDevice) {
                   .eq(dist.to_event_shape(dist.loc()).select(1, 1).unsqueeze(0))
                   .all()
                   .item<bool>());
+}
+
+// ssn sample --device cuda: the CPU's samples (the same noise), computed on the GPU.
+TEST_F(Cuda, DrawSamplesOnTheDeviceGivesTheCpuSamples) {
+  at::Generator maps_generator = at::detail::createCPUGenerator(3);
+  const auto options = at::TensorOptions(at::kFloat);
+  const evaluation::PredictionMaps maps{at::randn({4, 6, 700}, maps_generator, options) * 2,
+                                        at::rand({4, 6, 700}, maps_generator, options) * 0.5 + 0.05,
+                                        at::randn({12, 6, 700}, maps_generator, options)};
+  SamplingControls controls;
+  controls.temperature = 0.8;
+  controls.class_weights = torch::tensor({1.0, 2.0, 0.5, 1.0});
+  std::vector<at::Tensor> cpu, cuda;
+  evaluation::draw_samples(
+      maps, 10, controls, at::detail::createCPUGenerator(4),
+      [&](int64_t, const at::Tensor& labels) { cpu.push_back(labels.clone()); });
+  const evaluation::SampleStatistics statistics = evaluation::draw_samples(
+      maps, 10, controls, at::detail::createCPUGenerator(4),
+      [&](int64_t, const at::Tensor& labels) { cuda.push_back(labels.clone()); },
+      at::Device(at::kCUDA));
+  ASSERT_EQ(cuda.size(), 10u);
+  EXPECT_TRUE(cuda[0].device().is_cpu());
+  EXPECT_GT(at::stack(cpu).eq(at::stack(cuda)).to(at::kDouble).mean().item<double>(), 0.9999);
+  EXPECT_TRUE(statistics.frequency.device().is_cpu());
+}
+
+// ssn evaluate --device cuda: the metrics of the CPU, up to float rounding.
+TEST_F(Cuda, EvaluatePredictionOnTheDeviceMatchesTheCpu) {
+  at::Generator maps_generator = at::detail::createCPUGenerator(5);
+  const auto options = at::TensorOptions(at::kFloat);
+  const at::Tensor mean = at::randn({2, 16, 16}, maps_generator, options);
+  const at::Tensor diag = at::rand({2, 16, 16}, maps_generator, options) * 0.5 + 0.05;
+  const at::Tensor factor = at::randn({6, 16, 16}, maps_generator, options);
+  const at::Tensor annotations = at::randint(2, {4, 16, 16}, maps_generator, at::kByte);
+  evaluation::EvaluationOptions evaluation_options;
+  evaluation_options.num_classes = 2;
+  const auto cpu = evaluation::evaluate_prediction(
+      mean, diag, factor, annotations, evaluation_options, 30, at::detail::createCPUGenerator(6));
+  const auto cuda =
+      evaluation::evaluate_prediction(mean, diag, factor, annotations, evaluation_options, 30,
+                                      at::detail::createCPUGenerator(6), {}, at::Device(at::kCUDA));
+  ASSERT_EQ(cpu.size(), cuda.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    EXPECT_EQ(cpu[i].first, cuda[i].first);
+    if (std::isnan(cpu[i].second)) {
+      EXPECT_TRUE(std::isnan(cuda[i].second)) << cpu[i].first;
+    } else {
+      EXPECT_NEAR(cuda[i].second, cpu[i].second, 1e-4 * (1 + std::abs(cpu[i].second)))
+          << cpu[i].first;
+    }
+  }
+}
+
+// The caching allocator's statistics where LibTorch has CUDA (ssn benchmark train's peak).
+TEST_F(Cuda, AllocatorPeakCountsATensor) {
+  if (!runtime::cuda_memory_stats_available()) GTEST_SKIP() << "built without CUDA statistics";
+  const at::Device device(at::kCUDA);
+  runtime::reset_cuda_peak(device);
+  const int64_t before = runtime::cuda_allocated_bytes(device).value();
+  {
+    const at::Tensor t = at::empty({1 << 20}, at::TensorOptions(device).dtype(at::kFloat));
+    EXPECT_GE(runtime::cuda_allocated_bytes(device).value() - before, int64_t{4} << 20);
+  }
+  EXPECT_GE(runtime::cuda_peak_allocated_bytes(device).value() - before, int64_t{4} << 20);
 }
 
 }  // namespace

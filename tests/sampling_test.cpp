@@ -86,6 +86,33 @@ TEST(DrawSamples, DependOnTheSeedNotTheThreadsAndFollowTheDistribution) {
   }
 }
 
+// The path draw_samples takes off the CPU (LowRankNormal on the device, the diagonal noise rebuilt
+// tile by tile) gives the fused pass's samples: run here on the CPU, with partial tiles, several
+// chunks' worth of samples and every control.
+TEST(DrawSamples, UnfusedPathDrawsTheFusedPassSamples) {
+  const PredictionMaps maps = random_maps(3, 2, {3, 2100}, 12);  // 6300 pixels: a partial tile
+  SamplingControls controls;
+  controls.temperature = 1.3;
+  controls.class_weights = at::tensor({1.0, 0.5, 2.0});
+  controls.rank_weights = at::tensor({-1.0, 0.5});
+  std::vector<at::Tensor> fused, unfused;
+  const SampleStatistics a =
+      draw_samples(maps, 9, controls, at::detail::createCPUGenerator(5),
+                   [&](int64_t, const at::Tensor& labels) { fused.push_back(labels.clone()); });
+  const SampleStatistics b = draw_samples_unfused(
+      maps, 9, controls, at::detail::createCPUGenerator(5),
+      [&](int64_t, const at::Tensor& labels) { unfused.push_back(labels.clone()); });
+  ASSERT_EQ(fused.size(), 9u);
+  ASSERT_EQ(unfused.size(), 9u);
+  const at::Tensor x = at::stack(fused), y = at::stack(unfused);
+  EXPECT_EQ(y.scalar_type(), at::kByte);
+  EXPECT_EQ(y.sizes(), x.sizes());
+  EXPECT_GT(x.eq(y).to(at::kDouble).mean().item<double>(), 0.99999);
+  EXPECT_GT(x.ne(x[0]).any().item<bool>(), false);  // the samples differ from each other
+  EXPECT_LT((a.frequency - b.frequency).abs().max().item<float>(), 0.12f);  // one label of 9
+  EXPECT_EQ(b.entropy.sizes(), a.entropy.sizes());
+}
+
 TEST(DrawSamples, TemperatureZeroReproducesTheArgmaxOfTheMeanExactly) {
   const PredictionMaps maps = random_maps(3, 4, {9, 11}, 1);
   SamplingControls controls;

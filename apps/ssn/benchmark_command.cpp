@@ -229,7 +229,10 @@ void add_benchmark_command(CLI::App& app) {
       "train",
       "Training steps (forward, loss, backward, optimiser step) of the model, loss and optimiser\n"
       "of --config-file on one random batch of the config's shapes: seconds per step (median\n"
-      "after the warm-up), examples per second and, on the CPU, the peak tensor memory.");
+      "after the warm-up), examples per second and the peak tensor memory of the timed steps "
+      "(CPU:\n"
+      "ssn's allocation tracker; CUDA: the caching allocator's peak less what was allocated\n"
+      "before the timed steps; null where LibTorch has no CUDA statistics).");
   train_command->footer(
       "Example:\n  ssn benchmark train --config-file configs/lidc_unet_rank10.json --steps 5");
   train_command->add_option("--config-file", flags->config_file, "JSON training config")

@@ -24,6 +24,7 @@ struct EvaluateFlags {
   evaluation::EvaluationOptions options;
   evaluation::SamplingOptions sampling;
   SamplingFlags controls;
+  std::string device = "cpu";
 };
 
 void run_evaluate(EvaluateFlags& flags) {
@@ -38,6 +39,7 @@ void run_evaluate(EvaluateFlags& flags) {
   }
   if (!flags.predictions.empty()) {
     flags.sampling.controls = resolve_sampling(flags.predictions, flags.controls);
+    flags.sampling.device = device_flag(flags.device);
   }
   std::vector<evaluation::CaseResult> results;
   const auto start = std::chrono::steady_clock::now();
@@ -113,6 +115,11 @@ void add_evaluate_command(CLI::App& app) {
                    "mean maps (--predictions), 2 (--samples)")
       ->check(CLI::Range(2, 256))
       ->each([flags](const std::string&) { flags->classes_given = true; });
+  command
+      ->add_option("--device", flags->device,
+                   "cpu or cuda[:i]: where the sampled logits are computed (--predictions; the "
+                   "same samples either way)")
+      ->capture_default_str();
   command->add_flag("--brats-regions", flags->options.brats_regions,
                     "Also Dice of whole tumour {1,2,3}, tumour core {1,3} and enhancing {3} "
                     "(needs --num-classes 4)");
@@ -122,8 +129,8 @@ void add_evaluate_command(CLI::App& app) {
     }
     if (flags->predictions.empty() &&
         (flags->controls.temperature_given || !flags->controls.class_weights.empty() ||
-         flags->controls.no_calibration)) {
-      throw CLI::ValidationError("--temperature / --class-weights / --no-calibration",
+         flags->controls.no_calibration || flags->device != "cpu")) {
+      throw CLI::ValidationError("--temperature / --class-weights / --no-calibration / --device",
                                  "apply to --predictions only (--samples are label maps)");
     }
     run_evaluate(*flags);

@@ -22,6 +22,7 @@ struct SampleFlags {
   std::vector<double> rank_weights;
   std::string sweep;
   std::vector<double> sweep_values;
+  std::string device = "cpu";
 };
 
 void run_sample(SampleFlags& flags) {
@@ -31,6 +32,7 @@ void run_sample(SampleFlags& flags) {
                                  "expected finite numbers, got " + std::to_string(value));
     }
   }
+  flags.options.device = device_flag(flags.device);
   flags.options.controls = resolve_sampling(flags.predictions, flags.sampling);
   if (!flags.rank_weights.empty()) {
     flags.options.controls.rank_weights = at::tensor(flags.rank_weights, at::kFloat);
@@ -107,6 +109,11 @@ void add_sample_command(CLI::App& app) {
                    "Values of the sweep (default: temperature 0,0.5,1,1.5,2; class weight "
                    "-3,-2,-1,0,1,2,3)")
       ->delimiter(',');
+  command
+      ->add_option("--device", flags->device,
+                   "cpu or cuda[:i]: where the logits and labels are computed (the same samples "
+                   "either way)")
+      ->capture_default_str();
   command->callback([flags]() { run_sample(*flags); });
 }
 

@@ -14,8 +14,18 @@
 #include "flags.h"
 #include "ssn/distributions/low_rank_normal.h"
 #include "ssn/evaluation/calibration.h"
+#include "ssn/train/model_factory.h"
 
 namespace ssn::cli {
+
+/// The device of --device ("cpu", "cuda", "cuda:1"), checked: an error naming the flag otherwise.
+inline at::Device device_flag(const std::string& text) {
+  try {
+    return train::checked_device(text);
+  } catch (const c10::Error& error) {
+    throw CLI::ValidationError("--device", error.what_without_backtrace());
+  }
+}
 
 struct SamplingFlags {
   double temperature = 1.0;

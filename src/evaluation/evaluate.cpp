@@ -264,36 +264,47 @@ void for_each_sample_chunk(int64_t num_samples, int64_t logits_per_sample,
 MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag,
                               const at::Tensor& cov_factor, const at::Tensor& annotations,
                               const EvaluationOptions& options, int64_t num_samples,
-                              at::Generator generator, const SamplingControls& controls) {
+                              at::Generator generator, const SamplingControls& controls,
+                              at::Device device) {
   TORCH_CHECK(num_samples >= 1, "the number of samples must be >= 1, got ", num_samples);
   const int64_t classes = mean.size(0);
   TORCH_CHECK(classes == options.num_classes, "the mean logits have ", classes,
               " channels, but --num-classes is ", options.num_classes);
+  const auto on_device = [&](const at::Tensor& map) {
+    return map.unsqueeze(0).to(device, at::kFloat);
+  };
   const LowRankNormal distribution =
-      distribution_from_maps(mean.unsqueeze(0).to(at::kFloat), cov_diag.unsqueeze(0).to(at::kFloat),
-                             cov_factor.unsqueeze(0).to(at::kFloat));
+      distribution_from_maps(on_device(mean), on_device(cov_diag), on_device(cov_factor));
+  const SamplingControls device_controls = controls.to(device);
   const int64_t pixels = mean.numel() / classes;
-  const at::Tensor targets = annotations.to(at::kLong).reshape({annotations.size(0), 1, pixels});
+  const at::Tensor targets =
+      annotations.to(device, at::kLong).reshape({annotations.size(0), 1, pixels});
 
   std::vector<at::Tensor> labels;       // [m, S] uint8 per chunk
   std::vector<at::Tensor> likelihoods;  // [m, M] per chunk
-  at::Tensor sum_probability = at::zeros({classes, pixels}, at::kDouble);
-  at::Tensor sum_log = at::zeros({classes, pixels}, at::kDouble);
+  const at::TensorOptions sums = at::TensorOptions(device).dtype(at::kDouble);
+  at::Tensor sum_probability = at::zeros({classes, pixels}, sums);
+  at::Tensor sum_log = at::zeros({classes, pixels}, sums);
   for_each_sample_chunk(num_samples, mean.numel(), [&](int64_t /*start*/, int64_t m) {
+    // The noise of LowRankNormal::rsample, drawn on the CPU whatever the device.
+    const at::TensorOptions noise = at::TensorOptions(at::kFloat);
+    const at::Tensor eps_W = at::randn({m, 1, distribution.rank()}, generator, noise);
+    const at::Tensor eps_D = at::randn({m, 1, distribution.event_size()}, generator, noise);
     const at::Tensor logits =
-        distribution.rsample(m, generator, controls).reshape({m, classes, pixels});  // [m, C, S]
+        distribution.rsample_from_noise(eps_W.to(device), eps_D.to(device), device_controls)
+            .reshape({m, classes, pixels});  // [m, C, S]
     const at::Tensor log_p = logits.log_softmax(/*dim=*/1);
     const at::Tensor p = log_p.exp();
     sum_probability += p.sum(/*dim=*/0).to(at::kDouble);
     sum_log += (p + 1e-8).log().sum(/*dim=*/0).to(at::kDouble);  // PHiSeg's eps
-    labels.push_back(class_argmax(logits, /*dim=*/1));
+    labels.push_back(class_argmax(logits, /*dim=*/1).to(at::kCPU));
     // log p(y_j | eta_m) = sum_s log softmax(eta_m)_s[y_js], [m, M].
     std::vector<at::Tensor> per_annotation;
     for (int64_t j = 0; j < annotations.size(0); ++j) {
       per_annotation.push_back(
           log_p.gather(1, targets[j].unsqueeze(0).expand({m, 1, pixels})).sum({1, 2}));
     }
-    likelihoods.push_back(at::stack(per_annotation, /*dim=*/1));
+    likelihoods.push_back(at::stack(per_annotation, /*dim=*/1).to(at::kCPU));
   });
   std::vector<int64_t> sample_shape = {num_samples};
   sample_shape.insert(sample_shape.end(), mean.sizes().begin() + 1, mean.sizes().end());
@@ -310,10 +321,12 @@ MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag
     row.emplace_back("dice_mean_" + std::to_string(c), nan_mean(mean_dice.select(1, c - 1)));
   }
   std::vector<int64_t> map_shape(mean.sizes().begin(), mean.sizes().end());
-  const at::Tensor mean_probability = (sum_probability / num_samples).reshape(map_shape);
-  row.emplace_back("ncc",
-                   metrics::variance_ncc_from_moments(
-                       mean_probability, (sum_log / num_samples).reshape(map_shape), annotations));
+  const at::Tensor mean_probability =
+      (sum_probability / num_samples).reshape(map_shape).to(at::kCPU);
+  row.emplace_back(
+      "ncc",
+      metrics::variance_ncc_from_moments(
+          mean_probability, (sum_log / num_samples).reshape(map_shape).to(at::kCPU), annotations));
   row.emplace_back("ece", metrics::classwise_ece(mean_probability, annotations));
   row.emplace_back(
       "loglikelihood",
@@ -342,10 +355,10 @@ std::vector<CaseResult> evaluate_prediction_folder(const fs::path& dir,
             predictions::read_annotations(c, options.num_classes, maps.mean.sizes().slice(1));
         at::Generator generator =
             at::detail::createCPUGenerator(sampling.seed + static_cast<uint64_t>(i));
-        results[i] = {
-            c.id, sampling.num_samples,
-            evaluate_prediction(maps.mean, maps.cov_diag, maps.cov_factor, annotations, options,
-                                sampling.num_samples, generator, sampling.controls)};
+        results[i] = {c.id, sampling.num_samples,
+                      evaluate_prediction(maps.mean, maps.cov_diag, maps.cov_factor, annotations,
+                                          options, sampling.num_samples, generator,
+                                          sampling.controls, sampling.device)};
       },
       progress);
   return results;

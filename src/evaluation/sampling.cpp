@@ -60,6 +60,10 @@ void check_controls(const SamplingControls& controls, int64_t classes, int64_t r
   }
 }
 
+// Pixels per tile of the fused pass; the diagonal noise of tile t comes from a generator of its own
+// (block_seed(noise seed, t)), m x C x kTile values, of which the first n pixels are used.
+constexpr int64_t kTile = 2048;
+
 // The seed of block `b` of a draw seeded `base`: splitmix64 of base + b, well spread for
 // neighbouring blocks.
 uint64_t block_seed(uint64_t base, int64_t b) {
@@ -172,7 +176,6 @@ at::Tensor labels_kernel(const PredictionMaps& maps, const at::Tensor& eps_W,
   // Tile by tile (the factor's rows of a tile stay in cache for the chunk's other samples): for
   // each class, sqrt(D) once, then per sample the logits in vectorised passes over the tile, then
   // the running maximum over the classes.
-  constexpr int64_t kTile = 2048;
   at::parallel_for(0, (pixels + kTile - 1) / kTile, 1, [&](int64_t first, int64_t last) {
     std::vector<float> sd_buffer(kTile), logit_buffer(kTile), best_buffer(m * kTile),
         index_buffer(m * kTile);  // class indices as floats: a branch-free select
@@ -211,6 +214,48 @@ at::Tensor labels_kernel(const PredictionMaps& maps, const at::Tensor& eps_W,
   return labels.reshape(shape);
 }
 
+// The diagonal noise that labels_kernel draws inside its pass for `noise_seed`, as a tensor
+// [m, C * S] (class-major, as eps_D): tile by tile from the same generators, so a device that
+// samples from it draws the samples of the CPU's fused pass.
+at::Tensor diagonal_noise(uint64_t noise_seed, int64_t m, int64_t classes, int64_t pixels) {
+  at::Tensor noise = at::empty({m, classes, pixels}, at::kFloat);
+  float* out = noise.data_ptr<float>();
+  at::parallel_for(0, (pixels + kTile - 1) / kTile, 1, [&](int64_t first, int64_t last) {
+    std::vector<float> tile_noise(static_cast<size_t>(m * classes * kTile));
+    for (int64_t tile = first; tile < last; ++tile) {
+      const int64_t s0 = tile * kTile;
+      const int64_t n = std::min(kTile, pixels - s0);
+      at::Generator generator = at::detail::createCPUGenerator(block_seed(noise_seed, tile));
+      at::from_blob(tile_noise.data(), {static_cast<int64_t>(tile_noise.size())}, at::kFloat)
+          .normal_(0.0, 1.0, generator);
+      for (int64_t row = 0; row < m * classes; ++row) {
+        std::copy_n(tile_noise.data() + row * kTile, n, out + row * pixels + s0);
+      }
+    }
+  });
+  return noise.view({m, classes * pixels});
+}
+
+// draw_samples' chunk on a device: the noise of the CPU's pass (eps_W as given, the diagonal
+// noise rebuilt by diagonal_noise), the logits and their argmax on the device; adds the labels to
+// `counts` (on the device) and returns them [m, S] uint8 on the device.
+at::Tensor device_labels(const LowRankNormal& distribution, const at::Tensor& eps_W,
+                         uint64_t noise_seed, const SamplingControls& controls,
+                         at::Tensor& counts) {
+  const at::Device device = distribution.loc().device();
+  const int64_t classes = counts.size(0);
+  const int64_t pixels = counts.size(1);
+  const int64_t m = eps_W.size(0);
+  const at::Tensor eps_D = diagonal_noise(noise_seed, m, classes, pixels);
+  const at::Tensor logits = distribution
+                                .rsample_from_noise(eps_W.to(device).unsqueeze(1),
+                                                    eps_D.to(device).unsqueeze(1), controls)
+                                .reshape({m, classes, pixels});
+  const at::Tensor labels = class_argmax(logits, /*dim=*/1);  // [m, S]
+  for (int64_t c = 0; c < classes; ++c) counts[c].add_(labels.eq(c).sum(/*dim=*/0).to(at::kInt));
+  return labels;
+}
+
 }  // namespace
 
 at::Tensor sample_labels(const PredictionMaps& maps, const at::Tensor& eps_W,
@@ -220,9 +265,11 @@ at::Tensor sample_labels(const PredictionMaps& maps, const at::Tensor& eps_W,
   return labels_kernel(maps, eps_W, eps_D, 0, controls, counts);
 }
 
-SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
-                              const SamplingControls& controls, at::Generator generator,
-                              const SampleSink& sink) {
+namespace {
+// draw_samples with the fused CPU pass (`fused`) or through LowRankNormal on `device`.
+SampleStatistics draw(const PredictionMaps& maps, int64_t num_samples,
+                      const SamplingControls& controls, at::Generator generator,
+                      const SampleSink& sink, at::Device device, bool fused) {
   TORCH_CHECK(num_samples >= 1, "the number of samples must be >= 1, got ", num_samples);
   const int64_t classes = maps.mean.size(0);
   const int64_t pixels = maps.mean.numel() / classes;
@@ -231,7 +278,16 @@ SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
   TORCH_CHECK(
       at::isfinite(maps.cov_diag).all().item<bool>() && maps.cov_diag.gt(0).all().item<bool>(),
       "sampling: cov_diag must be > 0 and finite");
-  at::Tensor counts = at::zeros({classes, pixels}, at::kInt);
+  check_controls(controls, classes, rank);
+  TORCH_CHECK(!fused || device.is_cpu(), "sampling: the fused pass runs on the CPU only");
+  const bool on_cpu = fused;
+  // Unfused: the maps, the controls and the class counts live on the device.
+  const std::optional<LowRankNormal> distribution =
+      on_cpu ? std::nullopt
+             : std::optional<LowRankNormal>(distribution_of(
+                   {maps.mean.to(device), maps.cov_diag.to(device), maps.cov_factor.to(device)}));
+  const SamplingControls device_controls = on_cpu ? controls : controls.to(device);
+  at::Tensor counts = at::zeros({classes, pixels}, at::TensorOptions(device).dtype(at::kInt));
   const int64_t chunk =
       std::max<int64_t>(1, kDrawChunkValues / std::max<int64_t>(1, maps.mean.numel()));
   for (int64_t start = 0; start < num_samples; start += chunk) {
@@ -243,12 +299,15 @@ SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
       noise_seed = at::check_generator<at::CPUGeneratorImpl>(generator)->random64();
     }
     const at::Tensor labels =
-        labels_kernel(maps, eps_W, at::Tensor(), noise_seed, controls, counts).reshape({m, pixels});
+        on_cpu
+            ? labels_kernel(maps, eps_W, at::Tensor(), noise_seed, controls, counts)
+                  .reshape({m, pixels})
+            : device_labels(*distribution, eps_W, noise_seed, device_controls, counts).to(at::kCPU);
     if (sink) {
       for (int64_t i = 0; i < m; ++i) sink(start + i, labels[i].reshape(spatial));
     }
   }
-  const at::Tensor frequency = counts.to(at::kFloat) / static_cast<float>(num_samples);
+  const at::Tensor frequency = counts.to(at::kCPU).to(at::kFloat) / static_cast<float>(num_samples);
   // 0 log 0 = 0: where a class never occurs it contributes nothing. Class by class over
   // contiguous rows (ATen's reduction over the short class axis of [C, S] is slow for volumes).
   at::Tensor entropy = at::zeros({pixels}, at::kFloat);
@@ -258,6 +317,19 @@ SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
   }
   std::vector<int64_t> map_shape(maps.mean.sizes().begin(), maps.mean.sizes().end());
   return {frequency.reshape(map_shape), entropy.reshape(spatial)};
+}
+}  // namespace
+
+SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
+                              const SamplingControls& controls, at::Generator generator,
+                              const SampleSink& sink, at::Device device) {
+  return draw(maps, num_samples, controls, generator, sink, device, device.is_cpu());
+}
+
+SampleStatistics draw_samples_unfused(const PredictionMaps& maps, int64_t num_samples,
+                                      const SamplingControls& controls, at::Generator generator,
+                                      const SampleSink& sink, at::Device device) {
+  return draw(maps, num_samples, controls, generator, sink, device, /*fused=*/false);
 }
 
 at::Tensor sweep_samples(const PredictionMaps& maps, const std::vector<SamplingControls>& settings,
@@ -418,7 +490,8 @@ int64_t write_samples(const fs::path& predictions, const fs::path& out,
                 [&](int64_t n, const at::Tensor& labels) {
                   io::write_label_image(staging / (c.id + "_s" + std::to_string(n) + ext),
                                         stored_labels(labels, classes), geometry);
-                });
+                },
+                options.device);
             const at::Tensor annotations =
                 c.annotations.empty()
                     ? at::empty({0}, at::kByte)

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "ssn/runtime/cuda_memory.h"
 #include "ssn/runtime/memory_tracker.h"
 #include "ssn/train/grad_scaler.h"
 #include "ssn/train/model_factory.h"
@@ -57,12 +58,22 @@ nlohmann::json benchmark_train(const config::Config& config, const std::string& 
     if (cuda) torch::cuda::synchronize();
   };
 
+  // Peak tensor memory over the timed steps. CPU: tensors allocated after the model and the batch
+  // (gradients and the optimiser's state included). CUDA: the caching allocator's peak less the
+  // bytes allocated when the timed steps begin, as bench/pytorch_train.py measures it there.
   runtime::CpuMemoryTracker tracker;
+  int64_t cuda_before = 0;
   std::vector<double> seconds;
   double last_loss = 0.0;
   for (int64_t step = 0; step < warmup + steps; ++step) {
-    if (step == warmup) tracker.reset_peak();
     synchronise();
+    if (step == warmup) {
+      tracker.reset_peak();
+      if (cuda) {
+        runtime::reset_cuda_peak(device);
+        cuda_before = runtime::cuda_allocated_bytes(device).value_or(0);
+      }
+    }
     const auto start = std::chrono::steady_clock::now();
     optimizer->zero_grad();
     const nn::ModelOutput out = model->forward(images, masks);
@@ -81,19 +92,23 @@ nlohmann::json benchmark_train(const config::Config& config, const std::string& 
   std::vector<double> sorted = seconds;
   std::sort(sorted.begin(), sorted.end());
   const double median = sorted[sorted.size() / 2];
-  return {
-      {"model", config.model.name},
-      {"device", device.str()},
-      {"precision", runtime::to_string(config.training.precision)},
-      {"batch_size", batch},
-      {"input_shape", image_shape},
-      {"threads", at::get_num_threads()},
-      {"steps", steps},
-      {"seconds_per_step", median},
-      {"seconds", seconds},
-      {"examples_per_second", static_cast<double>(batch) / median},
-      {"peak_tensor_bytes", cuda ? nlohmann::json(nullptr) : nlohmann::json(tracker.peak_bytes())},
-      {"loss", last_loss}};
+  nlohmann::json peak = tracker.peak_bytes();
+  if (cuda) {
+    const std::optional<int64_t> cuda_peak = runtime::cuda_peak_allocated_bytes(device);
+    peak = cuda_peak ? nlohmann::json(*cuda_peak - cuda_before) : nlohmann::json(nullptr);
+  }
+  return {{"model", config.model.name},
+          {"device", device.str()},
+          {"precision", runtime::to_string(config.training.precision)},
+          {"batch_size", batch},
+          {"input_shape", image_shape},
+          {"threads", at::get_num_threads()},
+          {"steps", steps},
+          {"seconds_per_step", median},
+          {"seconds", seconds},
+          {"examples_per_second", static_cast<double>(batch) / median},
+          {"peak_tensor_bytes", peak},
+          {"loss", last_loss}};
 }
 
 }  // namespace ssn::train

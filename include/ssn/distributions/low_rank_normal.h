@@ -26,6 +26,14 @@ struct SamplingControls {
   at::Tensor class_weights;
   /// [R] or undefined: multiplies the low-rank noise eps_W[r] by rank_weights[r].
   at::Tensor rank_weights;
+
+  /// A copy whose weights are on `device` (that of the distribution they steer).
+  SamplingControls to(at::Device device) const {
+    SamplingControls moved = *this;
+    if (moved.class_weights.defined()) moved.class_weights = moved.class_weights.to(device);
+    if (moved.rank_weights.defined()) moved.rank_weights = moved.rank_weights.to(device);
+    return moved;
+  }
 };
 
 /// Thrown by LowRankNormal when cov_diag is not > 0 and finite everywhere: in training, the sign

@@ -94,17 +94,22 @@ struct SamplingOptions {
   uint64_t seed = 0;
   /// Temperature and class weights applied to every sample (e.g. a calibration's).
   SamplingControls controls;
+  /// Where the logits are computed (evaluate_prediction).
+  at::Device device = at::kCPU;
 };
 
 /// The metrics of one predicted distribution: mean [C, *spatial], cov_diag [C, *spatial],
 /// cov_factor [C*R, *spatial], annotations [M, *spatial]. Draws the samples in chunks (never all
 /// logits at once) and reports overlap_metrics of their argmax, dice_mean_<c> (argmax of the mean
 /// against each annotation), ncc and ece from the samples' softmax probabilities, and
-/// loglikelihood: the mean over annotations of the Monte-Carlo estimate of log p(y | x).
+/// loglikelihood: the mean over annotations of the Monte-Carlo estimate of log p(y | x). The noise
+/// comes from `generator` (CPU) as LowRankNormal::rsample draws it; the logits and their
+/// summaries are computed on `device`, so the metrics do not depend on it beyond float rounding.
 MetricRow evaluate_prediction(const at::Tensor& mean, const at::Tensor& cov_diag,
                               const at::Tensor& cov_factor, const at::Tensor& annotations,
                               const EvaluationOptions& options, int64_t num_samples,
-                              at::Generator generator, const SamplingControls& controls = {});
+                              at::Generator generator, const SamplingControls& controls = {},
+                              at::Device device = at::kCPU);
 
 /// K of a predictions folder: the channel count of its first case's mean map.
 int64_t classes_of_prediction_folder(const std::filesystem::path& dir);

@@ -40,10 +40,20 @@ at::Tensor sample_labels(const PredictionMaps& maps, const at::Tensor& eps_W,
 /// the noise, a chunk of samples at a time through sample_labels (the noise of the diagonal
 /// drawn in parallel blocks, so the samples depend on the generator's seed, not on the threads);
 /// hands each to `sink` and returns their frequency and entropy maps. Controls are checked against
-/// the maps: C class weights, R rank weights, temperature >= 0.
+/// the maps: C class weights, R rank weights, temperature >= 0. On another `device` (CUDA), the
+/// maps are moved there and each chunk's logits and labels are computed there from the noise the
+/// CPU pass would draw (the diagonal noise rebuilt tile by tile on the CPU): the same samples as
+/// on the CPU for the same generator, up to float rounding at ties.
 SampleStatistics draw_samples(const PredictionMaps& maps, int64_t num_samples,
                               const SamplingControls& controls, at::Generator generator,
-                              const SampleSink& sink = {});
+                              const SampleSink& sink = {}, at::Device device = at::kCPU);
+
+/// draw_samples without the fused CPU pass: LowRankNormal::rsample_from_noise and class_argmax
+/// on `device` from the same noise. What draw_samples runs off the CPU; on the CPU, a check of
+/// the fused pass.
+SampleStatistics draw_samples_unfused(const PredictionMaps& maps, int64_t num_samples,
+                                      const SamplingControls& controls, at::Generator generator,
+                                      const SampleSink& sink = {}, at::Device device = at::kCPU);
 
 /// The same num_samples noise draws pushed through each setting: labels [settings, num_samples,
 /// *spatial] uint8, so that a row shows what one control does to the same samples.
@@ -76,6 +86,8 @@ struct SampleFolderOptions {
   uint64_t seed = 0;
   /// When set, writes the sweep figures instead of label maps.
   std::optional<Sweep> sweep;
+  /// Where the logits and labels are computed (draw_samples); the files do not depend on it.
+  at::Device device = at::kCPU;
 };
 
 /// For every case of a predictions folder (docs/file-formats.md), writes to `out`:
