@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """Held-out LIDC-layout data with an annotator process unlike `ssn synth --kind lidc-like`.
 
-Usage: python3 bench/heldout_lidc.py --out DIR --cases N --seed S   (numpy + PIL only)
+Usage: python3 bench/heldout_lidc.py --out DIR --cases N --seed S [--oracle-samples K]
+       (numpy + PIL only)
 
 Writes DIR/{train,val,test}/images/<patient>/<slice>.png (180 x 180, 8-bit grey) and
 DIR/{train,val,test}/gt/<patient>/<slice>_l1..4.png (0/255), the layout `ssn train --data-dir`
 reads. Patients ("HLD-0000", ...) have 1 to 3 slices; patients go to train/val/test 8:1:1.
-The same seed gives the same files.
+The same seed gives the same files. --oracle-samples K also writes DIR/oracle_test, a samples
+folder for `ssn evaluate --samples` (<case>_s0..K-1.png: K fresh draws of the annotator process
+below for each test image; <case>_l1..4.png: its annotations): its GED is the floor a perfect
+model of this data reaches, which is not 0, since a model cannot know which draws the four
+annotations happened to be. The draws come from their own generators, so the data set is the
+same with or without them.
 
 Image process (per slice):
   * background: a low-frequency field plus mid-frequency texture (two scales of Gaussian-filtered
@@ -118,6 +124,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--oracle-samples", type=int, default=0)
     args = parser.parse_args()
     assert args.cases >= 3, "--cases must be >= 3"
     rng = np.random.default_rng(args.seed)
@@ -149,10 +156,20 @@ def main():
             lo, hi = np.percentile(image, [0.5, 99.9])
             grey = np.clip((image - lo) / (hi - lo), 0, 1) * 255
             write_png(os.path.join(args.out, split, "images", name, "z-%d.png" % z), grey.round())
-            for a, style in enumerate(rng.permutation(styles)):
-                mask = annotate(rng, style, f, blobs, contrast)
+            masks = [annotate(rng, style, f, blobs, contrast) for style in rng.permutation(styles)]
+            for a, mask in enumerate(masks):
                 write_png(os.path.join(args.out, split, "gt", name, "z-%d_l%d.png" % (z, a + 1)),
                           mask * 255)
+            if split == "test" and args.oracle_samples > 0:
+                # Fresh draws of the process: a style uniformly at random, then its own noise.
+                oracle = np.random.default_rng([args.seed, case, 1])
+                prefix = os.path.join(args.out, "oracle_test", "%s_z-%d" % (name, z))
+                for k in range(args.oracle_samples):
+                    style = styles[int(oracle.integers(0, 4))]
+                    write_png("%s_s%d.png" % (prefix, k),
+                              annotate(oracle, style, f, blobs, contrast) * 255)
+                for a, mask in enumerate(masks):
+                    write_png("%s_l%d.png" % (prefix, a + 1), mask * 255)
             counts[split] += 1
             case += 1
         patient += 1

@@ -58,4 +58,15 @@ expect_error "ssn: error: predictions folder .*/empty has no prediction.csv" "$w
   sample --predictions "$work/empty" --num-samples 2 --out "$work/e3"
 expect_error "ssn: error: --sweep: 'rank': expected 'temperature' or 'class:<c>'" "$work/e4" \
   sample --predictions "$predictions" --num-samples 2 --sweep rank --out "$work/e4"
+expect_error "ssn: error: --device: .*gpu" "$work/e5" \
+  sample --predictions "$predictions" --num-samples 2 --device gpu --out "$work/e5"
+if ! command -v nvidia-smi > /dev/null; then
+  expect_error "ssn: error: --device: device cuda: this LibTorch build has no usable CUDA device" \
+    "$work/e6" sample --predictions "$predictions" --num-samples 2 --device cuda --out "$work/e6"
+fi
+expect_error "ssn: error: --temperature / --class-weights / --no-calibration / --device: apply to --predictions only" \
+  "$work/e7" evaluate --samples "$work/a" --device cuda --out "$work/e7"
+# --device cpu is the default: the same files.
+"$ssn" sample --predictions "$predictions" --num-samples 4 --seed 7 --device cpu --out "$work/a_cpu"
+diff -r "$work/a" "$work/a_cpu" || fail "--device cpu changed the samples"
 echo "sample CLI checks passed"
