@@ -280,13 +280,12 @@ SampleStatistics draw(const PredictionMaps& maps, int64_t num_samples,
       "sampling: cov_diag must be > 0 and finite");
   check_controls(controls, classes, rank);
   TORCH_CHECK(!fused || device.is_cpu(), "sampling: the fused pass runs on the CPU only");
-  const bool on_cpu = fused;
   // Unfused: the maps, the controls and the class counts live on the device.
   const std::optional<LowRankNormal> distribution =
-      on_cpu ? std::nullopt
-             : std::optional<LowRankNormal>(distribution_of(
-                   {maps.mean.to(device), maps.cov_diag.to(device), maps.cov_factor.to(device)}));
-  const SamplingControls device_controls = on_cpu ? controls : controls.to(device);
+      fused ? std::nullopt
+            : std::optional<LowRankNormal>(distribution_of(
+                  {maps.mean.to(device), maps.cov_diag.to(device), maps.cov_factor.to(device)}));
+  const SamplingControls device_controls = fused ? controls : controls.to(device);
   at::Tensor counts = at::zeros({classes, pixels}, at::TensorOptions(device).dtype(at::kInt));
   const int64_t chunk =
       std::max<int64_t>(1, kDrawChunkValues / std::max<int64_t>(1, maps.mean.numel()));
@@ -299,7 +298,7 @@ SampleStatistics draw(const PredictionMaps& maps, int64_t num_samples,
       noise_seed = at::check_generator<at::CPUGeneratorImpl>(generator)->random64();
     }
     const at::Tensor labels =
-        on_cpu
+        fused
             ? labels_kernel(maps, eps_W, at::Tensor(), noise_seed, controls, counts)
                   .reshape({m, pixels})
             : device_labels(*distribution, eps_W, noise_seed, device_controls, counts).to(at::kCPU);
