@@ -6,7 +6,7 @@
 # wheel's) then builds ssn with -DITK_DIR=PREFIX/lib/cmake/ITK-<version>: the libraries are linked
 # into ssn, so nothing but PREFIX travels. SRC is an ITK source tree, e.g.
 #   git clone --depth 1 -b v5.4.7 https://github.com/InsightSoftwareConsortium/ITK SRC
-# About 930 compilations: 20 minutes on 2 cores.
+# About 930 compilations: under 5 minutes on 2 cores (measured 2026-11-28).
 set -euo pipefail
 src=${1:?usage: build-static-itk.sh ITK_SOURCE_DIR PREFIX}
 prefix=${2:?usage: build-static-itk.sh ITK_SOURCE_DIR PREFIX}
