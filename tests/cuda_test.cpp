@@ -117,6 +117,21 @@ TEST_F(Cuda, SamplingControlsWorkOnTheDevice) {
                   .item<bool>());
 }
 
+// Training on CUDA draws the loss's noise from the trainer's CPU generator (found by the GPU run
+// of 2026-11-28: "Expected a 'cuda' device type for generator but found 'cpu'"): the same noise,
+// so the same samples, as on the CPU.
+TEST_F(Cuda, ACpuGeneratorDrawsTheCpuNoiseForADeviceDistribution) {
+  const auto cpu = torch::TensorOptions().dtype(torch::kFloat);
+  const LowRankNormal on_cpu(torch::randn({2, 12}, cpu), torch::randn({2, 12, 3}, cpu),
+                             torch::rand({2, 12}, cpu) + 0.1, {3, 4});
+  const LowRankNormal on_cuda(on_cpu.loc().cuda(), on_cpu.cov_factor().cuda(),
+                              on_cpu.cov_diag().cuda(), {3, 4});
+  at::Generator a = at::detail::createCPUGenerator(3), b = at::detail::createCPUGenerator(3);
+  EXPECT_TRUE(at::allclose(on_cuda.rsample(4, a).cpu(), on_cpu.rsample(4, b), 1e-5, 1e-5));
+  EXPECT_TRUE(at::allclose(on_cuda.rsample_antithetic(4, a).cpu(), on_cpu.rsample_antithetic(4, b),
+                           1e-5, 1e-5));
+}
+
 // ssn sample --device cuda: the CPU's samples (the same noise), computed on the GPU.
 TEST_F(Cuda, DrawSamplesOnTheDeviceGivesTheCpuSamples) {
   at::Generator maps_generator = at::detail::createCPUGenerator(3);

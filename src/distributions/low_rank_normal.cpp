@@ -158,13 +158,26 @@ at::Tensor LowRankNormal::rsample_from_noise(const at::Tensor& eps_W, const at::
   return loc_.unsqueeze(0) + perturbation(eps_W, eps_D, controls);
 }
 
+namespace {
+// Standard normal noise of `shape` for tensors of `options`, drawn on the generator's device: a
+// CPU generator (a trainer's, which --resume restores) gives the same noise on any device.
+at::Tensor standard_normal(at::IntArrayRef shape, const c10::optional<at::Generator>& generator,
+                           const at::TensorOptions& options) {
+  if (generator.has_value() && generator->device().type() != options.device().type()) {
+    return at::randn(shape, generator, options.device(generator->device())).to(options.device());
+  }
+  return at::randn(shape, generator, options);
+}
+}  // namespace
+
 at::Tensor LowRankNormal::rsample(int64_t num_samples, c10::optional<at::Generator> generator,
                                   const SamplingControls& controls) const {
   TORCH_CHECK(num_samples >= 1, "LowRankNormal::rsample: num_samples must be >= 1, got ",
               num_samples);
-  at::Tensor eps_W = at::randn({num_samples, batch_size(), rank()}, generator, loc_.options());
+  at::Tensor eps_W =
+      standard_normal({num_samples, batch_size(), rank()}, generator, loc_.options());
   at::Tensor eps_D =
-      at::randn({num_samples, batch_size(), event_size()}, generator, loc_.options());
+      standard_normal({num_samples, batch_size(), event_size()}, generator, loc_.options());
   return rsample_from_noise(eps_W, eps_D, controls);
 }
 
@@ -176,8 +189,8 @@ at::Tensor LowRankNormal::rsample_antithetic(int64_t num_samples,
               "mirrored draws), got ",
               num_samples);
   const int64_t half = num_samples / 2;
-  at::Tensor eps_W = at::randn({half, batch_size(), rank()}, generator, loc_.options());
-  at::Tensor eps_D = at::randn({half, batch_size(), event_size()}, generator, loc_.options());
+  at::Tensor eps_W = standard_normal({half, batch_size(), rank()}, generator, loc_.options());
+  at::Tensor eps_D = standard_normal({half, batch_size(), event_size()}, generator, loc_.options());
   at::Tensor delta = perturbation(eps_W, eps_D, controls);
   at::Tensor mean = loc_.unsqueeze(0);
   return at::cat({mean + delta, mean - delta}, /*dim=*/0);

@@ -1,5 +1,6 @@
 #include "ssn/runtime/cuda_memory.h"
 
+#include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
 #ifdef SSN_CUDA_MEMORY_STATS
@@ -14,9 +15,13 @@ namespace {
 // AGGREGATE in every LibTorch version; the enum's namespace moved between versions).
 constexpr size_t kAggregate = 0;
 
+// The device's index, with its caching allocator set up (the allocator refuses statistics of a
+// device it has not allocated on yet: "Invalid device argument").
 c10::DeviceIndex index_of(c10::Device device) {
   TORCH_CHECK(device.is_cuda(), "CUDA memory statistics: ", device.str(), " is not a CUDA device");
-  return device.has_index() ? device.index() : 0;
+  const c10::DeviceIndex index = device.has_index() ? device.index() : 0;
+  (void)at::empty({1}, at::TensorOptions(c10::Device(c10::DeviceType::CUDA, index)));
+  return index;
 }
 }  // namespace
 
