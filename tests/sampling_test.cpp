@@ -108,7 +108,7 @@ TEST(DrawSamples, UnfusedPathDrawsTheFusedPassSamples) {
   EXPECT_EQ(y.scalar_type(), at::kByte);
   EXPECT_EQ(y.sizes(), x.sizes());
   EXPECT_GT(x.eq(y).to(at::kDouble).mean().item<double>(), 0.99999);
-  EXPECT_GT(x.ne(x[0]).any().item<bool>(), false);  // the samples differ from each other
+  EXPECT_TRUE(x.ne(x[0]).any().item<bool>());  // the samples differ from each other
   EXPECT_LT((a.frequency - b.frequency).abs().max().item<float>(), 0.12f);  // one label of 9
   EXPECT_EQ(b.entropy.sizes(), a.entropy.sizes());
 }
