@@ -65,6 +65,18 @@ TEST(Config, FactorBiasIsABoolThatRemovesTheFactorConvsBias) {
   EXPECT_THAT(error_of(config), HasSubstr("model.StochasticUNet.factor_bias has the wrong type"));
 }
 
+// checkpoint_best.pt's criterion: the validation loss unless the config names the GED.
+TEST(Config, BestCriterionIsTheValidationLossUnlessNamed) {
+  EXPECT_EQ(parse_config(minimal(), "cfg.json").valid.best_criterion, BestCriterion::kValLoss);
+  json config = minimal();
+  config["valid"]["best_criterion"] = "val_ged";
+  EXPECT_EQ(parse_config(config, "cfg.json").valid.best_criterion, BestCriterion::kValGed);
+  config["valid"]["best_criterion"] = "ged";
+  EXPECT_THAT(error_of(config),
+              HasSubstr("cfg.json: valid.best_criterion must be \"val_loss\" or \"val_ged\", "
+                        "got \"ged\""));
+}
+
 // The U-Net variants PHiSeg's network needs are read by name; bad values name the file and key.
 TEST(Config, UNetVariantsAreReadAndBadValuesNamed) {
   const Config paper = load_config(std::string(SSN_SOURCE_DIR) + "/configs/lidc_unet_rank10.json");

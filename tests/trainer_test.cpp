@@ -239,10 +239,12 @@ TEST(Trainer, ScheduleMeanOnlyEpochsAndBestCheckpointFollowTheLog) {
   size_t marked = 0;
   for (size_t e = 0; e < log.size(); ++e) {
     EXPECT_DOUBLE_EQ(log[e].lr, lr[e]) << "epoch " << e + 1;
-    if (e >= 1 && log[e].val_ged < log[best].val_ged * (1 - tolerance)) best = e;
+    // The default criterion: the validation loss.
+    if (e >= 1 && log[e].val_loss < log[best].val_loss * (1 - tolerance)) best = e;
     if (log[e].best) marked = e;
   }
-  EXPECT_NEAR(log[3].val_ged, log[2].val_ged, tolerance) << "nothing moves at learning rate 0";
+  EXPECT_NEAR(log[3].val_loss, log[2].val_loss, tolerance * std::abs(log[2].val_loss))
+      << "nothing moves at learning rate 0";
   EXPECT_LT(best, 3u);
   EXPECT_EQ(marked, best) << "the log's last best row is checkpoint_best.pt's epoch";
   EXPECT_TRUE(log[1].best) << "the first epoch after the warm-up replaces the fallback";
@@ -252,6 +254,21 @@ TEST(Trainer, ScheduleMeanOnlyEpochsAndBestCheckpointFollowTheLog) {
       load_checkpoint(options.job_dir / "checkpoint_best.pt", *scratch, *optimizer);
   EXPECT_EQ(state.epoch, static_cast<int64_t>(best) + 1);
   EXPECT_NEAR(state.best_ged, log[best].val_ged, 1e-9 * std::abs(log[best].val_ged));
+  EXPECT_EQ(state.best_criterion, "val_loss");
+  EXPECT_NEAR(state.best_value, log[best].val_loss, 1e-9 * std::abs(log[best].val_loss));
+
+  // Resumed under the other criterion (as a checkpoint written before best_criterion is): the
+  // best so far is read off the log, and an epoch replaces it only with a lower validation GED.
+  config.valid.best_criterion = config::BestCriterion::kValGed;
+  config.training.num_epochs = 6;
+  config.optimizer.lr = 0.01;
+  const auto more = train(config, options);
+  ASSERT_EQ(more.size(), 6u);
+  const double threshold = log[best].val_ged;
+  ASSERT_GT(std::abs(more[5].val_ged - threshold), tolerance * threshold) << "the model moved";
+  EXPECT_EQ(more[5].best, more[5].val_ged < threshold)
+      << "epoch 6 (GED " << more[5].val_ged << ") against epoch " << best + 1 << " (GED "
+      << threshold << ", loss " << log[best].val_loss << ")";
   fs::remove_all(root);
 }
 

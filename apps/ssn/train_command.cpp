@@ -124,15 +124,35 @@ void run_train(const TrainFlags& flags) {
   const auto records = train::train(config, options);
   if (!prints(flags)) return;
   if (terminal) std::fprintf(stderr, "\n");
+  const train::EpochRecord* best = nullptr;
   for (const auto& r : records) {
-    std::printf("epoch %3lld  train loss %.4f  val loss %.4f  val GED %.4f  lr %.2e  %.1f s\n",
+    std::printf("epoch %3lld  train loss %.4f  val loss %.4f  val GED %.4f  lr %.2e  %.1f s%s\n",
                 static_cast<long long>(r.epoch), r.train_loss, r.val_loss, r.val_ged, r.lr,
-                r.seconds);
+                r.seconds, r.best ? "  *" : "");
+    if (r.best) best = &r;
   }
   if (records.empty()) {
     std::printf("config accepted, no epochs to train: wrote %s/config.json\n",
                 flags.job_dir.c_str());
     return;
+  }
+  if (best) {
+    const bool by_ged = config.valid.best_criterion == config::BestCriterion::kValGed;
+    const bool chosen = config.model.kind == nn::ModelKind::kDeterministic ||
+                        best->epoch > config.training.mean_only_epochs;
+    if (chosen && std::isfinite(by_ged ? best->val_ged : best->val_loss)) {
+      std::printf(
+          "checkpoint_best.pt (*): epoch %lld, the lowest validation %s after the warm-up "
+          "(valid.best_criterion %s): %.4f\n",
+          static_cast<long long>(best->epoch), by_ged ? "GED" : "loss",
+          config::to_string(config.valid.best_criterion).c_str(),
+          by_ged ? best->val_ged : best->val_loss);
+    } else {
+      std::printf(
+          "checkpoint_best.pt (*): epoch %lld, the last one: no epoch after the mean-only "
+          "warm-up was validated\n",
+          static_cast<long long>(best->epoch));
+    }
   }
   if (!calibration.empty()) {
     std::printf("calibration of checkpoint_best.pt (calibration.json): %s\n", calibration.c_str());

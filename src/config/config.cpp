@@ -329,6 +329,12 @@ void parse_valid(const json& value, const std::string& origin, ValidConfig& v) {
   valid.read_integer("max_cases_in_memory", v.max_cases_in_memory, 1);
   valid.read_integer("num_workers", v.num_workers, 0);
   valid.read_integer("keep_model_every", v.keep_model_every, 0);
+  std::string criterion = to_string(v.best_criterion);
+  valid.read("best_criterion", criterion);
+  TORCH_CHECK(criterion == "val_loss" || criterion == "val_ged", origin,
+              ": valid.best_criterion must be \"val_loss\" or \"val_ged\", got \"", criterion,
+              "\"");
+  v.best_criterion = criterion == "val_ged" ? BestCriterion::kValGed : BestCriterion::kValLoss;
   valid.read("calibrate", v.calibrate);
   valid.read_integer("calibration_samples", v.calibration_samples, 2);
   valid.read_number("calibration_max_diversity_ratio", v.calibration_max_diversity_ratio);
@@ -406,6 +412,10 @@ void parse_scheduler(const json& value, const std::string& origin, SchedulerConf
 }  // namespace
 
 std::string to_string(Dataset dataset) { return dataset == Dataset::kCsv ? "csv" : "lidc"; }
+
+std::string to_string(BestCriterion criterion) {
+  return criterion == BestCriterion::kValGed ? "val_ged" : "val_loss";
+}
 
 std::string to_string(Optimizer optimizer) {
   switch (optimizer) {

@@ -84,6 +84,8 @@ void save_checkpoint(const fs::path& path, nn::SegmentationModelImpl& model,
     archive.write("optimizer", optimizer_archive);
     archive.write("epoch", torch::tensor(state.epoch));
     archive.write("best_ged", torch::tensor(state.best_ged, torch::kDouble));
+    archive.write("best_criterion", c10::IValue(state.best_criterion));
+    archive.write("best_value", torch::tensor(state.best_value, torch::kDouble));
     archive.write("rng", state.data_rng);
     archive.write("noise_rng", state.noise_rng);
     archive.write("torch_rng", state.torch_rng);
@@ -118,6 +120,15 @@ TrainingState load_checkpoint(const fs::path& path, nn::SegmentationModelImpl& m
     archive.read("log", log);
     state.epoch = epoch.item<int64_t>();
     state.best_ged = best_ged.item<double>();
+    c10::IValue criterion;
+    torch::Tensor best_value;
+    if (archive.try_read("best_criterion", criterion) &&
+        archive.try_read("best_value", best_value)) {
+      TORCH_CHECK(criterion.isString() && best_value.numel() == 1,
+                  "best_criterion / best_value: expected a string and one number");
+      state.best_criterion = criterion.toStringRef();
+      state.best_value = best_value.item<double>();
+    }
     state.log = parse_train_log(log.toStringRef(), path.string() + " (log)");
     torch::Tensor scaler;
     if (archive.try_read("grad_scaler", scaler)) {

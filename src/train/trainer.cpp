@@ -50,6 +50,9 @@ struct Run {
   at::Generator noise;
   GradScaler scaler;  // fp16 only
   int64_t start_epoch = 0;
+  // checkpoint_best.pt's value of valid.best_criterion, and its validation GED (the checkpoint's
+  // best_ged); infinite while no epoch after the warm-up has been validated.
+  double best_value = std::numeric_limits<double>::infinity();
   double best_ged = std::numeric_limits<double>::infinity();
   std::vector<EpochRecord> records;
   int64_t bad_total = 0;
@@ -57,6 +60,18 @@ struct Run {
   fs::path last() const { return options.job_dir / "checkpoint_last.pt"; }
   bool writes() const { return rank == 0; }
 };
+
+// The value of an epoch that checkpoint_best.pt minimises (NaN when it was not validated).
+double criterion_value(const config::Config& config, const EpochRecord& record) {
+  return config.valid.best_criterion == config::BestCriterion::kValGed ? record.val_ged
+                                                                       : record.val_loss;
+}
+
+// Whether the covariance has trained by the end of the 1-based epoch `record_epoch`.
+bool covariance_trained(const config::Config& config, int64_t record_epoch) {
+  return config.model.kind == nn::ModelKind::kDeterministic ||
+         record_epoch > config.training.mean_only_epochs;
+}
 
 // The covariance layers of the head, frozen while only the mean trains.
 void set_covariance_trainable(nn::SegmentationModelImpl& model, bool trainable) {
@@ -203,20 +218,26 @@ void validate_and_save(Run& run, EpochRecord record, double epoch_start_seconds)
   }
   record.seconds =
       epoch_start_seconds + std::chrono::duration<double>(Clock::now() - start).count();
-  // checkpoint_best.pt: the lowest validation GED among epochs whose covariance has trained (a
-  // model of the mean-only warm-up is no distribution); the last epoch when there is none.
-  const bool covariance_trained = config.model.kind == nn::ModelKind::kDeterministic ||
-                                  epoch >= config.training.mean_only_epochs;
+  // checkpoint_best.pt: the lowest valid.best_criterion among the validated epochs whose
+  // covariance has trained (a model of the mean-only warm-up is no distribution); the last epoch
+  // when there is none.
+  const bool trained = covariance_trained(config, record.epoch);
   const bool last_epoch = epoch + 1 == config.training.num_epochs;
-  record.best = (evaluate && covariance_trained && record.val_ged < run.best_ged) ||
-                (last_epoch && std::isinf(run.best_ged));
+  const double value = criterion_value(config, record);
+  record.best =
+      (evaluate && trained && value < run.best_value) || (last_epoch && std::isinf(run.best_value));
   const bool best = record.best;
-  // The fallback keeps best_ged infinite, so that the first epoch after the warm-up replaces it.
-  if (best && evaluate && covariance_trained) run.best_ged = record.val_ged;
+  // The fallback keeps best_value infinite, so that the first epoch after the warm-up replaces it.
+  if (best && evaluate && trained && std::isfinite(value)) {
+    run.best_value = value;
+    run.best_ged = record.val_ged;
+  }
   run.records.push_back(record);
   TrainingState state;
   state.epoch = epoch + 1;
   state.best_ged = run.best_ged;
+  state.best_criterion = config::to_string(config.valid.best_criterion);
+  state.best_value = run.best_value;
   state.data_rng = run.generator.get_state();
   state.noise_rng = run.noise.get_state();
   // Dropout draws from LibTorch's default generator: without it --resume is not exact.
@@ -241,9 +262,26 @@ void resume(Run& run) {
   default_generator.set_state(state.torch_rng);
   run.generator.set_state(state.data_rng);
   run.start_epoch = state.epoch;
-  run.best_ged = state.best_ged;
   run.records = state.log;
   if (state.grad_scaler) run.scaler.set_state(*state.grad_scaler);
+  run.best_ged = state.best_ged;
+  if (state.best_criterion == config::to_string(run.config.valid.best_criterion)) {
+    run.best_value = state.best_value;
+    return;
+  }
+  // Another criterion (or a checkpoint older than best_criterion): the best so far by this one is
+  // read off the log: the last epoch marked best, unless it is the fallback of a run that had not
+  // left the warm-up (or was not validated).
+  run.best_ged = std::numeric_limits<double>::infinity();
+  for (auto r = run.records.rbegin(); r != run.records.rend(); ++r) {
+    if (!r->best) continue;
+    const double value = criterion_value(run.config, *r);
+    if (covariance_trained(run.config, r->epoch) && std::isfinite(value)) {
+      run.best_value = value;
+      run.best_ged = r->val_ged;
+    }
+    break;
+  }
 }
 
 }  // namespace

@@ -24,10 +24,15 @@ enum class Dataset { kLidc, kCsv };
 
 enum class Optimizer { kAdam, kRMSprop, kSGD };
 
+/// What checkpoint_best.pt minimises over the validated epochs after the mean-only warm-up.
+enum class BestCriterion { kValLoss, kValGed };
+
 /// "lidc" | "csv".
 std::string to_string(Dataset dataset);
 /// "Adam" | "RMSprop" | "SGD", as in the config.
 std::string to_string(Optimizer optimizer);
+/// "val_loss" | "val_ged", as in the config.
+std::string to_string(BestCriterion criterion);
 /// "StochasticSegmentationNetworkLossMCIntegral" | "CrossEntropyLoss", as in the config.
 std::string to_string(loss::LossKind loss);
 
@@ -149,6 +154,9 @@ struct ValidConfig {
   int64_t num_workers = 2;
   /// Keep a copy of the checkpoint every this many epochs (0: never).
   int64_t keep_model_every = 0;
+  /// checkpoint_best.pt: the validated epoch after the warm-up with the lowest validation loss
+  /// (default: it ranks the calibrated test GED; docs/results.md) or validation GED at T = 1.
+  BestCriterion best_criterion = BestCriterion::kValLoss;
   /// At the end of training, fit the sampling temperature (and class weights) of
   /// checkpoint_best.pt on the first num_cases validation cases (evaluation/calibration.h).
   bool calibrate = true;

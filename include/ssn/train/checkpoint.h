@@ -2,8 +2,9 @@
 
 // The one place where ssn checkpoints are written and read: `ssn train` (every epoch, and
 // --resume), `ssn predict` and whatever else loads a trained model. A checkpoint is a LibTorch
-// archive with the keys model, optimizer, epoch, best_ged, rng, noise_rng, torch_rng and log,
-// and grad_scaler in fp16 training (docs/file-formats.md), each written once, by save_checkpoint.
+// archive with the keys model, optimizer, epoch, best_ged, best_criterion, best_value, rng,
+// noise_rng, torch_rng and log, and grad_scaler in fp16 training (docs/file-formats.md), each
+// written once, by save_checkpoint.
 
 #include <ATen/ATen.h>
 #include <torch/optim/optimizer.h>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <limits>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "ssn/io/torch_file.h"
@@ -24,8 +26,13 @@ namespace ssn::train {
 struct TrainingState {
   /// Epochs done.
   int64_t epoch = 0;
-  /// The lowest validation GED so far (infinity before the first validation).
+  /// The validation GED of checkpoint_best.pt's epoch (infinity while no epoch after the mean-only
+  /// warm-up has been validated).
   double best_ged = std::numeric_limits<double>::infinity();
+  /// The criterion that chose checkpoint_best.pt (config::to_string(BestCriterion)) and its value
+  /// there, exactly; checkpoints written before these keys read as empty and infinity.
+  std::string best_criterion;
+  double best_value = std::numeric_limits<double>::infinity();
   /// Generator states (at::Generator::get_state): the data generator, the Monte-Carlo noise of the
   /// loss, and LibTorch's default CPU generator (dropout draws from it).
   at::Tensor data_rng, noise_rng, torch_rng;

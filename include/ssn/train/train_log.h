@@ -18,8 +18,8 @@ struct EpochRecord {
   double lr = 0.0;
   int64_t bad_steps = 0;  ///< steps skipped for a non-finite loss
   double seconds = 0.0;
-  /// This epoch's checkpoint became checkpoint_best.pt (the criterion: val_ged, lowest among the
-  /// epochs after the mean-only warm-up).
+  /// This epoch's checkpoint became checkpoint_best.pt (valid.best_criterion, lowest among the
+  /// validated epochs after the mean-only warm-up).
   bool best = false;
 };
 
