@@ -171,9 +171,11 @@ void add_train_command(CLI::App& app) {
       "low-rank SSN; all chosen in the config) on 2-D images in the LIDC crops layout\n"
       "(--data-dir) or on patches of CSV-indexed volumes (--train-csv-path, --valid-csv-path, as\n"
       "the reference's BraTS set-up); validation loss and GED every valid.eval_every epochs;\n"
-      "checkpoints and train_log.csv in --job-dir. At the end, the sampling temperature (and\n"
-      "class weights, where they pay) of checkpoint_best.pt is fitted on the validation split\n"
-      "into calibration.json (valid.calibrate; see ssn calibrate).");
+      "checkpoints and train_log.csv in --job-dir; checkpoint_best.pt is the validated epoch\n"
+      "after the mean-only warm-up with the lowest validation loss (valid.best_criterion). At\n"
+      "the end, the sampling temperature (and class weights, where they pay) of\n"
+      "checkpoint_best.pt is fitted on the validation split into calibration.json\n"
+      "(valid.calibrate; see ssn calibrate).");
   command->footer(
       "Examples:\n  ssn train --config-file configs/lidc_small_lowrank.json --job-dir runs/lowrank "
       "--data-dir data/lidc_like\n  ssn train --config-file configs/brats_small_lowrank.json "
