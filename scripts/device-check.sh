@@ -64,6 +64,15 @@ fi
 grep -E "SSN_CUDA_MEMORY_STATS|SSN_WITH_ITK" build-gpu/CMakeCache.txt | grep -v HELPSTRING
 echo "built in $(( $(date +%s) - start )) s; warnings: $(grep -c 'warning:' "$out/build.log")"
 ldd build-gpu/ssn | grep -ci itk | sed 's/^/shared ITK libraries linked: /'
+# The wheel's copies of std::filesystem (pytorch/pytorch#133437) and ssn's link order against them.
+torch_lib=$("$python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+for lib in libtorch.so libtorch_cpu.so libtorch_cuda.so; do
+  [ -f "$torch_lib/$lib" ] && echo "$lib exports $(nm -D --defined-only "$torch_lib/$lib" | grep -c 'St10filesystem') std::filesystem symbols"
+done
+readelf -d build-gpu/ssn | grep -m1 NEEDED | sed 's/^ */ssn: first needed library: /'
+build-gpu/tests/ssn_link_order_check && echo "link order check: passed"
+build-gpu/tests/ssn_tests --gtest_brief=1 \
+  --gtest_filter='LabelImage.PngRoundTripKeepsValuesAndOrientation:Trainer.TrainPredictEvaluateOnAHandMadeFolder' 2>&1 | tail -3
 
 if [[ " $stages " == *" bench "* ]]; then  # first, on a quiet machine
   echo "== ssn benchmark train --device cuda next to PyTorch $(elapsed)"
