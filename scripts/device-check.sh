@@ -102,7 +102,7 @@ if [ -n "$ctest_pid" ]; then
   wait "$ctest_pid"
   echo "== tests done $(elapsed)"
   grep -E "tests passed|tests failed|ctest exit|\(Failed\)|\(Timeout\)|\(SEGFAULT\)|Not Run" "$out/ctest.log" | head -40
-  grep -E "Cuda\." "$out/ctest.log" | head -20
+  grep -E "Cuda" "$out/ctest.log" | head -20
 fi
 
 echo "== done $(elapsed)"
