@@ -156,6 +156,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=0, help="0: the config's")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    parser.add_argument("--phases", action="store_true",
+                        help="also time forward, loss, backward and optimiser apart (synchronised)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -181,17 +183,37 @@ def main():
     scaler = torch.cuda.amp.GradScaler(enabled=args.precision == "fp16")
     cuda = device.type == "cuda"
 
+    phase_names = ["forward", "loss", "backward", "optimizer"]
+    phase_seconds = {name: [] for name in phase_names}
+    timing = {"on": False}
+
+    def end_phase(name, since):
+        """With --phases on the timed steps: synchronise, record, restart the clock."""
+        if not timing["on"]:
+            return since
+        if cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        phase_seconds[name].append(now - since)
+        return now
+
     def step():
+        since = time.perf_counter()
         optimizer.zero_grad()
         if autocast_type is None:
             mean, log_diag, factor = model(images)
         else:
             with torch.autocast(device.type, dtype=autocast_type):
                 mean, log_diag, factor = model(images)
+        since = end_phase("forward", since)
         loss = ssn_loss(mean, log_diag, factor, target, 10, mask)
+        since = end_phase("loss", since)
         scaler.scale(loss).backward()
+        since = end_phase("backward", since)
         scaler.step(optimizer)
         scaler.update()
+        loss.item()
+        end_phase("optimizer", since)
         return loss
 
     seconds = []
@@ -203,7 +225,9 @@ def main():
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
+        timing["on"] = args.phases and i >= args.warmup
         loss = step().item()
+        timing["on"] = False
         if cuda:
             torch.cuda.synchronize()
         if i >= args.warmup:
@@ -218,10 +242,13 @@ def main():
                          if torch.is_tensor(t))
         peak = alive + profiled_peak(step)
     median = statistics.median(seconds)
-    print(json.dumps({"model": args.model, "device": str(device), "precision": args.precision,
-                      "batch_size": batch, "threads": torch.get_num_threads(),
-                      "seconds_per_step": median, "examples_per_second": batch / median,
-                      "peak_tensor_bytes": peak, "loss": loss}))
+    report = {"model": args.model, "device": str(device), "precision": args.precision,
+              "batch_size": batch, "threads": torch.get_num_threads(),
+              "seconds_per_step": median, "examples_per_second": batch / median,
+              "peak_tensor_bytes": peak, "loss": loss}
+    if args.phases:
+        report["phase_seconds"] = {n: statistics.median(phase_seconds[n]) for n in phase_names}
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 #   SSN_BENCH_THREADS (default: nproc), SSN_BENCH_DEVICE (cpu|cuda), SSN_BENCH_ROUNDS,
 #   SSN_BENCH_SETUPS ("lidc brats"), SSN_BENCH_BRATS_BATCH (default 2; the reference
 #   trains with 10, whose 5 steps did not finish within 8 minutes on 2 cores),
-#   SSN_BENCH_STEPS and SSN_BENCH_WARMUP (default: 4 steps for LIDC, 3 for BraTS, after 1).
+#   SSN_BENCH_STEPS and SSN_BENCH_WARMUP (default: 4 steps for LIDC, 3 for BraTS, after 1),
+#   SSN_BENCH_PHASES=1: then one more run of each with --phases (fp32, and fp16 on CUDA), and a
+#   table of the forward pass, loss, backward pass and optimiser step, each synchronised.
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -55,6 +57,16 @@ for setup in $setups; do
         { echo "pytorch $setup $precision failed" >&2; echo '{"failed": true}' > "$out/$setup.pytorch.$precision.$round.json"; }
     done
   done
+  if [ "${SSN_BENCH_PHASES:-0}" = 1 ]; then
+    for precision in fp32 $([ "$device" = cpu ] || echo fp16); do
+      "$build/ssn" --threads "$threads" benchmark train --config-file "$config" --device "$device" \
+        --precision "$precision" --steps "$steps" --warmup "$warmup" --phases --json \
+        > "$out/$setup.ssn.$precision.phases.json" || echo '{"failed": true}' > "$out/$setup.ssn.$precision.phases.json"
+      "$python" "$here/pytorch_train.py" "$setup" --threads "$threads" --device "$device" \
+        --precision "$precision" --steps "$steps" --warmup "$warmup" "${batch_flag[@]}" --phases \
+        > "$out/$setup.pytorch.$precision.phases.json" || echo '{"failed": true}' > "$out/$setup.pytorch.$precision.phases.json"
+    done
+  fi
 done
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $threads threads, $device"
@@ -83,4 +95,30 @@ for setup in setups:
         s, m = load(setup, "ssn", p)
         ps, pm = load(setup, "pytorch", p)
         print(f"| {setup} | {p} | {sec(s)} | {sec(ps)} | {ratio(base_s, s)} | {ratio(ps, s)} | {mib(m)} | {mib(pm)} | {ratio(m, base_m)} |")
+import glob, os
+phase_files = sorted(glob.glob(f"{out}/*.phases.json"))
+if phase_files:
+    names = ["forward", "loss", "backward", "optimizer"]
+    print()
+    print("Phases (--phases: median seconds, the device synchronised after each):")
+    print("| set-up | precision | | " + " | ".join(names) + " | sum |")
+    print("|---|---|---|" + "---:|" * (len(names) + 1))
+    for setup in setups:
+        for p in precisions:
+            rows = {}
+            for who in ("ssn", "pytorch"):
+                f = f"{out}/{setup}.{who}.{p}.phases.json"
+                if os.path.exists(f):
+                    rows[who] = json.load(open(f))
+            for who, r in rows.items():
+                if r.get("failed"):
+                    print(f"| {setup} | {p} | {who} | failed |")
+                    continue
+                ph = r["phase_seconds"]
+                print(f"| {setup} | {p} | {who} | " + " | ".join(f"{ph[n]:.4f}" for n in names)
+                      + f" | {sum(ph.values()):.4f} |")
+            if len(rows) == 2 and not any(r.get("failed") for r in rows.values()):
+                a, b = rows["ssn"]["phase_seconds"], rows["pytorch"]["phase_seconds"]
+                print(f"| {setup} | {p} | ssn ÷ PyTorch | " + " | ".join(ratio(a[n], b[n]) for n in names)
+                      + f" | {ratio(sum(a.values()), sum(b.values()))} |")
 PY

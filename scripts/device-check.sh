@@ -78,7 +78,8 @@ if [[ " $stages " == *" bench "* ]]; then  # first, on a quiet machine
   echo "== ssn benchmark train --device cuda next to PyTorch $(elapsed)"
   SSN_BENCH_DEVICE=cuda SSN_BENCH_ROUNDS=1 SSN_BENCH_STEPS=${SSN_BENCH_STEPS:-10} \
     SSN_BENCH_WARMUP=${SSN_BENCH_WARMUP:-3} SSN_BENCH_BRATS_BATCH=${SSN_BENCH_BRATS_BATCH:-10} \
-    SSN_PYTHON="$python" timeout 200 bash bench/run_train.sh build-gpu 2>&1 | tee "$out/bench_train.txt"
+    SSN_BENCH_PHASES=${SSN_BENCH_PHASES:-1} \
+    SSN_PYTHON="$python" timeout 280 bash bench/run_train.sh build-gpu 2>&1 | tee "$out/bench_train.txt"
 fi
 
 ctest_pid=

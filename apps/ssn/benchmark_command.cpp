@@ -27,6 +27,7 @@ struct BenchmarkFlags {
   int64_t steps = 10;
   int64_t warmup = 2;
   bool json = false;
+  bool phases = false;
   int64_t repeats = 5;
   uint64_t seed = 0;
   std::string data_out;
@@ -145,8 +146,8 @@ void run_train_benchmark(const BenchmarkFlags& flags) {
   if (!flags.precision.empty()) {
     config.training.precision = runtime::parse_precision(flags.precision, "--precision");
   }
-  const nlohmann::json report =
-      train::benchmark_train(config, flags.device, flags.steps, flags.warmup, flags.seed);
+  const nlohmann::json report = train::benchmark_train(config, flags.device, flags.steps,
+                                                       flags.warmup, flags.seed, flags.phases);
   if (flags.json) {
     std::cout << report.dump(2) << "\n";
     return;
@@ -162,6 +163,13 @@ void run_train_benchmark(const BenchmarkFlags& flags) {
               << " MiB";
   }
   std::cout << "\n";
+  if (report.contains("phase_seconds")) {
+    std::cout << "phases (median s):";
+    for (const char* phase : {"forward", "loss", "backward", "optimizer"}) {
+      std::cout << " " << phase << " " << report["phase_seconds"][phase].get<double>();
+    }
+    std::cout << "\n";
+  }
 }
 
 void run_sample_benchmark(const BenchmarkFlags& flags) {
@@ -252,6 +260,9 @@ void add_benchmark_command(CLI::App& app) {
   train_command->add_option("--seed", flags->seed, "Seed of the weights, batch and noise")
       ->check(seed())
       ->capture_default_str();
+  train_command->add_flag("--phases", flags->phases,
+                          "Also time the forward pass, the loss, the backward pass and the "
+                          "optimiser step apart (the device synchronised after each)");
   train_command->add_flag("--json", flags->json, "Print the results as JSON");
   train_command->callback([flags]() { run_train_benchmark(*flags); });
 

@@ -6,6 +6,7 @@
 #include <torch/optim.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 
 #include "ssn/runtime/cuda_memory.h"
@@ -16,7 +17,7 @@
 namespace ssn::train {
 
 nlohmann::json benchmark_train(const config::Config& config, const std::string& device_name,
-                               int64_t steps, int64_t warmup, uint64_t seed) {
+                               int64_t steps, int64_t warmup, uint64_t seed, bool phases) {
   TORCH_CHECK(steps >= 1 && warmup >= 0, "benchmark train: needs steps >= 1 and warmup >= 0");
   const torch::Device device = checked_device(device_name);
   torch::manual_seed(seed);
@@ -64,6 +65,10 @@ nlohmann::json benchmark_train(const config::Config& config, const std::string& 
   runtime::CpuMemoryTracker tracker;
   int64_t cuda_before = 0;
   std::vector<double> seconds;
+  // --phases: the device synchronised after each phase, and each phase's seconds kept.
+  static constexpr std::array<const char*, 4> kPhases = {"forward", "loss", "backward",
+                                                         "optimizer"};
+  std::array<std::vector<double>, kPhases.size()> phase_seconds;
   double last_loss = 0.0;
   for (int64_t step = 0; step < warmup + steps; ++step) {
     synchronise();
@@ -75,40 +80,62 @@ nlohmann::json benchmark_train(const config::Config& config, const std::string& 
       }
     }
     const auto start = std::chrono::steady_clock::now();
+    auto phase_start = start;
+    const auto end_phase = [&](size_t phase) {
+      if (!phases) return;
+      synchronise();
+      const auto now = std::chrono::steady_clock::now();
+      if (step >= warmup) {
+        phase_seconds[phase].push_back(std::chrono::duration<double>(now - phase_start).count());
+      }
+      phase_start = now;
+    };
     optimizer->zero_grad();
     const nn::ModelOutput out = model->forward(images, masks);
+    end_phase(0);
     const at::Tensor loss =
         loss_fn(out.mean_logits, out.stochastic ? &out.stochastic->distribution : nullptr, targets,
                 cuda ? c10::optional<at::Generator>() : noise);
+    end_phase(1);
     scaler.scale(loss).backward();
+    end_phase(2);
     scaler.step(*optimizer);
     last_loss = loss.item<double>();  // synchronises the device too
+    end_phase(3);
     synchronise();
     if (step >= warmup) {
       seconds.push_back(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
   }
-  std::vector<double> sorted = seconds;
-  std::sort(sorted.begin(), sorted.end());
-  const double median = sorted[sorted.size() / 2];
+  const auto median_of = [](std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    return values[values.size() / 2];
+  };
+  const double median = median_of(seconds);
   nlohmann::json peak = tracker.peak_bytes();
   if (cuda) {
     const std::optional<int64_t> cuda_peak = runtime::cuda_peak_allocated_bytes(device);
     peak = cuda_peak ? nlohmann::json(*cuda_peak - cuda_before) : nlohmann::json(nullptr);
   }
-  return {{"model", config.model.name},
-          {"device", device.str()},
-          {"precision", runtime::to_string(config.training.precision)},
-          {"batch_size", batch},
-          {"input_shape", image_shape},
-          {"threads", at::get_num_threads()},
-          {"steps", steps},
-          {"seconds_per_step", median},
-          {"seconds", seconds},
-          {"examples_per_second", static_cast<double>(batch) / median},
-          {"peak_tensor_bytes", peak},
-          {"loss", last_loss}};
+  nlohmann::json report = {{"model", config.model.name},
+                           {"device", device.str()},
+                           {"precision", runtime::to_string(config.training.precision)},
+                           {"batch_size", batch},
+                           {"input_shape", image_shape},
+                           {"threads", at::get_num_threads()},
+                           {"steps", steps},
+                           {"seconds_per_step", median},
+                           {"seconds", seconds},
+                           {"examples_per_second", static_cast<double>(batch) / median},
+                           {"peak_tensor_bytes", peak},
+                           {"loss", last_loss}};
+  if (phases) {
+    for (size_t i = 0; i < kPhases.size(); ++i) {
+      report["phase_seconds"][kPhases[i]] = median_of(phase_seconds[i]);
+    }
+  }
+  return report;
 }
 
 }  // namespace ssn::train

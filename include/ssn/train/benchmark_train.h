@@ -17,8 +17,11 @@ namespace ssn::train {
 /// each clock reading). Returns {"model", "device", "batch_size", "input_shape", "threads",
 /// "steps", "seconds_per_step" (median), "seconds" (each step), "examples_per_second",
 /// "peak_tensor_bytes" (CPU: the tracker over the timed steps; CUDA: null, not measured yet),
-/// "loss" (the last)}.
+/// "loss" (the last)}. With `phases`, the device is also synchronised after the forward pass, the
+/// loss, the backward pass and the optimiser step, and "phase_seconds" holds each one's median
+/// ({"forward", "loss", "backward", "optimizer"}; the syncs make the step itself a little slower
+/// on a GPU).
 nlohmann::json benchmark_train(const config::Config& config, const std::string& device,
-                               int64_t steps, int64_t warmup, uint64_t seed);
+                               int64_t steps, int64_t warmup, uint64_t seed, bool phases = false);
 
 }  // namespace ssn::train
