@@ -33,8 +33,9 @@ class Calibrate : public ::testing::Test {
   // distribution at temperature `truth`: a blob of margin 2 whose rank-1 direction grows or
   // shrinks it as a whole, plus a little independent noise.
   // With `annotated_radius`, the annotations are drawn from the same distribution with its blob
-  // at that radius instead of 4: a model whose mean is off.
-  fs::path folder_drawn_at(double truth, int64_t cases, double annotated_radius = 4) const {
+  // at that radius instead of 4: a model whose mean is off. `factor`: the rank-1 direction's size.
+  fs::path folder_drawn_at(double truth, int64_t cases, double annotated_radius = 4,
+                           float factor = 3.0f) const {
     const fs::path out = root_ / "predictions";
     at::Generator generator = at::detail::createCPUGenerator(3);
     const at::Tensor grid = at::arange(16, at::kFloat) - 7.5f;
@@ -46,7 +47,7 @@ class Calibrate : public ::testing::Test {
         const at::Tensor logit = (4.0f - radius) * 0.8f;  // class 1 inside radius 4
         p.mean = at::stack({at::zeros_like(logit), logit});
         p.cov_diag = at::full({2, 16, 16}, 0.05f);
-        p.cov_factor = at::stack({at::zeros_like(logit), at::full_like(logit, 3.0f)});
+        p.cov_factor = at::stack({at::zeros_like(logit), at::full_like(logit, factor)});
         const at::Tensor annotated = (annotated_radius - radius) * 0.8f;
         const LowRankNormal distribution =
             distribution_from_maps(at::stack({at::zeros_like(annotated), annotated}).unsqueeze(0),
@@ -74,6 +75,7 @@ TEST_F(Calibrate, FindsTheTemperatureTheAnnotationsWereDrawnAt) {
     // self-pairs included, than 32 draws do (3/4 against 31/32 of the distinct pairs' mean), so
     // the true temperature's diversity ratio is about 1.29, at the edge of the default band.
     options.max_diversity_ratio = 0;
+    options.avoid_whole_image = false;  // at 1.4 the process itself paints whole images
     const Calibration c = fit_calibration(folder, options);
     EXPECT_NEAR(c.temperature, truth, 0.25) << "drawn at " << truth;
     EXPECT_LE(c.after.ged, c.before.ged);
@@ -90,6 +92,7 @@ TEST_F(Calibrate, KeepsTheDiversityWithinTheBandWhereTheGedAloneWouldWidenIt) {
   CalibrationOptions options;
   options.num_samples = 32;
   options.max_diversity_ratio = 0;
+  options.avoid_whole_image = false;
   const Calibration free = fit_calibration(folder, options);
   ASSERT_GT(free.after.diversity, 1.25 * free.annotator_diversity)
       << "the case must be one where the band binds";
@@ -104,6 +107,33 @@ TEST_F(Calibrate, KeepsTheDiversityWithinTheBandWhereTheGedAloneWouldWidenIt) {
   EXPECT_EQ(read_calibration(root_ / "banded.json").max_diversity_ratio, 1.25);
   options.max_diversity_ratio = 0.5;
   EXPECT_THAT(error_of([&] { fit_calibration(folder, options); }), HasSubstr(">= 1"));
+}
+
+// Where the model's blob is larger than the annotated one, the GED alone widens the spread until
+// some samples paint most of the image; the calibration prefers the temperatures that draw none.
+TEST_F(Calibrate, PrefersTheSettingsWithoutWholeImageSamples) {
+  const fs::path folder = folder_drawn_at(0.4, 30, /*annotated_radius=*/2.5, /*factor=*/1.0f);
+  CalibrationOptions options;
+  options.num_samples = 32;
+  options.max_diversity_ratio = 0;
+  options.avoid_whole_image = false;
+  const Calibration free = fit_calibration(folder, options);
+  ASSERT_GT(free.after.whole_image, 0) << "the case must be one where the preference binds";
+  options.avoid_whole_image = true;
+  const Calibration guarded = fit_calibration(folder, options);
+  EXPECT_EQ(guarded.after.whole_image, 0);
+  EXPECT_LT(guarded.temperature, free.temperature);
+  EXPECT_GE(guarded.after.ged, free.after.ged);
+  EXPECT_THAT(describe(guarded), HasSubstr("whole-image samples"));
+  write_calibration(root_ / "guarded.json", guarded);
+  const Calibration back = read_calibration(root_ / "guarded.json");
+  EXPECT_TRUE(back.avoid_whole_image);
+  EXPECT_EQ(back.after.whole_image, 0);
+  EXPECT_EQ(back.before.whole_image, guarded.before.whole_image);
+  // Where the annotators themselves paint more than half an image somewhere, it does not apply.
+  fs::remove_all(folder);
+  const Calibration painted = fit_calibration(folder_drawn_at(1.4, 20), options);
+  EXPECT_FALSE(painted.avoid_whole_image);
 }
 
 TEST_F(Calibrate, TheSameSeedGivesTheSameFitAndTheFileReadsBack) {

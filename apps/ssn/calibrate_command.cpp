@@ -94,6 +94,10 @@ void add_calibrate_command(CLI::App& app) {
                    "Keep the validation diversity within [1/R, R] times the annotators' (R >= 1; "
                    "0: GED alone; default: valid.calibration_max_diversity_ratio, 1.25)")
       ->check(zero_or_at_least_one());
+  command->add_flag("--allow-whole-image-samples", flags->options.allow_whole_image,
+                    "Do not prefer the settings that draw no whole-image sample (foreground over "
+                    "half the image where no annotation marks a fifth of it; default: "
+                    "valid.calibration_avoid_whole_image, true)");
   command->add_option("--seed", flags->options.seed, "Seed of the noise (case i uses seed + i)")
       ->check(seed())
       ->capture_default_str();

@@ -338,6 +338,7 @@ void parse_valid(const json& value, const std::string& origin, ValidConfig& v) {
   valid.read("calibrate", v.calibrate);
   valid.read_integer("calibration_samples", v.calibration_samples, 2);
   valid.read_number("calibration_max_diversity_ratio", v.calibration_max_diversity_ratio);
+  valid.read("calibration_avoid_whole_image", v.calibration_avoid_whole_image);
   TORCH_CHECK(v.calibration_max_diversity_ratio == 0 || v.calibration_max_diversity_ratio >= 1,
               origin, ": valid.calibration_max_diversity_ratio must be 0 (none) or >= 1, got ",
               v.calibration_max_diversity_ratio);

@@ -28,6 +28,7 @@ struct CalibrationCase {
   std::vector<int64_t> spatial;
   int64_t classes = 0;
   metrics::PackedLabels annotations;
+  at::Tensor annotation_labels;  // [M, *spatial], for whole_image_share
 };
 
 // GED and diversity of each setting for one case, all settings from the same noise.
@@ -45,10 +46,11 @@ std::vector<CalibrationScore> score_case(const CalibrationCase& c,
     });
     std::vector<int64_t> shape = {num_samples};
     shape.insert(shape.end(), c.spatial.begin(), c.spatial.end());
+    const at::Tensor samples = at::cat(labels).reshape(shape);
     const metrics::DistributionMetrics m = metrics::distribution_metrics(
-        metrics::PackedLabels(at::cat(labels).reshape(shape), c.classes, channels), c.annotations,
-        /*with_hm_iou=*/false);
-    scores.push_back({m.ged, m.diversity});
+        metrics::PackedLabels(samples, c.classes, channels), c.annotations, /*with_hm_iou=*/false);
+    const double whole_image = whole_image_share(samples, c.annotation_labels);
+    scores.push_back({m.ged, m.diversity, std::isnan(whole_image) ? 0.0 : whole_image});
   }
   return scores;
 }
@@ -67,12 +69,14 @@ class CalibrationData {
 
   int64_t size() const { return static_cast<int64_t>(cases_.size()); }
 
-  // Scores of every setting on every case: [case][setting], plus the annotators' diversity.
-  std::vector<std::vector<CalibrationScore>> score(const std::vector<SamplingControls>& settings,
-                                                   double* annotator_diversity,
-                                                   const runtime::Progress& progress) const {
+  // Scores of every setting on every case: [case][setting], plus the annotators' diversity and
+  // whether any annotation covers more than half its image.
+  std::vector<std::vector<CalibrationScore>> score(
+      const std::vector<SamplingControls>& settings, double* annotator_diversity,
+      const runtime::Progress& progress, bool* annotators_draw_whole_images = nullptr) const {
     std::vector<std::vector<CalibrationScore>> scores(cases_.size());
     std::vector<double> annotators(cases_.size());
+    std::vector<char> whole(cases_.size(), 0);
     runtime::for_each_case(
         size(),
         [&](int64_t i) {
@@ -89,9 +93,11 @@ class CalibrationData {
                                      maps.cov_diag.unsqueeze(0).to(at::kFloat),
                                      maps.cov_factor.unsqueeze(0).to(at::kFloat)),
               std::vector<int64_t>(maps.mean.sizes().begin() + 1, maps.mean.sizes().end()), classes,
-              metrics::PackedLabels(annotations, classes, channels)};
+              metrics::PackedLabels(annotations, classes, channels), annotations};
           annotators[static_cast<size_t>(i)] =
               metrics::distribution_metrics(c.annotations, c.annotations, false).diversity;
+          whole[static_cast<size_t>(i)] =
+              annotations.ne(0).flatten(1).to(at::kDouble).mean(1).max().item<double>() > 0.5;
           scores[static_cast<size_t>(i)] = score_case(c, settings, options_.num_samples,
                                                       options_.seed + static_cast<uint64_t>(i));
         },
@@ -99,6 +105,9 @@ class CalibrationData {
     double sum = 0.0;
     for (double a : annotators) sum += a;
     if (annotator_diversity != nullptr) *annotator_diversity = sum / static_cast<double>(size());
+    if (annotators_draw_whole_images != nullptr) {
+      *annotators_draw_whole_images = std::find(whole.begin(), whole.end(), 1) != whole.end();
+    }
     return scores;
   }
 
@@ -115,9 +124,11 @@ CalibrationScore mean_score(const std::vector<std::vector<CalibrationScore>>& sc
   for (const auto& row : scores) {
     mean.ged += row[setting].ged;
     mean.diversity += row[setting].diversity;
+    mean.whole_image += row[setting].whole_image;
   }
   mean.ged /= static_cast<double>(scores.size());
   mean.diversity /= static_cast<double>(scores.size());
+  mean.whole_image /= static_cast<double>(scores.size());
   return mean;
 }
 
@@ -129,18 +140,23 @@ double outside_band(const CalibrationScore& s, double annotators, double r) {
   return std::max(0.0, std::fabs(ratio) - std::log(r));
 }
 
-// Whether a is the better setting: nearer to the diversity band, then the lower GED.
-bool better(const CalibrationScore& a, const CalibrationScore& b, double annotators, double r) {
+// Whether a is the better setting: without whole-image samples where b has some (with
+// avoid_whole_image), then nearer to the diversity band, then the lower GED.
+bool better(const CalibrationScore& a, const CalibrationScore& b, double annotators, double r,
+            bool avoid_whole_image) {
+  if (avoid_whole_image && (a.whole_image > 0) != (b.whole_image > 0)) return a.whole_image == 0;
   const double da = outside_band(a, annotators, r), db = outside_band(b, annotators, r);
   if (da != db) return da < db;
   return a.ged < b.ged;
 }
 
 size_t best_setting(const std::vector<std::vector<CalibrationScore>>& scores, double annotators,
-                    double r) {
+                    double r, bool avoid_whole_image) {
   size_t best = 0;
   for (size_t s = 1; s < scores.front().size(); ++s) {
-    if (better(mean_score(scores, s), mean_score(scores, best), annotators, r)) best = s;
+    if (better(mean_score(scores, s), mean_score(scores, best), annotators, r, avoid_whole_image)) {
+      best = s;
+    }
   }
   return best;
 }
@@ -181,7 +197,7 @@ SamplingControls with(double temperature, const at::Tensor& class_weights) {
 }
 
 nlohmann::json score_json(const CalibrationScore& s) {
-  return {{"ged", s.ged}, {"diversity", s.diversity}};
+  return {{"ged", s.ged}, {"diversity", s.diversity}, {"whole_image_samples", s.whole_image}};
 }
 
 }  // namespace
@@ -213,12 +229,17 @@ Calibration fit_calibration(const fs::path& predictions, const CalibrationOption
   std::vector<double> grid = range(0.2, 3.0, 0.2);
   std::vector<SamplingControls> settings;
   for (double t : grid) settings.push_back(with(t, {}));
-  auto scores = data.score(settings, &result.annotator_diversity, pass_progress);
+  bool annotators_draw_whole_images = false;
+  auto scores = data.score(settings, &result.annotator_diversity, pass_progress,
+                           &annotators_draw_whole_images);
   ++pass;
+  // Where an annotator paints more than half an image somewhere, such samples are theirs too.
+  result.avoid_whole_image = options.avoid_whole_image && !annotators_draw_whole_images;
   const size_t one = static_cast<size_t>(std::find(grid.begin(), grid.end(), 1.0) - grid.begin());
   result.before = mean_score(scores, one);
   const double annotators = result.annotator_diversity;
-  const size_t coarse = best_setting(scores, annotators, r);
+  const bool avoid = result.avoid_whole_image;
+  const size_t coarse = best_setting(scores, annotators, r, avoid);
   double best_t = grid[coarse];
   CalibrationScore best_score = mean_score(scores, coarse);
 
@@ -233,7 +254,7 @@ Calibration fit_calibration(const fs::path& predictions, const CalibrationOption
   ++pass;
   for (size_t s = 0; s < fine.size(); ++s) {
     const CalibrationScore candidate = mean_score(scores, s);
-    if (better(candidate, best_score, annotators, r)) {
+    if (better(candidate, best_score, annotators, r, avoid)) {
       best_score = candidate;
       best_t = fine[s];
     }
@@ -257,13 +278,16 @@ Calibration fit_calibration(const fs::path& predictions, const CalibrationOption
     ++pass;
     const size_t unit = static_cast<size_t>(std::find(candidates.begin(), candidates.end(), 1.0) -
                                             candidates.begin());
-    const size_t best = best_setting(scores, annotators, r);
+    const size_t best = best_setting(scores, annotators, r, avoid);
     const auto [gain, stderr_] = paired_difference(scores, unit, best);
-    // A weight that brings the diversity into the band is kept on that ground alone; one that
-    // only lowers the GED must beat the noise.
-    const bool nearer = outside_band(mean_score(scores, best), annotators, r) <
-                        outside_band(mean_score(scores, unit), annotators, r);
-    if (best != unit && (nearer || gain > 2 * stderr_)) {
+    // A weight that removes the whole-image samples or brings the diversity into the band is kept
+    // on that ground alone; one that only lowers the GED must beat the noise.
+    const CalibrationScore with_weight = mean_score(scores, best),
+                           without = mean_score(scores, unit);
+    const bool cleaner = avoid && with_weight.whole_image == 0 && without.whole_image > 0;
+    const bool nearer =
+        outside_band(with_weight, annotators, r) < outside_band(without, annotators, r);
+    if (best != unit && (cleaner || nearer || gain > 2 * stderr_)) {
       weights[c] = candidates[best];
       weighted = true;
       result.after = mean_score(scores, best);
@@ -287,10 +311,12 @@ void write_calibration(const fs::path& path, const Calibration& calibration) {
   } else {
     j["class_weights"] = nullptr;
   }
-  j["criterion"] = calibration.max_diversity_ratio > 0
-                       ? "lowest validation GED with diversity within the band"
-                       : "lowest validation GED";
+  j["criterion"] =
+      std::string(calibration.avoid_whole_image ? "no whole-image samples, then " : "") +
+      (calibration.max_diversity_ratio > 0 ? "lowest validation GED with diversity within the band"
+                                           : "lowest validation GED");
   j["max_diversity_ratio"] = calibration.max_diversity_ratio;
+  j["avoid_whole_image_samples"] = calibration.avoid_whole_image;
   j["validation"] = {{"num_cases", calibration.num_cases},
                      {"num_samples", calibration.num_samples},
                      {"seed", calibration.seed},
@@ -343,6 +369,11 @@ Calibration read_calibration(const fs::path& path) {
                 where, ": field max_diversity_ratio: expected a number");
     c.max_diversity_ratio = j["max_diversity_ratio"].get<double>();
   }
+  if (j.contains("avoid_whole_image_samples")) {
+    TORCH_CHECK(j["avoid_whole_image_samples"].is_boolean(), where,
+                ": field avoid_whole_image_samples: expected true or false");
+    c.avoid_whole_image = j["avoid_whole_image_samples"].get<bool>();
+  }
   try {
     const auto& v = j.at("validation");
     c.num_cases = v.at("num_cases").get<int64_t>();
@@ -354,6 +385,8 @@ Calibration read_calibration(const fs::path& path) {
           std::pair{"after", &c.after}}) {
       score->ged = v.at(name).at("ged").get<double>();
       score->diversity = v.at(name).at("diversity").get<double>();
+      // Files written before the whole-image guard have no such field.
+      score->whole_image = v.at(name).value("whole_image_samples", 0.0);
     }
     if (j.contains("checkpoint")) {
       c.checkpoint_name = j["checkpoint"].at("file").get<std::string>();
@@ -409,6 +442,10 @@ std::string describe(const Calibration& c) {
       << c.annotator_diversity;
   if (c.max_diversity_ratio > 0) out << ", band x" << std::setprecision(2) << c.max_diversity_ratio;
   out << ")";
+  if (c.before.whole_image > 0 || c.after.whole_image > 0) {
+    out << std::setprecision(2) << "; whole-image samples " << 100 * c.before.whole_image
+        << " % -> " << 100 * c.after.whole_image << " %";
+  }
   return out.str();
 }
 

@@ -83,6 +83,14 @@ std::vector<SampleCase> find_sample_cases(const fs::path& dir) {
 // Seeds the draws of ged_oracle (the same in every case and run).
 constexpr uint64_t kOracleSeed = 20201207;
 
+double whole_image_share(const at::Tensor& samples, const at::Tensor& annotations) {
+  const auto coverage = [](const at::Tensor& maps) {
+    return maps.ne(0).flatten(1).to(at::kDouble).mean(1);
+  };
+  if (coverage(annotations).max().item<double>() > 0.2) return kNaN;
+  return coverage(samples).gt(0.5).to(at::kDouble).mean().item<double>();
+}
+
 MetricRow overlap_metrics(const at::Tensor& samples, const at::Tensor& annotations,
                           const EvaluationOptions& options) {
   const int64_t classes = options.num_classes;
@@ -110,15 +118,7 @@ MetricRow overlap_metrics(const at::Tensor& samples, const at::Tensor& annotatio
   const double ged_oracle = 2 * d_sy.mean().item<double>() -
                             d_sy.index_select(1, picks).mean().item<double>() -
                             d_yy.mean().item<double>();
-  // Samples no annotator would draw: foreground over most of the image in a case where no
-  // annotation marks more than a fifth of it (NaN in the other cases).
-  const auto coverage = [](const at::Tensor& maps) {
-    return maps.ne(0).flatten(1).to(at::kDouble).mean(1);
-  };
-  const double whole_image_samples =
-      coverage(annotations).max().item<double>() > 0.2
-          ? kNaN
-          : coverage(samples).gt(0.5).to(at::kDouble).mean().item<double>();
+  const double whole_image_samples = whole_image_share(samples, annotations);
   MetricRow row = {{"ged", distribution.ged},
                    {"diversity", distribution.diversity},
                    {"annotator_diversity", distribution.annotator_diversity},

@@ -64,6 +64,7 @@ evaluation::Calibration calibrate_job(const config::Config& config, const Calibr
   fit.max_diversity_ratio = options.max_diversity_ratio >= 0
                                 ? options.max_diversity_ratio
                                 : config.valid.calibration_max_diversity_ratio;
+  fit.avoid_whole_image = config.valid.calibration_avoid_whole_image && !options.allow_whole_image;
   evaluation::Calibration calibration =
       evaluation::fit_calibration(predict_options.out, fit, progress);
   calibration.checkpoint_name = options.checkpoint;

@@ -166,6 +166,9 @@ struct ValidConfig {
   /// The calibration keeps the sample diversity within [1/r, r] times the annotators' on the
   /// validation cases (0: GED alone; evaluation::CalibrationOptions::max_diversity_ratio).
   double calibration_max_diversity_ratio = 1.25;
+  /// The calibration prefers settings that draw no whole-image sample on the validation cases
+  /// (evaluation::CalibrationOptions::avoid_whole_image).
+  bool calibration_avoid_whole_image = true;
 };
 
 struct TestConfig {

@@ -25,6 +25,9 @@ inline constexpr const char* kCalibrationFile = "calibration.json";
 struct CalibrationScore {
   double ged = 0.0;
   double diversity = 0.0;
+  /// The share of all samples that are whole-image samples (evaluation::whole_image_share: more
+  /// than half the image foreground in a case where no annotation marks more than a fifth).
+  double whole_image = 0.0;
 };
 
 struct Calibration {
@@ -36,6 +39,9 @@ struct Calibration {
   double annotator_diversity = 0.0;
   /// The diversity band the fit kept to (CalibrationOptions::max_diversity_ratio; 0: none).
   double max_diversity_ratio = 0.0;
+  /// Whether it preferred settings without whole-image samples (CalibrationOptions::
+  /// avoid_whole_image, where it applied; false in files before the field).
+  bool avoid_whole_image = false;
   /// How it was fitted.
   int64_t num_cases = 0;
   int64_t num_samples = 0;
@@ -60,11 +66,18 @@ struct CalibrationOptions {
   /// segmentations that disagree more than the annotators do. When no setting lies in the band,
   /// the one nearest to it (in log ratio) is taken.
   double max_diversity_ratio = 1.25;
+  /// A setting that draws no whole-image sample on the validation cases is preferred to every one
+  /// that draws some (before the band and the GED): samples that paint the whole image where no
+  /// annotator marks more than a fifth of it are what makes a user stop trusting the model. Not
+  /// applied where some annotation of the cases covers more than half its image (such samples are
+  /// then the annotators' own).
+  bool avoid_whole_image = true;
 };
 
 /// Fits the calibration on a predictions folder whose cases carry annotations: the temperature on
 /// a grid of 0.2 .. 3 (step 0.2), refined to steps of 0.05 around the best (the lowest mean GED
-/// among the settings within the diversity band, see CalibrationOptions); then, for each
+/// among the settings within the diversity band, among those without whole-image samples where
+/// there are such; see CalibrationOptions); then, for each
 /// foreground class in turn, a weight in 0.6 .. 1.4 (step 0.2) on that class's noise, kept only
 /// when it lowers the validation GED by more than twice the standard error of the per-case
 /// differences (otherwise noise would be fitted). Every setting sees the same noise (case i draws

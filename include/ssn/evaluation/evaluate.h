@@ -45,6 +45,11 @@ struct EvaluationOptions {
 /// Metric name -> value, in the column order of metrics.csv.
 using MetricRow = std::vector<std::pair<std::string, double>>;
 
+/// Samples no annotator would draw (metric whole_image_samples): the share of `samples`
+/// ([N, *spatial] labels) whose foreground covers more than half the image, in a case where no
+/// annotation ([M, *spatial]) marks more than a fifth of it; NaN in the other cases.
+double whole_image_share(const at::Tensor& samples, const at::Tensor& annotations);
+
 /// The label-map part of every evaluation: ged, diversity, annotator_diversity, hm_iou, dice_<c>
 /// (mean sample Dice per foreground class, NaN-skipping) and, with brats_regions, dice_wt/tc/et.
 MetricRow overlap_metrics(const at::Tensor& samples, const at::Tensor& annotations,

@@ -25,6 +25,9 @@ struct CalibrateOptions {
   int64_t num_samples = 0;
   /// The diversity band's ratio; negative: config.valid.calibration_max_diversity_ratio.
   double max_diversity_ratio = -1;
+  /// Allow settings that draw whole-image samples (evaluation::CalibrationOptions::
+  /// avoid_whole_image off), whatever config.valid.calibration_avoid_whole_image says.
+  bool allow_whole_image = false;
   uint64_t seed = 0;
   std::string device = "cpu";
 };
