@@ -38,7 +38,13 @@ band=$(json "$work/job/calibration.json" 'd["max_diversity_ratio"]')
 "$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" --max-diversity-ratio 0 > "$work/calibrate0.log" ||
   fail "ssn calibrate --max-diversity-ratio 0 failed: $(cat "$work/calibrate0.log")"
 band=$(json "$work/job/calibration.json" '(d["max_diversity_ratio"], d["criterion"])')
-[ "$band" = "(0.0, 'lowest validation GED')" ] || fail "--max-diversity-ratio 0 wrote $band"
+[ "$band" = "(0.0, 'no whole-image samples, then lowest validation GED')" ] ||
+  fail "--max-diversity-ratio 0 wrote $band"
+"$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" --max-diversity-ratio 0 \
+  --allow-whole-image-samples > "$work/calibrate0.log" ||
+  fail "ssn calibrate --allow-whole-image-samples failed: $(cat "$work/calibrate0.log")"
+band=$(json "$work/job/calibration.json" '(d["avoid_whole_image_samples"], d["criterion"])')
+[ "$band" = "(False, 'lowest validation GED')" ] || fail "--allow-whole-image-samples wrote $band"
 "$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" > /dev/null || fail "ssn calibrate failed"
 
 # Another checkpoint: not carried, and said so. (A calibration whose CRC-32 names other bytes
