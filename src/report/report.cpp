@@ -350,6 +350,12 @@ std::string calibration_section(const fs::path& job) {
     html << " among those whose diversity lies within " << number(1 / c.max_diversity_ratio)
          << " &hellip; " << number(c.max_diversity_ratio) << " times the annotators'";
   }
+  if (c.avoid_whole_image) {
+    html << ", preferring the settings that draw no whole-image sample (foreground over half the "
+            "image where no annotator marks a fifth of it; "
+         << number(100 * c.before.whole_image) << " % of the samples uncalibrated, "
+         << number(100 * c.after.whole_image) << " % calibrated)";
+  }
   html << ". ";
   if (fs::is_regular_file(carried)) {
     html << "The predictions folder carries it: the test metrics and samples below use it.</p>";
