@@ -87,6 +87,8 @@ echo "ok: evaluate and sample apply it; --no-calibration and --temperature overr
 "$ssn" report --job-dir "$job" --out "$work/report.html" --num-cases 1 > /dev/null
 grep -q "<h3>Calibration</h3>" "$work/report.html" || fail "the report has no calibration section"
 grep -q "drawn with the calibration" "$work/report.html" || fail "the report's samples are not calibrated"
+grep -q "preferring the settings that draw no whole-image sample" "$work/report.html" ||
+  fail "the report does not say the calibration avoided whole-image samples"
 echo "ok: the report shows it"
 
 # Bad input.
