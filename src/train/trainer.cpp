@@ -22,9 +22,9 @@ using Clock = std::chrono::steady_clock;
 
 // The generator of the loss's Monte-Carlo noise: a CPU generator, or on a GPU the device's default
 // generator, seeded alike. Drawn on the CPU and copied, the noise of the paper's LIDC config (4 M
-// normals a step, 19 ms on one core) would add half again to the GPU's step (docs/performance.md). The device's
-// default generator is also the one dropout draws from there, so its state in the checkpoint
-// makes --resume exact on the GPU too.
+// normals a step, 19 ms on one core) would add half again to the GPU's step (docs/performance.md).
+// The device's default generator is also the one dropout draws from there, so its state in the
+// checkpoint makes --resume exact on the GPU too.
 at::Generator noise_generator(torch::Device device, uint64_t seed) {
   if (device.is_cpu()) return at::detail::createCPUGenerator(seed);
   at::Generator generator = at::globalContext().defaultGenerator(device);
