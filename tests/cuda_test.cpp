@@ -117,9 +117,9 @@ TEST_F(Cuda, SamplingControlsWorkOnTheDevice) {
                   .item<bool>());
 }
 
-// Training on CUDA draws the loss's noise from the trainer's CPU generator (found by the GPU run
-// of 2026-11-28: "Expected a 'cuda' device type for generator but found 'cpu'"): the same noise,
-// so the same samples, as on the CPU.
+// A CPU generator handed to a distribution on the GPU (sample, evaluate and calibrate seed one per
+// case; validation's loss; found by the GPU run of 2026-11-28: "Expected a 'cuda' device type for
+// generator but found 'cpu'"): the same noise, so the same samples, as on the CPU.
 TEST_F(Cuda, ACpuGeneratorDrawsTheCpuNoiseForADeviceDistribution) {
   const auto cpu = torch::TensorOptions().dtype(torch::kFloat);
   const LowRankNormal on_cpu(torch::randn({2, 12}, cpu), torch::randn({2, 12, 3}, cpu),

@@ -158,9 +158,6 @@ at::Tensor LowRankNormal::rsample_from_noise(const at::Tensor& eps_W, const at::
   return loc_.unsqueeze(0) + perturbation(eps_W, eps_D, controls);
 }
 
-namespace {
-// Standard normal noise of `shape` for tensors of `options`, drawn on the generator's device: a
-// CPU generator (a trainer's, which --resume restores) gives the same noise on any device.
 at::Tensor standard_normal(at::IntArrayRef shape, const c10::optional<at::Generator>& generator,
                            const at::TensorOptions& options) {
   if (generator.has_value() && generator->device().type() != options.device().type()) {
@@ -168,7 +165,6 @@ at::Tensor standard_normal(at::IntArrayRef shape, const c10::optional<at::Genera
   }
   return at::randn(shape, generator, options);
 }
-}  // namespace
 
 at::Tensor LowRankNormal::rsample(int64_t num_samples, c10::optional<at::Generator> generator,
                                   const SamplingControls& controls) const {

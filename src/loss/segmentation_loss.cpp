@@ -203,14 +203,9 @@ at::Tensor ssn_loss(const LowRankNormal& distribution, const at::Tensor& target,
   const int64_t drawn = slice.global_batch > 0 ? slice.global_batch : batch;
   TORCH_CHECK(slice.offset >= 0 && slice.offset + batch <= drawn, "ssn_loss: rows ", slice.offset,
               " .. ", slice.offset + batch - 1, " are not in a batch of ", drawn);
-  // Drawn on the generator's device (the trainer's CPU generator also when training on CUDA), so
-  // the noise does not depend on the device.
-  const at::TensorOptions noise =
-      generator.has_value() ? options.device(generator->device()) : options;
-  at::Tensor eps_W =
-      at::randn({half, drawn, distribution.rank()}, generator, noise).to(options.device());
-  at::Tensor eps_D =
-      at::randn({half, drawn, distribution.event_size()}, generator, noise).to(options.device());
+  // On the generator's device (validation hands a CPU generator to a model on the GPU).
+  at::Tensor eps_W = standard_normal({half, drawn, distribution.rank()}, generator, options);
+  at::Tensor eps_D = standard_normal({half, drawn, distribution.event_size()}, generator, options);
   if (drawn != batch) {
     eps_W = eps_W.narrow(1, slice.offset, batch).contiguous();
     eps_D = eps_D.narrow(1, slice.offset, batch).contiguous();

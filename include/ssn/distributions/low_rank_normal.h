@@ -125,6 +125,13 @@ class LowRankNormal {
 at::Tensor low_rank_perturbation(const at::Tensor& cov_factor, const at::Tensor& cov_diag,
                                  const at::Tensor& eps_W, const at::Tensor& eps_D);
 
+/// Standard normal noise of `shape` for tensors of `options`, drawn on the generator's device and
+/// moved to options' device: a CPU generator (sample, evaluate and calibrate seed one per case)
+/// gives the same noise whatever device the distribution is on. Without a generator: the default
+/// one of options' device.
+at::Tensor standard_normal(at::IntArrayRef shape, const c10::optional<at::Generator>& generator,
+                           const at::TensorOptions& options);
+
 /// The index of the largest logit along `dim` (the class dimension), uint8, the first one on
 /// ties: what argmax gives, computed with element-wise comparisons over the C slices. ATen's
 /// argmax over a strided middle dimension reduces each output element on its own and was most
