@@ -2,6 +2,7 @@
 """Held-out LIDC-layout data with an annotator process unlike `ssn synth --kind lidc-like`.
 
 Usage: python3 bench/heldout_lidc.py --out DIR --cases N --seed S [--oracle-samples K]
+                                     [--process vessels|soft]
        (numpy + PIL only)
 
 Writes DIR/{train,val,test}/images/<patient>/<slice>.png (180 x 180, 8-bit grey) and
@@ -13,6 +14,8 @@ below for each test image; <case>_l1..4.png: its annotations): its GED is the fl
 model of this data reaches, which is not 0, since a model cannot know which draws the four
 annotations happened to be. The draws come from their own generators, so the data set is the
 same with or without them.
+
+Two processes, neither of them `ssn synth`'s. --process vessels (the default) is the hard one:
 
 Image process (per slice):
   * background: a low-frequency field plus mid-frequency texture (two scales of Gaussian-filtered
@@ -31,6 +34,17 @@ Annotator process: four styles, permuted over l1..l4 per slice (as LIDC's anonym
   jittery     - threshold 0.45 on f plus smooth noise of amplitude 0.15 (boundary jitter).
 Every style also adds a small smooth jitter (0.05; all jitter fades out away from the lesion), misses very faint lesions (contrast < 0.2)
 with probability 0.5 (the generous one 0.2), and marks nothing with probability 0.04.
+
+--process soft is a milder one, made to resemble the held-out set that issue 13 describes (its
+annotators' diversity 0.34 and a floor near 0.10; at 64 x 64 this one has 0.34 and 0.125, the
+vessels process 0.47 and 0.076):
+  * background: a low-frequency field, fine texture and 0 to 3 faint dots; no vessels;
+  * lesion: none in 10 % of the slices; otherwise one star-shaped lesion near the centre, its
+    radius R (5 to 20 px, log-uniform) modulated by harmonics 2 to 4 of up to 15 %, with a soft
+    edge: f = logistic((r(angle) - distance) / s), s = 1.5 to 4 px; contrast 0.35 to 1.2.
+Annotator process: four independent draws of one reader, who thresholds f at a level drawn
+uniformly in 0.15 to 0.85 with a smooth boundary jitter (0.08, near the lesion only), and misses
+a small lesion (R < 7 px) with probability 0.15 and any other with probability 0.03.
 """
 import argparse
 import os
@@ -114,6 +128,37 @@ def annotate(rng, style, f, blobs, contrast):
     return g + 0.15 * near * smooth_noise(rng, 3) > 0.45  # jittery
 
 
+def soft_lesion(rng, yy, xx):
+    """--process soft: truth field f in [0, 1) with a soft edge, its radius R and contrast."""
+    cy, cx = SIDE / 2 + rng.uniform(-14, 14, 2)
+    radius = np.exp(rng.uniform(np.log(5), np.log(20)))
+    angle = np.arctan2(yy - cy, xx - cx)
+    boundary = radius * (1 + sum(rng.uniform(0, 0.15) * np.cos(k * angle + rng.uniform(0, 2 * np.pi))
+                                 for k in (2, 3, 4)))
+    softness = rng.uniform(1.5, 4.0)
+    f = 1 / (1 + np.exp(-(boundary - np.hypot(yy - cy, xx - cx)) / softness))
+    return f, radius, rng.uniform(0.35, 1.2), cy, cx
+
+
+def soft_annotate(rng, f, radius):
+    """--process soft: one draw of its reader."""
+    if f is None or rng.random() < (0.15 if radius < 7 else 0.03):
+        return np.zeros((SIDE, SIDE), bool)
+    near = np.minimum(1.0, f / 0.05)  # jitter near the lesion only: no specks elsewhere
+    return f + 0.08 * near * smooth_noise(rng, 3) > rng.uniform(0.15, 0.85)
+
+
+def soft_image(rng, yy, xx, f, contrast):
+    image = 0.5 * smooth_noise(rng, 20) + 0.2 * smooth_noise(rng, 2)
+    for _ in range(rng.integers(0, 4)):
+        y, x = rng.uniform(20, SIDE - 20, 2)
+        image += rng.uniform(0.3, 0.8) * np.exp(
+            -((yy - y) ** 2 + (xx - x) ** 2) / (2 * rng.uniform(1, 3) ** 2))
+    if f is not None:
+        image += 2.0 * contrast * f * (1 + 0.15 * smooth_noise(rng, 2))
+    return image + 0.10 * rng.standard_normal((SIDE, SIDE))
+
+
 def write_png(path, array):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     Image.fromarray(array.astype(np.uint8), mode="L").save(path)
@@ -125,6 +170,7 @@ def main():
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--oracle-samples", type=int, default=0)
+    parser.add_argument("--process", choices=["vessels", "soft"], default="vessels")
     args = parser.parse_args()
     assert args.cases >= 3, "--cases must be >= 3"
     rng = np.random.default_rng(args.seed)
@@ -139,24 +185,32 @@ def main():
                  else {8: "val", 9: "test"}.get(patient % 10, "train"))
         name = "HLD-%04d" % patient
         for z in range(1 if small else min(int(rng.integers(1, 4)), args.cases - case)):
-            if rng.random() < 0.12:
-                f, blobs, contrast = None, [], 0.0
-                cy, cx = SIDE / 2 + rng.uniform(-14, 14, 2)
+            if args.process == "soft":
+                f, radius, contrast = None, 0.0, 0.0
+                if rng.random() >= 0.10:
+                    f, radius, contrast, _, _ = soft_lesion(rng, yy, xx)
+                image = soft_image(rng, yy, xx, f, contrast)
+                draw = lambda g, k: soft_annotate(g, f, radius)
             else:
-                f, blobs, cy, cx = lesion(rng, yy, xx)
-                contrast = rng.uniform(0.12, 1.0) ** 1.3 + 0.05
-            image = (0.5 * smooth_noise(rng, 20) + 0.25 * smooth_noise(rng, 2.5)
-                     + 1.2 * vessels(rng, yy, xx, cy, cx))
-            if f is not None:
-                image += 2.5 * contrast * f * (1 + 0.2 * smooth_noise(rng, 2))
-            image += 0.12 * rng.standard_normal((SIDE, SIDE))
+                if rng.random() < 0.12:
+                    f, blobs, contrast = None, [], 0.0
+                    cy, cx = SIDE / 2 + rng.uniform(-14, 14, 2)
+                else:
+                    f, blobs, cy, cx = lesion(rng, yy, xx)
+                    contrast = rng.uniform(0.12, 1.0) ** 1.3 + 0.05
+                image = (0.5 * smooth_noise(rng, 20) + 0.25 * smooth_noise(rng, 2.5)
+                         + 1.2 * vessels(rng, yy, xx, cy, cx))
+                if f is not None:
+                    image += 2.5 * contrast * f * (1 + 0.2 * smooth_noise(rng, 2))
+                image += 0.12 * rng.standard_normal((SIDE, SIDE))
+                draw = lambda g, k: annotate(g, styles[k], f, blobs, contrast)
             image = np.real(np.fft.ifft2(np.fft.fft2(image) * np.exp(
                 -2 * (np.pi * 0.7) ** 2 * (np.fft.fftfreq(SIDE)[:, None] ** 2
                                            + np.fft.fftfreq(SIDE)[None, :] ** 2))))
             lo, hi = np.percentile(image, [0.5, 99.9])
             grey = np.clip((image - lo) / (hi - lo), 0, 1) * 255
             write_png(os.path.join(args.out, split, "images", name, "z-%d.png" % z), grey.round())
-            masks = [annotate(rng, style, f, blobs, contrast) for style in rng.permutation(styles)]
+            masks = [draw(rng, k) for k in rng.permutation(len(styles))]
             for a, mask in enumerate(masks):
                 write_png(os.path.join(args.out, split, "gt", name, "z-%d_l%d.png" % (z, a + 1)),
                           mask * 255)
@@ -165,9 +219,8 @@ def main():
                 oracle = np.random.default_rng([args.seed, case, 1])
                 prefix = os.path.join(args.out, "oracle_test", "%s_z-%d" % (name, z))
                 for k in range(args.oracle_samples):
-                    style = styles[int(oracle.integers(0, 4))]
                     write_png("%s_s%d.png" % (prefix, k),
-                              annotate(oracle, style, f, blobs, contrast) * 255)
+                              draw(oracle, int(oracle.integers(0, 4))) * 255)
                 for a, mask in enumerate(masks):
                     write_png("%s_l%d.png" % (prefix, a + 1), mask * 255)
             counts[split] += 1

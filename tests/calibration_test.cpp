@@ -125,8 +125,20 @@ TEST_F(Calibrate, PrefersTheSettingsWithoutWholeImageSamples) {
   EXPECT_LT(guarded.temperature, free.temperature);
   EXPECT_GE(guarded.after.ged, free.after.ged);
   EXPECT_THAT(describe(guarded), HasSubstr("whole-image samples"));
+  // What the preference set aside is recorded: the grid's lowest GED, which has such samples.
+  ASSERT_TRUE(guarded.lowest_ged_temperature.has_value());
+  EXPECT_LE(guarded.lowest_ged.ged, guarded.after.ged);
+  EXPECT_GT(guarded.lowest_ged.whole_image, 0);
+  EXPECT_GT(*guarded.lowest_ged_temperature, guarded.temperature);
+  EXPECT_EQ(describe(guarded).find("was set aside") != std::string::npos,
+            guarded.lowest_ged.ged < guarded.after.ged - 0.01)
+      << describe(guarded);
   write_calibration(root_ / "guarded.json", guarded);
   const Calibration back = read_calibration(root_ / "guarded.json");
+  ASSERT_TRUE(back.lowest_ged_temperature.has_value());
+  EXPECT_EQ(*back.lowest_ged_temperature, *guarded.lowest_ged_temperature);
+  EXPECT_EQ(back.lowest_ged.ged, guarded.lowest_ged.ged);
+  EXPECT_EQ(back.lowest_ged.whole_image, guarded.lowest_ged.whole_image);
   EXPECT_TRUE(back.avoid_whole_image);
   EXPECT_EQ(back.after.whole_image, 0);
   EXPECT_EQ(back.before.whole_image, guarded.before.whole_image);

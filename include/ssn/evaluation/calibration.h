@@ -36,6 +36,11 @@ struct Calibration {
   at::Tensor class_weights;
   /// Before (temperature 1, no class weights), with the temperature only, and after.
   CalibrationScore before, temperature_only, after;
+  /// The coarse grid's temperature of the lowest validation GED, whatever its diversity and
+  /// whole-image samples, and its figures: what the band and the whole-image preference cost
+  /// (absent in files written before the field).
+  std::optional<double> lowest_ged_temperature;
+  CalibrationScore lowest_ged;
   double annotator_diversity = 0.0;
   /// The diversity band the fit kept to (CalibrationOptions::max_diversity_ratio; 0: none).
   double max_diversity_ratio = 0.0;
