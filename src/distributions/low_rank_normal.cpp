@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <numeric>
 
 namespace ssn {
@@ -57,13 +58,18 @@ LowRankNormal::LowRankNormal(at::Tensor loc, at::Tensor cov_factor, at::Tensor c
               cov_diag_.defined() ? cov_diag_.sizes() : at::IntArrayRef{});
   check_same_kind(loc_, cov_factor_, "cov_factor");
   check_same_kind(loc_, cov_diag_, "cov_diag");
-  // One reduction (and one device sync) buys a clear message instead of NaN samples later.
-  if (cov_diag_.numel() > 0 && !(cov_diag_ > 0).all().item<bool>()) {
-    throw InvalidCovariance(
-        c10::str("LowRankNormal: cov_diag must be > 0 and finite everywhere, got minimum ",
-                 cov_diag_.min().item<double>(), " (NaN counts as invalid)"));
-  }
-  if (cov_diag_.numel() > 0 && !at::isfinite(cov_diag_).all().item<bool>()) {
+  // One reduction (and one device sync) buys a clear message instead of NaN samples later: NaN
+  // fails both comparisons, +inf the second.
+  if (cov_diag_.numel() > 0 &&
+      !cov_diag_.gt(0)
+           .logical_and_(cov_diag_.lt(std::numeric_limits<double>::infinity()))
+           .all()
+           .item<bool>()) {
+    if (!(cov_diag_ > 0).all().item<bool>()) {
+      throw InvalidCovariance(
+          c10::str("LowRankNormal: cov_diag must be > 0 and finite everywhere, got minimum ",
+                   cov_diag_.min().item<double>(), " (NaN counts as invalid)"));
+    }
     throw InvalidCovariance(
         "LowRankNormal: cov_diag must be > 0 and finite everywhere, got a non-finite value");
   }
