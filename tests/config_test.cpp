@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <tuple>
 
+#include "ssn/demo/demo.h"
 #include "ssn/train/model_factory.h"
 
 namespace ssn::config {
@@ -36,7 +37,10 @@ TEST(Config, ShippedSmallConfigsParseAndDifferOnlyInTheModelKind) {
     EXPECT_EQ(c.data.size, 64) << kind;
     EXPECT_EQ(c.training.batch_size, 12) << kind;
     EXPECT_EQ(c.model.filters, std::vector<int64_t>({16, 32, 64, 64})) << kind;
+    EXPECT_TRUE(c.test.mirror) << kind;
   }
+  EXPECT_TRUE(
+      load_config(std::string(SSN_SOURCE_DIR) + "/configs/lidc_cpu_lowrank.json").test.mirror);
   EXPECT_EQ(
       load_config(std::string(SSN_SOURCE_DIR) + "/configs/lidc_small_diagonal.json").model.kind,
       nn::ModelKind::kDiagonal);
@@ -44,6 +48,15 @@ TEST(Config, ShippedSmallConfigsParseAndDifferOnlyInTheModelKind) {
   EXPECT_EQ(paper.model.rank, 10);
   EXPECT_EQ(paper.loss.num_mc_samples, 20);
   EXPECT_EQ(paper.model.filters, std::vector<int64_t>({32, 64, 128, 192, 192, 192, 192}));
+  EXPECT_FALSE(paper.test.mirror);  // the paper's set-up has no test-time mirroring
+}
+
+// `ssn demo` builds its low-rank config in code: it is configs/lidc_small_lowrank.json, key for
+// key, so that the demo's figures are the shipped config's.
+TEST(Config, TheDemosLowRankConfigIsTheShippedOne) {
+  const Config shipped =
+      load_config(std::string(SSN_SOURCE_DIR) + "/configs/lidc_small_lowrank.json");
+  EXPECT_EQ(demo::demo_config(/*low_rank=*/true, demo::DemoOptions{}), shipped.source);
 }
 
 // factor_bias: the reference's conv with a bias by default; false builds a factor conv without one

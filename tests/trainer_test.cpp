@@ -15,6 +15,7 @@
 #include "ssn/evaluation/evaluate.h"
 #include "ssn/io/image.h"
 #include "ssn/io/png.h"
+#include "ssn/predictions/predictions_folder.h"
 #include "ssn/train/checkpoint.h"
 #include "ssn/train/model_factory.h"
 #include "ssn/train/predict.h"
@@ -97,6 +98,60 @@ TEST(Trainer, TrainPredictEvaluateOnAHandMadeFolder) {
     ASSERT_EQ(results.size(), 1u);
     EXPECT_EQ(results[0].id, "patient0_slice7");
   }
+  fs::remove_all(root);
+}
+
+// test.mirror: the mean of a mirrored image is the mirrored mean, by construction, where the
+// network alone is not equivariant; the covariance is the image's own; and a calibration fitted
+// without mirroring is not carried into mirrored predictions.
+TEST(Trainer, MirroredPredictionsOfAMirroredFolderAreTheMirroredPredictions) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root = hand_made_folder();
+  config::Config config =
+      tiny_config(R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})");
+  TrainOptions options;
+  options.data.data_dir = root;
+  options.job_dir = root / "job";
+  train(config, options);
+  ASSERT_TRUE(fs::exists(options.job_dir / "calibration.json"));
+  const fs::path mirrored = root / "mirrored";  // the test split mirrored left to right
+  for (const auto& entry : fs::recursive_directory_iterator(root / "test")) {
+    if (entry.path().extension() != ".png") continue;
+    const fs::path to = mirrored / fs::relative(entry.path(), root);
+    fs::create_directories(to.parent_path());
+    io::write_label_image(to, io::read_label_image(entry.path()).flip({1}));
+  }
+  const auto maps_of = [&](const fs::path& data, bool mirror, const std::string& name) {
+    config.test.mirror = mirror;
+    PredictOptions predict_options;
+    predict_options.data_dir = data;
+    predict_options.checkpoint = options.job_dir / "checkpoint_best.pt";
+    predict_options.out = root / name;
+    EXPECT_EQ(predict(config, predict_options), 1);
+    EXPECT_EQ(fs::exists(predict_options.out / "calibration.json"), !mirror);
+    return predictions::read_prediction_maps(
+        predictions::read_prediction_csv(predict_options.out).at(0));
+  };
+  const auto plain = maps_of(root, false, "plain");
+  const auto plain_of_mirrored = maps_of(mirrored, false, "plain_of_mirrored");
+  const auto averaged = maps_of(root, true, "averaged");
+  const auto averaged_of_mirrored = maps_of(mirrored, true, "averaged_of_mirrored");
+  const auto max_difference = [](const at::Tensor& a, const at::Tensor& b) {
+    return (a - b).abs().max().item<double>();
+  };
+  // Equal up to the float32 rounding of sums taken in another order, relative to the largest logit.
+  const double scale = plain.mean.abs().max().item<double>();
+  EXPECT_GT(max_difference(plain_of_mirrored.mean.flip({2}), plain.mean), 1e-3 * scale);
+  EXPECT_LT(max_difference(averaged_of_mirrored.mean.flip({2}), averaged.mean), 1e-5 * scale);
+  EXPECT_GT(max_difference(averaged.mean, plain.mean), 1e-3);
+  EXPECT_TRUE(averaged.cov_factor.equal(plain.cov_factor));
+  EXPECT_TRUE(averaged.cov_diag.equal(plain.cov_diag));
+  std::string why_not;
+  EXPECT_FALSE(
+      checkpoint_calibration(options.job_dir / "checkpoint_best.pt", true, &why_not).has_value());
+  EXPECT_THAT(why_not, ::testing::HasSubstr("without test-time mirroring (config test.mirror), "
+                                            "and these are made with it"));
+  EXPECT_TRUE(checkpoint_calibration(options.job_dir / "checkpoint_best.pt", false).has_value());
   fs::remove_all(root);
 }
 

@@ -96,9 +96,10 @@ void add_predict_command(CLI::App& app) {
     options.carry_calibration = !predict_flags->no_calibration;
     options.communicator = communicator.get();
     std::string why_not;
-    const auto calibration = options.carry_calibration
-                                 ? train::checkpoint_calibration(options.checkpoint, &why_not)
-                                 : std::nullopt;
+    const auto calibration =
+        options.carry_calibration
+            ? train::checkpoint_calibration(options.checkpoint, config.test.mirror, &why_not)
+            : std::nullopt;
     const int64_t cases = train::predict(config, options);
     if (communicator && communicator->rank() != 0) return;  // rank 0 reports
     std::printf("wrote %lld predictions to %s\n", static_cast<long long>(cases),

@@ -349,6 +349,7 @@ void parse_test(const json& value, const std::string& origin, TestConfig& t) {
   test.read_integer("batch_size", t.batch_size, 1);
   test.read<std::vector<int64_t>>("input_patch_size", t.input_patch_size);
   test.read_integer("num_workers", t.num_workers, 0);
+  test.read("mirror", t.mirror);
   int64_t eval_every = 1;  // the reference's test schedule during training: not used
   test.read_integer("eval_every", eval_every, 1);
   std::vector<std::string> outputs;

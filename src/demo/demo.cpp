@@ -123,6 +123,8 @@ nlohmann::json demo_config(bool low_rank, const DemoOptions& options) {
             {"num_epochs", epochs},
             {"mean_only_epochs", low_rank ? epochs / 3 : 0}}},
           {"valid", {{"eval_every", 2}, {"num_cases", 100}, {"num_samples", 16}}},
+          // the mean averaged over the image's mirror images (docs/results.md, issue 13)
+          {"test", {{"mirror", true}}},
           {"loss", low_rank ? nlohmann::json{{"StochasticSegmentationNetworkLossMCIntegral",
                                               {{"num_mc_samples", 20},
                                                // every sample pays (docs/results.md, issue 13)

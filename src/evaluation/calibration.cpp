@@ -323,6 +323,7 @@ void write_calibration(const fs::path& path, const Calibration& calibration) {
                                            : "lowest validation GED");
   j["max_diversity_ratio"] = calibration.max_diversity_ratio;
   j["avoid_whole_image_samples"] = calibration.avoid_whole_image;
+  j["mirror"] = calibration.mirror;
   j["validation"] = {{"num_cases", calibration.num_cases},
                      {"num_samples", calibration.num_samples},
                      {"seed", calibration.seed},
@@ -379,6 +380,10 @@ Calibration read_calibration(const fs::path& path) {
                     std::isfinite(j["max_diversity_ratio"].get<double>()),
                 where, ": field max_diversity_ratio: expected a number");
     c.max_diversity_ratio = j["max_diversity_ratio"].get<double>();
+  }
+  if (j.contains("mirror")) {
+    TORCH_CHECK(j["mirror"].is_boolean(), where, ": field mirror: expected true or false");
+    c.mirror = j["mirror"].get<bool>();
   }
   if (j.contains("avoid_whole_image_samples")) {
     TORCH_CHECK(j["avoid_whole_image_samples"].is_boolean(), where,

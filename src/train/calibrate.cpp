@@ -67,6 +67,7 @@ evaluation::Calibration calibrate_job(const config::Config& config, const Calibr
   fit.avoid_whole_image = config.valid.calibration_avoid_whole_image && !options.allow_whole_image;
   evaluation::Calibration calibration =
       evaluation::fit_calibration(predict_options.out, fit, progress);
+  calibration.mirror = config.test.mirror;
   calibration.checkpoint_name = options.checkpoint;
   std::tie(calibration.checkpoint_size, calibration.checkpoint_crc) =
       evaluation::file_identity(checkpoint);

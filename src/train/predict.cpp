@@ -17,6 +17,31 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Every non-empty subset of `axes`: the mirror images test.mirror adds to the image itself.
+std::vector<std::vector<int64_t>> mirror_subsets(const std::vector<int64_t>& axes) {
+  std::vector<std::vector<int64_t>> subsets;
+  for (uint64_t bits = 1; bits < (uint64_t{1} << axes.size()); ++bits) {
+    std::vector<int64_t> subset;
+    for (size_t a = 0; a < axes.size(); ++a) {
+      if (bits & (uint64_t{1} << a)) subset.push_back(axes[a]);
+    }
+    subsets.push_back(subset);
+  }
+  return subsets;
+}
+
+// test.mirror: `mean` (the image's own mean logits) averaged with the mean logits of each mirror
+// image, mirrored back. `mean_of(flip)` predicts the image mirrored along the axes `flip` of the
+// input and returns its mean logits with the same axes.
+template <typename MeanOf>
+at::Tensor mirrored_mean(const at::Tensor& mean, const std::vector<int64_t>& axes,
+                         const MeanOf& mean_of) {
+  at::Tensor sum = mean.to(at::kFloat).clone();
+  const auto subsets = mirror_subsets(axes);
+  for (const auto& flip : subsets) sum += mean_of(flip).to(at::kFloat).flip(flip);
+  return sum.div_(static_cast<double>(subsets.size() + 1));
+}
+
 // CSV-indexed volumes: each case predicted whole by tiling, every map written with the geometry
 // of the case's first channel.
 void predict_volumes(const config::Config& config, const PredictOptions& options,
@@ -46,6 +71,16 @@ void predict_volumes(const config::Config& config, const PredictOptions& options
     predictions::CasePrediction p;
     p.id = c.id;
     p.mean = prediction.mean;
+    if (config.test.mirror) {
+      std::vector<int64_t> spatial;  // the axes of volume.image [channels, *spatial]
+      for (int64_t d = 1; d < volume.image.dim(); ++d) spatial.push_back(d);
+      p.mean = mirrored_mean(prediction.mean, spatial, [&](const std::vector<int64_t>& flip) {
+        std::vector<int64_t> mask_axes;  // the mask has no channel axis
+        for (int64_t axis : flip) mask_axes.push_back(axis - 1);
+        const at::Tensor mask = volume.mask.defined() ? volume.mask.flip(mask_axes) : volume.mask;
+        return predict_image(model, volume.image.flip(flip), mask, tiling).mean;
+      });
+    }
     p.cov_diag = prediction.cov_diag;
     p.cov_factor = prediction.cov_factor;
     p.image = volume.image[0];
@@ -66,10 +101,18 @@ void predict_images(const config::Config& config, const PredictOptions& options,
   for (int64_t i = 0; i < cases; ++i) {
     if (i % world != rank) continue;  // another rank's case
     const data::LidcExample& example = dataset[i];
-    const nn::ModelOutput out = model->forward(example.image.unsqueeze(0).to(device));
+    const at::Tensor input = example.image.unsqueeze(0).to(device);  // [1, channels, H, W]
+    const nn::ModelOutput out = model->forward(input);
     predictions::CasePrediction p;
     p.id = example.id;
     p.mean = out.mean_logits[0].cpu();  // [C, H, W]
+    if (config.test.mirror) {
+      p.mean = mirrored_mean(p.mean, {1, 2}, [&](const std::vector<int64_t>& flip) {
+        std::vector<int64_t> batched;  // the same axes of the batched input
+        for (int64_t axis : flip) batched.push_back(axis + 1);
+        return model->forward(input.flip(batched)).mean_logits[0].cpu();
+      });
+    }
     if (out.stochastic) {
       p.cov_diag = out.stochastic->cov_diag[0].cpu();
       p.cov_factor = out.stochastic->cov_factor[0].cpu();
@@ -83,7 +126,7 @@ void predict_images(const config::Config& config, const PredictOptions& options,
 }  // namespace
 
 std::optional<evaluation::Calibration> checkpoint_calibration(const fs::path& checkpoint,
-                                                              std::string* why_not) {
+                                                              bool mirror, std::string* why_not) {
   const fs::path path = checkpoint.parent_path() / evaluation::kCalibrationFile;
   if (why_not != nullptr) why_not->clear();
   if (!fs::exists(path)) return std::nullopt;
@@ -97,6 +140,15 @@ std::optional<evaluation::Calibration> checkpoint_calibration(const fs::path& ch
                                                       : calibration.checkpoint_name) +
                  ", not for this " + checkpoint.filename().string() +
                  " (its bytes differ; ssn calibrate fits it again)";
+    }
+    return std::nullopt;
+  }
+  if (calibration.mirror != mirror) {
+    if (why_not != nullptr) {
+      *why_not = path.string() + " was fitted on predictions made " +
+                 (calibration.mirror ? "with" : "without") +
+                 " test-time mirroring (config test.mirror), and these are made " +
+                 (mirror ? "with" : "without") + " it (ssn calibrate fits it again)";
     }
     return std::nullopt;
   }
@@ -118,7 +170,8 @@ int64_t predict(const config::Config& config, const PredictOptions& options) {
   apply_precision(*model, config, device);
   model->eval();
   const std::optional<evaluation::Calibration> calibration =
-      options.carry_calibration ? checkpoint_calibration(options.checkpoint) : std::nullopt;
+      options.carry_calibration ? checkpoint_calibration(options.checkpoint, config.test.mirror)
+                                : std::nullopt;
   Communicator* communicator = options.communicator;
   const int64_t rank = communicator ? communicator->rank() : 0;
   const int64_t world = communicator ? communicator->size() : 1;

@@ -177,6 +177,10 @@ struct TestConfig {
   int64_t batch_size = 10;
   std::vector<int64_t> input_patch_size;
   int64_t num_workers = 1;
+  /// Test-time mirroring: the mean logits are averaged over the image and its mirror images
+  /// along every subset of the spatial axes (4 forward passes in 2-D, 8 in 3-D); the covariance
+  /// factor and diagonal are those of the image itself. `ssn predict` and the calibration.
+  bool mirror = false;
 };
 
 struct LossConfig {

@@ -47,6 +47,9 @@ struct Calibration {
   /// Whether it preferred settings without whole-image samples (CalibrationOptions::
   /// avoid_whole_image, where it applied; false in files before the field).
   bool avoid_whole_image = false;
+  /// Whether the predictions it was fitted on were mirrored (config test.mirror; false in files
+  /// before the field): `ssn predict` carries it only into predictions made the same way.
+  bool mirror = false;
   /// How it was fitted.
   int64_t num_cases = 0;
   int64_t num_samples = 0;

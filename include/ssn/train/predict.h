@@ -43,9 +43,10 @@ struct PredictOptions {
 int64_t predict(const config::Config& config, const PredictOptions& options);
 
 /// The calibration of `checkpoint`: the calibration.json in its folder when that was fitted for
-/// this very model (the same size and CRC-32; the file name may differ). Otherwise nullopt, and
-/// `why_not` (if given) says why ("" when there is no calibration.json).
+/// this very model (the same size and CRC-32; the file name may differ) on predictions made with
+/// the same test-time mirroring (`mirror`, config test.mirror). Otherwise nullopt, and `why_not`
+/// (if given) says why ("" when there is no calibration.json).
 std::optional<evaluation::Calibration> checkpoint_calibration(
-    const std::filesystem::path& checkpoint, std::string* why_not = nullptr);
+    const std::filesystem::path& checkpoint, bool mirror, std::string* why_not = nullptr);
 
 }  // namespace ssn::train
