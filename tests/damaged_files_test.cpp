@@ -3,10 +3,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -14,6 +16,7 @@
 #include <string>
 
 #include "golden.h"
+#include "ssn/io/atomic_file.h"
 #include "ssn/io/image.h"
 #include "ssn/io/png.h"
 
@@ -166,6 +169,34 @@ INSTANTIATE_TEST_SUITE_P(Formats, CompressedFiles,
                          ::testing::Values(".nii.gz", ".mha", ".nrrd", ".png"), format_name);
 INSTANTIATE_TEST_SUITE_P(Formats, FloatFiles, ::testing::Values(".nii.gz", ".nii", ".mha", ".nrrd"),
                          format_name);
+
+// A process stopped by SIGTERM or SIGINT while it writes a file leaves neither the file nor its
+// temporary: the handler removes the temporary and the process still ends by that signal.
+TEST(AtomicWrite, ASignalDuringAWriteRemovesTheTemporaryAndEndsTheProcess) {
+  const fs::path folder =
+      fs::temp_directory_path() / ("ssn_signal_write_" + std::to_string(::getpid()));
+  fs::remove_all(folder);
+  fs::create_directories(folder);
+  for (const int signal : {SIGTERM, SIGINT}) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      write_atomically(folder / "result.bin", [&](const fs::path& temporary) {
+        std::ofstream(temporary) << "half of it";
+        ::raise(signal);
+      });
+      ::_exit(0);  // not reached: the signal ends the process
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == signal) << "status " << status;
+    EXPECT_TRUE(fs::is_empty(folder))
+        << "signal " << signal << " left " << fs::directory_iterator(folder)->path();
+    fs::remove_all(folder);
+    fs::create_directories(folder);
+  }
+  fs::remove_all(folder);
+}
 
 }  // namespace
 }  // namespace ssn::io

@@ -12,11 +12,13 @@
 #include <vector>
 
 #include "ssn/data/synthetic.h"
+#include "ssn/data/volumes.h"
 #include "ssn/evaluation/evaluate.h"
 #include "ssn/io/image.h"
 #include "ssn/io/png.h"
 #include "ssn/predictions/predictions_folder.h"
 #include "ssn/train/checkpoint.h"
+#include "ssn/train/inference.h"
 #include "ssn/train/model_factory.h"
 #include "ssn/train/predict.h"
 #include "ssn/train/train_log.h"
@@ -391,6 +393,44 @@ TEST(Trainer, PredictedVolumesKeepTheGeometryOfTheirInput) {
       predict_options.out, evaluation::EvaluationOptions{4, true},
       evaluation::SamplingOptions{4, 0, {}});
   ASSERT_EQ(results.size(), 1u);
+
+  // test.mirror on volumes: the mean is the average over the volume's eight mirror images (the
+  // sampling mask mirrored with it), each predicted whole and mirrored back; the covariance is
+  // the volume's own.
+  config::Config mirrored = config;
+  mirrored.test.mirror = true;
+  const fs::path plain_folder = predict_options.out;
+  predict_options.out = root / "mirrored";
+  EXPECT_EQ(predict(mirrored, predict_options), 1);
+  nn::SegmentationModel model = build_model(config.model);
+  load_model_weights(predict_options.checkpoint, *model);
+  model->eval();
+  const data::Volume volume = data::load_volume(
+      data::read_case_csv(predict_options.test_csv, csv_columns(config.data)).at(0), 4, 3);
+  TilingOptions tiling;
+  tiling.tile_input = config.test.input_patch_size;
+  tiling.batch_size = config.test.batch_size;
+  at::Tensor sum;
+  for (int bits = 0; bits < 8; ++bits) {
+    std::vector<int64_t> axes;  // of the volume's spatial axes; the image has a channel axis first
+    for (int64_t a = 0; a < 3; ++a) {
+      if (bits & (1 << a)) axes.push_back(a);
+    }
+    std::vector<int64_t> image_axes;
+    for (int64_t a : axes) image_axes.push_back(a + 1);
+    const at::Tensor mean =
+        predict_image(model, volume.image.flip(image_axes), volume.mask.flip(axes), tiling)
+            .mean.flip(image_axes);
+    sum = bits == 0 ? mean.clone() : sum + mean;
+  }
+  const auto maps = predictions::read_prediction_maps(
+      predictions::read_prediction_csv(predict_options.out).at(0));
+  const auto plain =
+      predictions::read_prediction_maps(predictions::read_prediction_csv(plain_folder).at(0));
+  const double scale = plain.mean.abs().max().item<double>();
+  EXPECT_LT((maps.mean - sum / 8).abs().max().item<double>(), 1e-5 * scale);
+  EXPECT_GT((maps.mean - plain.mean).abs().max().item<double>(), 1e-3 * scale);
+  EXPECT_TRUE(maps.cov_factor.equal(plain.cov_factor));
   fs::remove_all(root);
 }
 

@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,72 @@
 #include <system_error>
 
 namespace ssn::io {
+namespace {
+
+// The temporary files being written, for the handler of SIGINT, SIGTERM and SIGHUP: fixed slots
+// that the handler reads with lock-free atomics and empties with unlink, both async-signal-safe.
+// A slot is 0 (free), 1 (being filled) or 2 (holds a path).
+constexpr int kSlots = 32;
+constexpr size_t kPathBytes = 4096;
+struct TemporarySlot {
+  std::atomic<int> state{0};
+  char path[kPathBytes];
+};
+TemporarySlot g_temporaries[kSlots];
+
+extern "C" void remove_temporaries_and_die(int signal) {
+  for (TemporarySlot& slot : g_temporaries) {
+    if (slot.state.load(std::memory_order_acquire) == 2) ::unlink(slot.path);
+  }
+  ::signal(signal, SIG_DFL);
+  ::raise(signal);
+}
+
+// Installs the handler once, for the signals whose disposition is still the default one (a
+// caller's own handler stays).
+void install_handler_once() {
+  static const bool installed = [] {
+    for (const int signal : {SIGINT, SIGTERM, SIGHUP}) {
+      struct sigaction current {};
+      if (::sigaction(signal, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) continue;
+      struct sigaction action {};
+      action.sa_handler = remove_temporaries_and_die;
+      sigemptyset(&action.sa_mask);
+      ::sigaction(signal, &action, nullptr);
+    }
+    return true;
+  }();
+  (void)installed;
+}
+
+// Registers `path` for the handler while it is being written; without a free slot (32 writes at
+// once) it is not registered, and the next ssn command in its folder removes it (remove_leftovers).
+class RegisteredTemporary {
+ public:
+  explicit RegisteredTemporary(const std::string& path) {
+    install_handler_once();
+    if (path.size() >= kPathBytes) return;
+    for (TemporarySlot& s : g_temporaries) {
+      int expected = 0;
+      if (s.state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+        std::memcpy(s.path, path.c_str(), path.size() + 1);
+        s.state.store(2, std::memory_order_release);
+        slot_ = &s;
+        return;
+      }
+    }
+  }
+  ~RegisteredTemporary() {
+    if (slot_ != nullptr) slot_->state.store(0, std::memory_order_release);
+  }
+  RegisteredTemporary(const RegisteredTemporary&) = delete;
+  RegisteredTemporary& operator=(const RegisteredTemporary&) = delete;
+
+ private:
+  TemporarySlot* slot_ = nullptr;
+};
+
+}  // namespace
 
 void write_atomically(const std::filesystem::path& path,
                       const std::function<void(const std::filesystem::path&)>& write) {
@@ -25,6 +92,8 @@ void write_atomically(const std::filesystem::path& path,
   // A prefix keeps every extension (".nii.gz" too): image writers choose the format by it.
   const fs::path temporary =
       folder / (".ssn-tmp" + std::to_string(::getpid()) + "-" + path.filename().string());
+  // Until it is renamed or removed, a SIGINT, SIGTERM or SIGHUP removes it before the process ends.
+  const RegisteredTemporary registered(temporary.string());
   try {
     write(temporary);
   } catch (...) {
