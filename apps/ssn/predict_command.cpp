@@ -31,8 +31,10 @@ void add_predict_command(CLI::App& app) {
       "Run a trained model on one split of --data-dir, or on every volume of --test-csv-path\n"
       "(whole volumes, tile by tile), and write a predictions folder (mean, cov_diag and\n"
       "cov_factor maps, the argmax, the image, annotations, prediction.csv; NIfTI volumes keep\n"
-      "the input's geometry) for ssn evaluate, ssn sample and ssn report. The checkpoint's\n"
-      "calibration.json (if fitted for this checkpoint) is copied into the folder.");
+      "the input's geometry) for ssn evaluate, ssn sample and ssn report. With the config's\n"
+      "test.mirror the mean is averaged over the image's mirror images. The checkpoint's\n"
+      "calibration.json (if fitted for this checkpoint, with the same test.mirror) is copied\n"
+      "into the folder.");
   predict->footer(
       "Examples:\n  ssn predict --config-file runs/lowrank/config.json --checkpoint "
       "runs/lowrank/checkpoint_best.pt --data-dir data/lidc_like --out runs/lowrank/predictions\n"
