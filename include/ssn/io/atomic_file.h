@@ -8,10 +8,10 @@ namespace ssn::io {
 
 /// Writes `path` through `write(temporary_path)` and renames the result into place, so that a
 /// failure or a kill never leaves a half-written file under the final name. The temporary file sits
-/// in the same folder (the rename is atomic) and is removed when `write` throws, and when the process
-/// gets SIGINT, SIGTERM or SIGHUP meanwhile (a handler, installed at the first write for those of
-/// the three that still have their default disposition, removes the files being written and ends
-/// the process by the same signal).
+/// in the same folder (the rename is atomic) and is removed when `write` throws, and when the
+/// process gets SIGINT, SIGTERM or SIGHUP meanwhile (a handler, installed at the first write for
+/// those of the three that still have their default disposition, removes the files being written
+/// and ends the process by the same signal).
 void write_atomically(const std::filesystem::path& path,
                       const std::function<void(const std::filesystem::path&)>& write);
 
