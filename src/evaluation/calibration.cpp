@@ -97,7 +97,7 @@ class CalibrationData {
           annotators[static_cast<size_t>(i)] =
               metrics::distribution_metrics(c.annotations, c.annotations, false).diversity;
           whole[static_cast<size_t>(i)] =
-              annotations.ne(0).flatten(1).to(at::kDouble).mean(1).max().item<double>() > 0.5;
+              foreground_coverage(annotations).max().item<double>() > 0.5;
           scores[static_cast<size_t>(i)] = score_case(c, settings, options_.num_samples,
                                                       options_.seed + static_cast<uint64_t>(i));
         },

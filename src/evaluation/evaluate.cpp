@@ -83,12 +83,13 @@ std::vector<SampleCase> find_sample_cases(const fs::path& dir) {
 // Seeds the draws of ged_oracle (the same in every case and run).
 constexpr uint64_t kOracleSeed = 20201207;
 
+at::Tensor foreground_coverage(const at::Tensor& maps) {
+  return maps.ne(0).flatten(1).to(at::kDouble).mean(1);
+}
+
 double whole_image_share(const at::Tensor& samples, const at::Tensor& annotations) {
-  const auto coverage = [](const at::Tensor& maps) {
-    return maps.ne(0).flatten(1).to(at::kDouble).mean(1);
-  };
-  if (coverage(annotations).max().item<double>() > 0.2) return kNaN;
-  return coverage(samples).gt(0.5).to(at::kDouble).mean().item<double>();
+  if (foreground_coverage(annotations).max().item<double>() > 0.2) return kNaN;
+  return foreground_coverage(samples).gt(0.5).to(at::kDouble).mean().item<double>();
 }
 
 MetricRow overlap_metrics(const at::Tensor& samples, const at::Tensor& annotations,

@@ -45,6 +45,10 @@ struct EvaluationOptions {
 /// Metric name -> value, in the column order of metrics.csv.
 using MetricRow = std::vector<std::pair<std::string, double>>;
 
+/// The share of each map's pixels (voxels) that are foreground (any class but 0): maps
+/// [N, *spatial] -> [N] float64.
+at::Tensor foreground_coverage(const at::Tensor& maps);
+
 /// Samples no annotator would draw (metric whole_image_samples): the share of `samples`
 /// ([N, *spatial] labels) whose foreground covers more than half the image, in a case where no
 /// annotation ([M, *spatial]) marks more than a fifth of it; NaN in the other cases.
