@@ -90,6 +90,17 @@ TEST(Config, BestCriterionIsTheValidationLossUnlessNamed) {
                         "got \"ged\""));
 }
 
+TEST(Config, TrainTargetsAreOneAnnotatorUnlessNamed) {
+  EXPECT_EQ(parse_config(minimal(), "cfg.json").data.train_targets, "one_annotator");
+  json config = minimal();
+  config["data"]["train_targets"] = "all_annotators";
+  EXPECT_EQ(parse_config(config, "cfg.json").data.train_targets, "all_annotators");
+  config["data"]["train_targets"] = "all";
+  EXPECT_THAT(error_of(config),
+              HasSubstr("cfg.json: data.train_targets must be \"one_annotator\" or "
+                        "\"all_annotators\", got \"all\""));
+}
+
 // The U-Net variants PHiSeg's network needs are read by name; bad values name the file and key.
 TEST(Config, UNetVariantsAreReadAndBadValuesNamed) {
   const Config paper = load_config(std::string(SSN_SOURCE_DIR) + "/configs/lidc_unet_rank10.json");

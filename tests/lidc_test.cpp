@@ -159,6 +159,53 @@ TEST_F(LidcFolder, PhisegAugmentationWarpsImageAndMaskTogetherHalfOfTheTime) {
   EXPECT_GT(largest_area, 1.2);
 }
 
+// data.train_targets "all_annotators": every annotator's mask, each moved with the image. The
+// image encodes both masks (20 in the background, 120 where the first marks, 220 where the
+// second, a part of the first, marks too), so each target must match its threshold of the image.
+TEST_F(LidcFolder, AllAnnotationsMoveWithTheImageUnderEitherAugmentation) {
+  at::Tensor first = at::zeros({32, 32}, at::kLong);
+  first.slice(0, 6, 24).slice(1, 8, 14).fill_(1);
+  first.slice(0, 18, 24).slice(1, 8, 26).fill_(1);
+  at::Tensor second = first.clone();
+  second.slice(0, 18, 24).slice(1, 14, 26).fill_(0);  // the vertical arm only
+  write_slice("train", first * 100 + second * 100 + 20, {first, second});
+  LidcOptions options;
+  options.crop = 32;
+  options.size = 32;
+  options.annotators = 2;
+  options.intensity = LidcOptions::Intensity::kMinusHalf;  // 20, 120, 220 -> -0.42, -0.03, 0.36
+  const LidcDataset dataset(root_, "train", options);
+  at::Generator generator = at::detail::createCPUGenerator(3);
+  for (int i = 0; i < 8; ++i) {
+    const TrainingBatch batch =
+        make_training_batch(dataset, {0, 0}, generator, LidcAugmentation::kFlipsAndTurns, true);
+    ASSERT_EQ(batch.targets.sizes(), at::IntArrayRef({2, 2, 32, 32}));
+    for (int64_t b = 0; b < 2; ++b) {
+      EXPECT_TRUE(batch.images[b][0].gt(-0.2).to(at::kLong).equal(batch.targets[b][0]));
+      EXPECT_TRUE(batch.images[b][0].gt(0.15).to(at::kLong).equal(batch.targets[b][1]));
+    }
+  }
+  // PHiSeg's warp: one transform for the image and both masks, the one a single mask would get
+  // from the same generator state.
+  const at::Tensor image = (first * 100 + second * 100 + 20).to(at::kFloat).unsqueeze(0);
+  const at::Tensor both = at::stack({first, second});
+  int warped_draws = 0;
+  for (int i = 0; i < 20; ++i) {
+    at::Generator together = at::detail::createCPUGenerator(100 + i);
+    at::Generator alone = at::detail::createCPUGenerator(100 + i);
+    const auto [warped, targets] = phiseg_augment(image, both, 2, together);
+    const auto [warped_alone, target_alone] = phiseg_augment(image, second, 2, alone);
+    ASSERT_EQ(targets.sizes(), both.sizes());
+    EXPECT_TRUE(warped.equal(warped_alone));
+    EXPECT_TRUE(targets[1].equal(target_alone));
+    if (!warped.equal(image)) ++warped_draws;
+    // Bilinear blurs the edges, where the three levels make the thresholds a pixel off.
+    EXPECT_GT(warped[0].gt(70).eq(targets[0].eq(1)).to(at::kDouble).mean().item<double>(), 0.95);
+    EXPECT_GT(warped[0].gt(170).eq(targets[1].eq(1)).to(at::kDouble).mean().item<double>(), 0.95);
+  }
+  EXPECT_GE(warped_draws, 4);
+}
+
 TEST_F(LidcFolder, MinusHalfIntensityIsPhisegs) {
   const at::Tensor image = (at::arange(256, at::kLong).reshape({16, 16}) * 3) % 256;
   write_slice("train", image, {at::zeros({16, 16}, at::kLong)});
@@ -187,7 +234,7 @@ TEST_F(LidcFolder, PrefetchedBatchesEqualBatchesMadeOneByOne) {
   at::Generator prefetched = at::detail::createCPUGenerator(5);
   {
     BatchPrefetcher prefetcher(dataset, batches, prefetched, LidcAugmentation::kFlipsAndTurns,
-                               /*depth=*/2);
+                               /*all_annotations=*/false, /*depth=*/2);
     for (const auto& indices : batches) {
       const TrainingBatch expected = make_training_batch(dataset, indices, direct);
       const TrainingBatch actual = prefetcher.next();

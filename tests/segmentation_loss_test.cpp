@@ -129,6 +129,59 @@ TEST(SsnLoss, AnalyticBackwardMatchesAutogradThroughThePlainFormula) {
   }
 }
 
+TEST(SsnLoss, SeveralAnnotationsPerExampleCostTheMeanOfTheirLossesFromTheSameSamples) {
+  // target [B, A, *spatial]: each annotation's Monte-Carlo likelihood from the same samples,
+  // averaged; gradients those of the average of the plain losses.
+  at::Generator gen = at::detail::createCPUGenerator(8);
+  const auto opts = at::TensorOptions().dtype(at::kDouble);
+  for (int64_t rank : {0, 3}) {
+    for (double weight : {0.0, 0.3}) {
+      SCOPED_TRACE("rank " + std::to_string(rank) + ", all_samples_weight " +
+                   std::to_string(weight));
+      const int64_t batch = 2, annotations = 3, classes = 2, height = 2, width = 5;
+      const int64_t events = classes * height * width, half = 5;
+      const at::Tensor loc0 = at::randn({batch, events}, gen, opts);
+      const at::Tensor factor0 = 0.5 * at::randn({batch, events, rank}, gen, opts);
+      const at::Tensor diag0 = at::rand({batch, events}, gen, opts) + 0.1;
+      const at::Tensor target =
+          at::randint(classes, {batch, annotations, height, width}, gen, opts.dtype(at::kLong));
+      const at::Tensor eps_W = at::randn({half, batch, rank}, gen, opts);
+      const at::Tensor eps_D = at::randn({half, batch, events}, gen, opts);
+
+      auto loc = loc0.clone().set_requires_grad(true);
+      auto factor = factor0.clone().set_requires_grad(true);
+      auto diag = diag0.clone().set_requires_grad(true);
+      const auto ours = ssn_loss_from_noise(
+          LowRankNormal(loc, factor, diag, {classes, height, width}), target, eps_W, eps_D, weight);
+      (2.0 * ours).backward();
+
+      auto loc_ref = loc0.clone().set_requires_grad(true);
+      auto factor_ref = factor0.clone().set_requires_grad(true);
+      auto diag_ref = diag0.clone().set_requires_grad(true);
+      at::Tensor reference = at::zeros({}, opts);
+      for (int64_t a = 0; a < annotations; ++a) {
+        reference = reference + plain_ssn_loss(loc_ref, factor_ref, diag_ref, target.select(1, a),
+                                               eps_W, eps_D, classes, weight);
+      }
+      reference = reference / static_cast<double>(annotations);
+      (2.0 * reference).backward();
+
+      EXPECT_NEAR(ours.item<double>(), reference.item<double>(), 1e-12);
+      EXPECT_TRUE(at::allclose(loc.grad(), loc_ref.grad(), 1e-10, 1e-12));
+      EXPECT_TRUE(at::allclose(diag.grad(), diag_ref.grad(), 1e-10, 1e-12));
+      if (rank > 0) {
+        EXPECT_TRUE(at::allclose(factor.grad(), factor_ref.grad(), 1e-10, 1e-12));
+      }
+      // One annotation given as [B, 1, *spatial] is the same loss as [B, *spatial].
+      const LowRankNormal dist(loc0, factor0, diag0, {classes, height, width});
+      EXPECT_NEAR(
+          ssn_loss_from_noise(dist, target.narrow(1, 1, 1), eps_W, eps_D, weight).item<double>(),
+          ssn_loss_from_noise(dist, target.select(1, 1), eps_W, eps_D, weight).item<double>(),
+          1e-12);
+    }
+  }
+}
+
 TEST(SsnLoss, WithFreshSamplesIsReproducibleForAGivenGenerator) {
   const at::Tensor loc = at::randn({2, 2 * 16}, at::kDouble);
   const LowRankNormal dist(loc, at::randn({2, 32, 2}, at::kDouble),
@@ -196,7 +249,12 @@ TEST(SsnLoss, RejectsBadInputWithClearMessages) {
   EXPECT_THAT(error_of([&] {
                 ssn_loss(dist, at::zeros({1, 5}, at::kLong), 2);
               }),
-              HasSubstr("target must have shape [B, *spatial] = [1, 4], got [1, 5]"));
+              HasSubstr("target must have shape [B, *spatial] = [1, 4] or [B, A, *spatial] (A "
+                        "annotations per example), got [1, 5]"));
+  EXPECT_THAT(error_of([&] {
+                ssn_loss(dist, at::zeros({1, 3, 5}, at::kLong), 2);
+              }),
+              HasSubstr("or [B, A, *spatial] (A annotations per example), got [1, 3, 5]"));
   EXPECT_THAT(error_of([&] {
                 ssn_loss(dist, at::full({1, 4}, 2, at::kLong), 2);
               }),
@@ -228,11 +286,22 @@ TEST(CrossEntropyLoss, UniformLogitsCostLogC) {
   EXPECT_THAT(error_of([&] {
                 loss::cross_entropy_loss(logits, at::zeros({2, 3}, at::kLong));
               }),
-              HasSubstr("target must have shape [B, *spatial] = [2, 3, 3], got [2, 3]"));
+              HasSubstr("target must have shape [B, *spatial] = [2, 3, 3] or [B, A, *spatial] (A "
+                        "annotations per example), got [2, 3]"));
   EXPECT_THAT(error_of([&] {
                 loss::cross_entropy_loss(logits, at::full({2, 3, 3}, 4, at::kLong));
               }),
               HasSubstr("target labels must lie in [0, 4), got values in [4, 4]"));
+}
+
+TEST(CrossEntropyLoss, SeveralAnnotationsPerExampleCostTheMeanOfTheirLosses) {
+  const at::Tensor logits = at::randn({2, 3, 4, 5}, at::kDouble);
+  const at::Tensor target = at::randint(3, {2, 4, 4, 5}, at::kLong);
+  double mean = 0.0;
+  for (int64_t a = 0; a < 4; ++a) {
+    mean += loss::cross_entropy_loss(logits, target.select(1, a)).item<double>() / 4.0;
+  }
+  EXPECT_NEAR(loss::cross_entropy_loss(logits, target).item<double>(), mean, 1e-12);
 }
 
 TEST(MonteCarloLogLikelihood, IsTheLogOfTheMeanLikelihood) {

@@ -73,11 +73,16 @@ fs::path hand_made_folder() {
 TEST(Trainer, TrainPredictEvaluateOnAHandMadeFolder) {
   if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
   const fs::path root = hand_made_folder();
-  for (const std::string model :
-       {R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})",
-        R"({"UNet": {"filters": [4, 8], "convs_per_level": 1}})"}) {
-    SCOPED_TRACE(model);
-    const config::Config config = tiny_config(model);
+  for (const auto& [model, targets] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})",
+            "one_annotator"},
+           {R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})",
+            "all_annotators"},
+           {R"({"UNet": {"filters": [4, 8], "convs_per_level": 1}})", "one_annotator"},
+           {R"({"UNet": {"filters": [4, 8], "convs_per_level": 1}})", "all_annotators"}}) {
+    SCOPED_TRACE(model + ", " + targets);
+    config::Config config = tiny_config(model);
+    config.data.train_targets = targets;
     TrainOptions options;
     options.data.data_dir = root;
     options.job_dir = root / "job";

@@ -174,6 +174,10 @@ void parse_data(const json& value, const std::string& origin, const ModelConfig&
     TORCH_CHECK(d.augmentation == "flips_and_turns" || d.augmentation == "phiseg", origin,
                 ": data.augmentation must be \"flips_and_turns\" or \"phiseg\", got \"",
                 d.augmentation, "\"");
+    data.read("train_targets", d.train_targets);
+    TORCH_CHECK(d.train_targets == "one_annotator" || d.train_targets == "all_annotators", origin,
+                ": data.train_targets must be \"one_annotator\" or \"all_annotators\", got \"",
+                d.train_targets, "\"");
     TORCH_CHECK(d.crop % d.size == 0, origin, ": data.crop (", d.crop,
                 ") must be a multiple of data.size (", d.size, ")");
     return;

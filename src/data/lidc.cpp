@@ -134,9 +134,14 @@ std::pair<at::Tensor, at::Tensor> phiseg_augment(const at::Tensor& image, const 
   if (at::randint(2, {1}, generator, at::kLong).item<int64_t>() != 0) return {image, target};
   const int64_t h = image.size(1), w = image.size(2);
   // Image and one-hot labels warped together; labels back by argmax (ties: the lower class).
+  // Several annotations [A, H, W] share the one transform.
+  const at::Tensor annotations = target.dim() == 2 ? target.unsqueeze(0) : target;
+  const int64_t count = annotations.size(0);
   at::Tensor maps =
-      at::cat({image.to(at::kFloat),
-               at::one_hot(target.to(at::kLong), num_classes).permute({2, 0, 1}).to(at::kFloat)});
+      at::cat({image.to(at::kFloat), at::one_hot(annotations.to(at::kLong), num_classes)
+                                         .permute({0, 3, 1, 2})
+                                         .reshape({count * num_classes, h, w})
+                                         .to(at::kFloat)});
   // 1. Rotation about (W/2, H/2) by an angle uniform in [-10, 10] degrees.
   const double angle =
       (at::rand({1}, generator, at::kDouble).item<double>() * 20.0 - 10.0) * M_PI / 180.0;
@@ -161,30 +166,39 @@ std::pair<at::Tensor, at::Tensor> phiseg_augment(const at::Tensor& image, const 
   const at::Tensor sy = source(h, py).view({h, 1}).expand({h, w});
   const at::Tensor sx = source(w, px).view({1, w}).expand({h, w});
   maps = sample_bilinear(maps, sx, sy);
+  const at::Tensor labels =
+      maps.narrow(0, 1, count * num_classes).view({count, num_classes, h, w}).argmax(1);
   return {maps.narrow(0, 0, 1).to(image.scalar_type()).contiguous(),
-          maps.narrow(0, 1, num_classes).argmax(0)};
+          target.dim() == 2 ? labels[0] : labels};
 }
 
 TrainingBatch make_training_batch(const LidcDataset& dataset, const std::vector<int64_t>& indices,
-                                  at::Generator generator, LidcAugmentation augmentation) {
+                                  at::Generator generator, LidcAugmentation augmentation,
+                                  bool all_annotations) {
   TORCH_CHECK(!indices.empty(), "make_training_batch: no indices");
   std::vector<at::Tensor> images, targets;
   for (int64_t i : indices) {
     const LidcExample& example = dataset[i];
-    const int64_t annotator =
-        at::randint(example.annotations.size(0), {1}, generator, at::kLong).item<int64_t>();
-    at::Tensor image = example.image;                    // [1, H, W]
-    at::Tensor target = example.annotations[annotator];  // [H, W]
+    at::Tensor image = example.image;  // [1, H, W]
+    at::Tensor target;                 // [H, W], or [A, H, W] with all annotations
+    if (all_annotations) {
+      target = example.annotations;
+    } else {
+      const int64_t annotator =
+          at::randint(example.annotations.size(0), {1}, generator, at::kLong).item<int64_t>();
+      target = example.annotations[annotator];
+    }
+    const int64_t y = target.dim() - 2, x = target.dim() - 1;  // the target's spatial axes
     if (augmentation == LidcAugmentation::kPhiseg) {
       std::tie(image, target) = phiseg_augment(image, target, 2, generator);
     } else if (augmentation == LidcAugmentation::kFlipsAndTurns) {
       if (at::rand({1}, generator).item<double>() < 0.5) {
         image = image.flip({2});
-        target = target.flip({1});
+        target = target.flip({x});
       }
       const int64_t turns = at::randint(4, {1}, generator, at::kLong).item<int64_t>();
       image = at::rot90(image, turns, {1, 2});
-      target = at::rot90(target, turns, {0, 1});
+      target = at::rot90(target, turns, {y, x});
     }
     images.push_back(image);
     targets.push_back(target);
@@ -205,16 +219,17 @@ struct BatchPrefetcher::State {
 
 BatchPrefetcher::BatchPrefetcher(const LidcDataset& dataset,
                                  std::vector<std::vector<int64_t>> batches, at::Generator generator,
-                                 LidcAugmentation augmentation, size_t depth)
+                                 LidcAugmentation augmentation, bool all_annotations, size_t depth)
     : state_(std::make_unique<State>()) {
   TORCH_CHECK(depth >= 1, "BatchPrefetcher: depth must be >= 1");
   state_->total = batches.size();
   State* s = state_.get();
-  s->worker =
-      std::thread([s, &dataset, batches = std::move(batches), generator, augmentation, depth] {
+  s->worker = std::thread(
+      [s, &dataset, batches = std::move(batches), generator, augmentation, all_annotations, depth] {
         try {
           for (const auto& indices : batches) {
-            TrainingBatch batch = make_training_batch(dataset, indices, generator, augmentation);
+            TrainingBatch batch =
+                make_training_batch(dataset, indices, generator, augmentation, all_annotations);
             std::unique_lock<std::mutex> lock(s->mutex);
             s->changed.wait(lock, [&] { return s->stop || s->ready.size() < depth; });
             if (s->stop) return;

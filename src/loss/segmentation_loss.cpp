@@ -21,27 +21,31 @@ int64_t chunk_size(int64_t half) {
   return std::max<int64_t>(1, (half + kChunksPerHalf - 1) / kChunksPerHalf);
 }
 
-// eta [m, B, C*S], target_index [B, 1, S] -> [m, B]: sum_s log softmax(eta)_s[y_s], without
-// materialising the full log-softmax (logsumexp and the gathered logit are C times smaller).
+// eta [m, B, C*S], target_index [B, A, S] (A annotations per example) -> [m, B, A]:
+// sum_s log softmax(eta)_s[y_as], without materialising the full log-softmax (logsumexp and the
+// gathered logits are C / A times smaller).
 at::Tensor sample_log_likelihood(const at::Tensor& eta, const at::Tensor& target_index,
                                  int64_t num_classes) {
   const int64_t m = eta.size(0);
   const int64_t batch = eta.size(1);
   const at::Tensor logits = eta.view({m, batch, num_classes, -1});
   const at::Tensor picked =
-      logits.gather(/*dim=*/2, target_index.unsqueeze(0).expand({m, -1, -1, -1})).squeeze(2);
-  return (picked - logits.logsumexp(/*dim=*/2)).sum(/*dim=*/-1);
+      logits.gather(/*dim=*/2, target_index.unsqueeze(0).expand({m, -1, -1, -1}));  // [m, B, A, S]
+  return (picked - logits.logsumexp(/*dim=*/2, /*keepdim=*/true)).sum(/*dim=*/-1);
 }
 
-// d loss / d eta for one chunk: coefficient[m, b] * (softmax(eta) - onehot(y)), [m, B, C*S].
+// d loss / d eta for one chunk: sum_a coefficient[m, b, a] * (softmax(eta) - onehot(y_a)),
+// [m, B, C*S].
 at::Tensor logit_gradient(const at::Tensor& eta, const at::Tensor& target_index,
                           const at::Tensor& coefficient, int64_t num_classes) {
   const int64_t m = eta.size(0);
   const int64_t batch = eta.size(1);
+  const int64_t annotations = target_index.size(1);
   at::Tensor grad = eta.view({m, batch, num_classes, -1}).softmax(/*dim=*/2);
-  const at::Tensor index = target_index.unsqueeze(0).expand({m, -1, -1, -1});
-  grad.scatter_add_(/*dim=*/2, index, at::full(index.sizes(), -1.0, grad.options()));
-  grad.mul_(coefficient.view({m, batch, 1, 1}));
+  const at::Tensor index = target_index.unsqueeze(0).expand({m, -1, -1, -1});  // [m, B, A, S]
+  grad.mul_(coefficient.sum(/*dim=*/2).view({m, batch, 1, 1}));
+  grad.scatter_add_(/*dim=*/2, index,
+                    coefficient.neg().view({m, batch, annotations, 1}).expand(index.sizes()));
   return grad.view({m, batch, -1});
 }
 
@@ -66,7 +70,7 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
       minus.push_back(sample_log_likelihood(delta.neg_().add_(loc), target_index, num_classes));
     }
     // First the M/2 "+" samples, then their mirrors, as the reference orders them.
-    const at::Tensor per_sample = at::cat({at::cat(plus), at::cat(minus)});  // [M, B]
+    const at::Tensor per_sample = at::cat({at::cat(plus), at::cat(minus)});  // [M, B, A]
     ctx->save_for_backward({loc, cov_factor, cov_diag});
     ctx->saved_data["eps_W"] = eps_W;
     ctx->saved_data["eps_D"] = eps_D;
@@ -74,7 +78,8 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
     ctx->saved_data["per_sample"] = per_sample;
     ctx->saved_data["num_classes"] = num_classes;
     ctx->saved_data["all_samples_weight"] = all_samples_weight;
-    at::Tensor loss = -monte_carlo_log_likelihood(per_sample).mean();
+    // The mean over examples and their annotations of each annotation's Monte-Carlo estimate.
+    at::Tensor loss = -monte_carlo_log_likelihood(per_sample.flatten(1)).mean();
     if (all_samples_weight != 0.0) loss = loss - all_samples_weight * per_sample.mean();
     return loss;
   }
@@ -92,11 +97,11 @@ struct SsnLossFunction : public torch::autograd::Function<SsnLossFunction> {
     const double all_samples_weight = ctx->saved_data["all_samples_weight"].toDouble();
 
     const int64_t half = eps_W.size(0);
-    const int64_t batch = loc.size(0);
-    // d loss / d l[m, b] = -grad * (softmax_m(l)[m, b] + all_samples_weight / M) / B.
+    const int64_t terms = per_sample.size(1) * per_sample.size(2);  // B x A
+    // d loss / d l[m, b, a] = -grad * (softmax_m(l)[m, b, a] + all_samples_weight / M) / (B A).
     const at::Tensor coefficient =
         (per_sample.softmax(/*dim=*/0) + all_samples_weight / static_cast<double>(2 * half)) *
-        (grad_outputs[0] / static_cast<double>(batch));
+        (grad_outputs[0] / static_cast<double>(terms));
     const at::Tensor plus_coefficient = coefficient.slice(0, 0, half);
     const at::Tensor minus_coefficient = coefficient.slice(0, half, 2 * half);
 
@@ -142,7 +147,8 @@ void check_label_range(const char* context, const at::Tensor& labels, int64_t nu
               num_classes, "), got values in [", low, ", ", high, "]");
 }
 
-// target [B, *spatial] -> [B, 1, S] int64 labels, checked against the distribution.
+// target [B, *spatial] (one annotation per example) or [B, A, *spatial] (A annotations each)
+// -> [B, A, S] int64 labels, checked against the distribution.
 at::Tensor target_index_for(const LowRankNormal& distribution, const at::Tensor& target) {
   const auto& event = distribution.event_shape();
   TORCH_CHECK(event.size() >= 2,
@@ -151,17 +157,25 @@ at::Tensor target_index_for(const LowRankNormal& distribution, const at::Tensor&
               distribution.event_size());
   const int64_t num_classes = event.front();
   TORCH_CHECK(num_classes >= 2, "ssn_loss: needs C >= 2 classes, got ", num_classes);
-  std::vector<int64_t> expected = {distribution.batch_size()};
-  expected.insert(expected.end(), event.begin() + 1, event.end());
-  TORCH_CHECK(target.defined() && target.sizes() == at::IntArrayRef(expected),
-              "ssn_loss: target must have shape [B, *spatial] = ", at::IntArrayRef(expected),
-              ", got ", target.defined() ? target.sizes() : at::IntArrayRef{});
+  const int64_t batch = distribution.batch_size();
+  std::vector<int64_t> one = {batch};
+  one.insert(one.end(), event.begin() + 1, event.end());
+  std::vector<int64_t> several = {batch, target.defined() && target.dim() > 1 ? target.size(1) : 0};
+  several.insert(several.end(), event.begin() + 1, event.end());
+  const bool is_one = target.defined() && target.sizes() == at::IntArrayRef(one);
+  const bool is_several =
+      target.defined() && target.sizes() == at::IntArrayRef(several) && several[1] >= 1;
+  TORCH_CHECK(is_one || is_several,
+              "ssn_loss: target must have shape [B, *spatial] = ", at::IntArrayRef(one),
+              " or [B, A, *spatial] (A annotations per example), got ",
+              target.defined() ? target.sizes() : at::IntArrayRef{});
   TORCH_CHECK(!at::isFloatingType(target.scalar_type()) && target.scalar_type() != at::kBool,
               "ssn_loss: target must hold integer class labels, got ", target.scalar_type());
   TORCH_CHECK(target.device() == distribution.loc().device(),
               "ssn_loss: target must be on the device of the distribution (",
               distribution.loc().device(), "), got ", target.device());
-  const at::Tensor labels = target.to(at::kLong).reshape({distribution.batch_size(), 1, -1});
+  const at::Tensor labels =
+      target.to(at::kLong).reshape({batch, is_one ? int64_t{1} : several[1], -1});
   check_label_range("ssn_loss", labels, num_classes);
   return labels;
 }
@@ -219,15 +233,26 @@ at::Tensor cross_entropy_loss(const at::Tensor& logits, const at::Tensor& target
   TORCH_CHECK(logits.defined() && logits.dim() >= 3,
               "cross_entropy_loss: logits must have shape [B, C, *spatial], got ",
               logits.defined() ? logits.sizes() : at::IntArrayRef{});
-  std::vector<int64_t> expected = {logits.size(0)};
-  expected.insert(expected.end(), logits.sizes().begin() + 2, logits.sizes().end());
-  TORCH_CHECK(
-      target.defined() && target.sizes() == at::IntArrayRef(expected),
-      "cross_entropy_loss: target must have shape [B, *spatial] = ", at::IntArrayRef(expected),
-      ", got ", target.defined() ? target.sizes() : at::IntArrayRef{});
+  const int64_t batch = logits.size(0);
   const int64_t num_classes = logits.size(1);
+  std::vector<int64_t> one = {batch};
+  one.insert(one.end(), logits.sizes().begin() + 2, logits.sizes().end());
+  std::vector<int64_t> several = {batch, target.defined() && target.dim() > 1 ? target.size(1) : 0};
+  several.insert(several.end(), logits.sizes().begin() + 2, logits.sizes().end());
+  const bool is_one = target.defined() && target.sizes() == at::IntArrayRef(one);
+  const bool is_several =
+      target.defined() && target.sizes() == at::IntArrayRef(several) && several[1] >= 1;
+  TORCH_CHECK(is_one || is_several,
+              "cross_entropy_loss: target must have shape [B, *spatial] = ", at::IntArrayRef(one),
+              " or [B, A, *spatial] (A annotations per example), got ",
+              target.defined() ? target.sizes() : at::IntArrayRef{});
   check_label_range("cross_entropy_loss", target, num_classes);
-  return torch::nn::functional::cross_entropy(logits, target.to(at::kLong));
+  if (is_one) return torch::nn::functional::cross_entropy(logits, target.to(at::kLong));
+  // The mean over the A annotations: each example's logits scored against each of them.
+  std::vector<int64_t> repeated = {batch, several[1]};
+  repeated.insert(repeated.end(), logits.sizes().begin() + 1, logits.sizes().end());
+  return torch::nn::functional::cross_entropy(logits.unsqueeze(1).expand(repeated).flatten(0, 1),
+                                              target.to(at::kLong).flatten(0, 1));
 }
 
 SegmentationLoss::SegmentationLoss(LossOptions options) : options_(options) {

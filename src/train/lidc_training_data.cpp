@@ -9,8 +9,9 @@ namespace {
 namespace fs = std::filesystem;
 
 // 2-D images in the LIDC crops layout: the train split in random batches (one annotator drawn per
-// example, flips and turns), assembled two ahead on a background thread; the first
-// valid.num_cases images of the val split for validation, scored against all their annotations.
+// example, or all of them with data.train_targets "all_annotators"; flips and turns), assembled two
+// ahead on a background thread; the first valid.num_cases images of the val split for validation,
+// scored against all their annotations.
 class LidcData : public TrainingData {
  public:
   LidcData(const config::Config& config, const fs::path& data_dir)
@@ -34,7 +35,7 @@ class LidcData : public TrainingData {
         : config_.data.augmentation == "phiseg" ? data::LidcAugmentation::kPhiseg
                                                 : data::LidcAugmentation::kFlipsAndTurns;
     prefetcher_ = std::make_unique<data::BatchPrefetcher>(train_, std::move(batches), generator,
-                                                          augmentation);
+                                                          augmentation, all_annotators());
     return steps;
   }
   data::TrainingBatch next() override { return prefetcher_->next(); }
@@ -52,9 +53,11 @@ class LidcData : public TrainingData {
     Validation total;
     for (int64_t i = 0; i < cases; ++i) {
       const auto& example = valid_[i];
+      // The loss against the first annotator, or against all of them as the training sees them.
+      const at::Tensor target = all_annotators() ? example.annotations : example.annotations[0];
       const Validation v =
-          score_batch(model, example.image.unsqueeze(0), example.annotations[0].unsqueeze(0),
-                      at::Tensor(), {example.annotations}, config_, loss_fn, device, generator);
+          score_batch(model, example.image.unsqueeze(0), target.unsqueeze(0), at::Tensor(),
+                      {example.annotations}, config_, loss_fn, device, generator);
       total.loss += v.loss;
       total.ged += v.ged;
     }
@@ -62,6 +65,8 @@ class LidcData : public TrainingData {
   }
 
  private:
+  bool all_annotators() const { return config_.data.train_targets == "all_annotators"; }
+
   const config::Config& config_;
   data::LidcDataset train_, valid_;
   int64_t batch_size_;

@@ -90,6 +90,10 @@ struct DataConfig {
   /// and the training "augmentation" "flips_and_turns" or "phiseg" (data::LidcAugmentation).
   std::string intensity = "standardise";
   std::string augmentation = "flips_and_turns";
+  /// LIDC layout: what an example's training target is: "one_annotator" (drawn at random each
+  /// time, as the paper trains) or "all_annotators" (the loss is the mean over every annotator's
+  /// mask of its Monte-Carlo likelihood, from the same samples; validation the same).
+  std::string train_targets = "one_annotator";
   /// csv: the CSV columns holding the input channels, the target and the sampling mask (empty:
   /// all ones), and the class names (background first).
   std::vector<std::string> channels;

@@ -78,18 +78,22 @@ class LidcDataset {
 
 struct TrainingBatch {
   at::Tensor images;   ///< [B, 1, H, W]
-  at::Tensor targets;  ///< [B, H, W] int64: one annotator's mask per example
+  at::Tensor targets;  ///< [B, H, W] int64: one annotator's mask per example ([B, A, *spatial]:
+                       ///< all A annotators' masks, LIDC with data.train_targets "all_annotators")
   at::Tensor masks;    ///< [B, *spatial] bool: the sampling mask (undefined: everywhere)
 };
 
-/// One training batch: for each index, one annotator drawn at random (as the paper trains), then
-/// the augmentation applied to image and mask alike.
+/// One training batch: for each index, one annotator drawn at random (as the paper trains) or,
+/// with all_annotations, every annotator's mask (targets [B, A, H, W]); then the augmentation
+/// applied to image and masks alike.
 TrainingBatch make_training_batch(const LidcDataset& dataset, const std::vector<int64_t>& indices,
                                   at::Generator generator,
-                                  LidcAugmentation augmentation = LidcAugmentation::kFlipsAndTurns);
+                                  LidcAugmentation augmentation = LidcAugmentation::kFlipsAndTurns,
+                                  bool all_annotations = false);
 
 /// PHiSeg's augmentation of one example (LidcAugmentation::kPhiseg): image [1, H, W] float,
-/// target [H, W] int64 with labels < num_classes -> the same shapes.
+/// target [H, W] (or [A, H, W]: several annotations, one transform) int64 with labels <
+/// num_classes -> the same shapes.
 std::pair<at::Tensor, at::Tensor> phiseg_augment(const at::Tensor& image, const at::Tensor& target,
                                                  int64_t num_classes, at::Generator& generator);
 
@@ -99,7 +103,8 @@ std::pair<at::Tensor, at::Tensor> phiseg_augment(const at::Tensor& image, const 
 class BatchPrefetcher {
  public:
   BatchPrefetcher(const LidcDataset& dataset, std::vector<std::vector<int64_t>> batches,
-                  at::Generator generator, LidcAugmentation augmentation, size_t depth = 2);
+                  at::Generator generator, LidcAugmentation augmentation,
+                  bool all_annotations = false, size_t depth = 2);
   ~BatchPrefetcher();
   BatchPrefetcher(const BatchPrefetcher&) = delete;
   BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
