@@ -25,8 +25,12 @@ at::Tensor monte_carlo_log_likelihood(const at::Tensor& sample_log_likelihood);
 /// l_mb = sum_s log softmax(eta_m)_s[y_s]. The second term (0 in the paper) makes every sample pay
 /// for its distance to the target, where the logsumexp gives samples far from it no weight.
 /// distribution's event shape must be (C, *spatial); target [B, *spatial] holds labels in [0, C).
+/// A target [B, A, *spatial] holds A annotations per example: l_mba is each one's, and the loss
+/// is the mean over b and a of logsumexp_m l_mba - log M (the same samples for all A), minus
+/// all_samples_weight times the mean of l_mba.
 /// Gradients flow to loc, cov_factor and cov_diag. The backward pass recomputes the samples in
-/// chunks instead of storing them, so the peak working memory stays near the M x B x N logits.
+/// chunks instead of storing them, so the peak working memory stays near the M x B x N logits
+/// (with A annotations, plus one chunk's gathered logits, A / C times the chunk's size).
 at::Tensor ssn_loss_from_noise(const LowRankNormal& distribution, const at::Tensor& target,
                                const at::Tensor& eps_W, const at::Tensor& eps_D,
                                double all_samples_weight = 0.0);
@@ -44,7 +48,8 @@ at::Tensor ssn_loss(const LowRankNormal& distribution, const at::Tensor& target,
                     int64_t num_mc_samples, c10::optional<at::Generator> generator = c10::nullopt,
                     double all_samples_weight = 0.0, const BatchSlice& slice = {});
 
-/// logits [B, C, *spatial], target [B, *spatial] -> mean pixel-wise softmax cross-entropy.
+/// logits [B, C, *spatial], target [B, *spatial] -> mean pixel-wise softmax cross-entropy;
+/// target [B, A, *spatial] (A annotations per example) -> its mean over the A annotations.
 at::Tensor cross_entropy_loss(const at::Tensor& logits, const at::Tensor& target);
 
 enum class LossKind {
@@ -66,7 +71,7 @@ class SegmentationLoss {
   explicit SegmentationLoss(LossOptions options);
 
   /// mean_logits [B, C, *spatial]; distribution over the same logits (required for the SSN loss,
-  /// ignored by cross-entropy); target [B, *spatial] -> scalar loss.
+  /// ignored by cross-entropy); target [B, *spatial] or [B, A, *spatial] -> scalar loss.
   /// With a slice, the batch is rows of a larger one (ssn_loss).
   at::Tensor operator()(const at::Tensor& mean_logits, const LowRankNormal* distribution,
                         const at::Tensor& target,
