@@ -38,9 +38,11 @@ TEST(Config, ShippedSmallConfigsParseAndDifferOnlyInTheModelKind) {
     EXPECT_EQ(c.training.batch_size, 12) << kind;
     EXPECT_EQ(c.model.filters, std::vector<int64_t>({16, 32, 64, 64})) << kind;
     EXPECT_TRUE(c.test.mirror) << kind;
+    EXPECT_EQ(c.data.train_targets, "all_annotators") << kind;
   }
-  EXPECT_TRUE(
-      load_config(std::string(SSN_SOURCE_DIR) + "/configs/lidc_cpu_lowrank.json").test.mirror);
+  const Config cpu = load_config(std::string(SSN_SOURCE_DIR) + "/configs/lidc_cpu_lowrank.json");
+  EXPECT_TRUE(cpu.test.mirror);
+  EXPECT_EQ(cpu.data.train_targets, "all_annotators");
   EXPECT_EQ(
       load_config(std::string(SSN_SOURCE_DIR) + "/configs/lidc_small_diagonal.json").model.kind,
       nn::ModelKind::kDiagonal);
@@ -49,6 +51,7 @@ TEST(Config, ShippedSmallConfigsParseAndDifferOnlyInTheModelKind) {
   EXPECT_EQ(paper.loss.num_mc_samples, 20);
   EXPECT_EQ(paper.model.filters, std::vector<int64_t>({32, 64, 128, 192, 192, 192, 192}));
   EXPECT_FALSE(paper.test.mirror);  // the paper's set-up has no test-time mirroring
+  EXPECT_EQ(paper.data.train_targets, "one_annotator");  // nor all annotators in each step
 }
 
 // `ssn demo` builds its low-rank config in code: it is configs/lidc_small_lowrank.json, key for

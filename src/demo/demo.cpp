@@ -117,7 +117,13 @@ nlohmann::json demo_config(bool low_rank, const DemoOptions& options) {
     model["factor_bias"] = false;  // no spatially constant covariance direction (issue 13)
   }
   return {{"model", {{low_rank ? "StochasticUNet" : "UNet", model}}},
-          {"data", {{"dataset", "lidc"}, {"crop", 128}, {"size", options.size}, {"annotators", 4}}},
+          // every annotator's mask in each step's loss (docs/results.md, issue 13)
+          {"data",
+           {{"dataset", "lidc"},
+            {"crop", 128},
+            {"size", options.size},
+            {"annotators", 4},
+            {"train_targets", "all_annotators"}}},
           {"training",
            {{"batch_size", 12},
             {"num_epochs", epochs},
