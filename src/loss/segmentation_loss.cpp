@@ -43,9 +43,16 @@ at::Tensor logit_gradient(const at::Tensor& eta, const at::Tensor& target_index,
   const int64_t annotations = target_index.size(1);
   at::Tensor grad = eta.view({m, batch, num_classes, -1}).softmax(/*dim=*/2);
   const at::Tensor index = target_index.unsqueeze(0).expand({m, -1, -1, -1});  // [m, B, A, S]
-  grad.mul_(coefficient.sum(/*dim=*/2).view({m, batch, 1, 1}));
-  grad.scatter_add_(/*dim=*/2, index,
-                    coefficient.neg().view({m, batch, annotations, 1}).expand(index.sizes()));
+  if (annotations == 1) {
+    // (softmax - onehot) * coefficient: the paper's case, in the order of operations (and so
+    // with the rounding) it had before several annotations were possible.
+    grad.scatter_add_(/*dim=*/2, index, at::full(index.sizes(), -1.0, grad.options()));
+    grad.mul_(coefficient.view({m, batch, 1, 1}));
+  } else {
+    grad.mul_(coefficient.sum(/*dim=*/2).view({m, batch, 1, 1}));
+    grad.scatter_add_(/*dim=*/2, index,
+                      coefficient.neg().view({m, batch, annotations, 1}).expand(index.sizes()));
+  }
   return grad.view({m, batch, -1});
 }
 

@@ -47,8 +47,14 @@ nlohmann::json benchmark_train(const config::Config& config, const std::string& 
   std::vector<int64_t> target_shape = {batch};
   target_shape.insert(target_shape.end(), output.begin(), output.end());
   const at::Tensor images = at::randn(image_shape, generator).to(device);
+  // Every annotator's mask per example where the config trains on them all.
+  std::vector<int64_t> label_shape = target_shape;
+  if (config.data.dataset == config::Dataset::kLidc &&
+      config.data.train_targets == "all_annotators") {
+    label_shape.insert(label_shape.begin() + 1, config.data.annotators);
+  }
   const at::Tensor targets =
-      at::randint(config.model.num_classes, target_shape, generator, at::kLong).to(device);
+      at::randint(config.model.num_classes, label_shape, generator, at::kLong).to(device);
   const at::Tensor masks = config.data.dataset == config::Dataset::kLidc
                                ? at::Tensor()
                                : at::ones(target_shape, at::kBool).to(device);
