@@ -154,6 +154,24 @@ void check_label_range(const char* context, const at::Tensor& labels, int64_t nu
               num_classes, "), got values in [", low, ", ", high, "]");
 }
 
+// How many annotations per example a target holds: [B, *spatial] -> 0 (one, no axis for it),
+// [B, A, *spatial] -> A >= 1. Any other shape is refused, naming `context`.
+int64_t annotations_in(const char* context, const at::Tensor& target, int64_t batch,
+                       at::IntArrayRef spatial) {
+  std::vector<int64_t> one = {batch};
+  one.insert(one.end(), spatial.begin(), spatial.end());
+  std::vector<int64_t> several = {batch, target.defined() && target.dim() > 1 ? target.size(1) : 0};
+  several.insert(several.end(), spatial.begin(), spatial.end());
+  const bool is_one = target.defined() && target.sizes() == at::IntArrayRef(one);
+  const bool is_several =
+      target.defined() && target.sizes() == at::IntArrayRef(several) && several[1] >= 1;
+  TORCH_CHECK(is_one || is_several, context,
+              ": target must have shape [B, *spatial] = ", at::IntArrayRef(one),
+              " or [B, A, *spatial] (A annotations per example), got ",
+              target.defined() ? target.sizes() : at::IntArrayRef{});
+  return is_one ? 0 : several[1];
+}
+
 // target [B, *spatial] (one annotation per example) or [B, A, *spatial] (A annotations each)
 // -> [B, A, S] int64 labels, checked against the distribution.
 at::Tensor target_index_for(const LowRankNormal& distribution, const at::Tensor& target) {
@@ -165,24 +183,15 @@ at::Tensor target_index_for(const LowRankNormal& distribution, const at::Tensor&
   const int64_t num_classes = event.front();
   TORCH_CHECK(num_classes >= 2, "ssn_loss: needs C >= 2 classes, got ", num_classes);
   const int64_t batch = distribution.batch_size();
-  std::vector<int64_t> one = {batch};
-  one.insert(one.end(), event.begin() + 1, event.end());
-  std::vector<int64_t> several = {batch, target.defined() && target.dim() > 1 ? target.size(1) : 0};
-  several.insert(several.end(), event.begin() + 1, event.end());
-  const bool is_one = target.defined() && target.sizes() == at::IntArrayRef(one);
-  const bool is_several =
-      target.defined() && target.sizes() == at::IntArrayRef(several) && several[1] >= 1;
-  TORCH_CHECK(is_one || is_several,
-              "ssn_loss: target must have shape [B, *spatial] = ", at::IntArrayRef(one),
-              " or [B, A, *spatial] (A annotations per example), got ",
-              target.defined() ? target.sizes() : at::IntArrayRef{});
+  const int64_t annotations =
+      annotations_in("ssn_loss", target, batch, at::IntArrayRef(event).slice(1));
   TORCH_CHECK(!at::isFloatingType(target.scalar_type()) && target.scalar_type() != at::kBool,
               "ssn_loss: target must hold integer class labels, got ", target.scalar_type());
   TORCH_CHECK(target.device() == distribution.loc().device(),
               "ssn_loss: target must be on the device of the distribution (",
               distribution.loc().device(), "), got ", target.device());
   const at::Tensor labels =
-      target.to(at::kLong).reshape({batch, is_one ? int64_t{1} : several[1], -1});
+      target.to(at::kLong).reshape({batch, std::max<int64_t>(annotations, 1), -1});
   check_label_range("ssn_loss", labels, num_classes);
   return labels;
 }
@@ -242,21 +251,12 @@ at::Tensor cross_entropy_loss(const at::Tensor& logits, const at::Tensor& target
               logits.defined() ? logits.sizes() : at::IntArrayRef{});
   const int64_t batch = logits.size(0);
   const int64_t num_classes = logits.size(1);
-  std::vector<int64_t> one = {batch};
-  one.insert(one.end(), logits.sizes().begin() + 2, logits.sizes().end());
-  std::vector<int64_t> several = {batch, target.defined() && target.dim() > 1 ? target.size(1) : 0};
-  several.insert(several.end(), logits.sizes().begin() + 2, logits.sizes().end());
-  const bool is_one = target.defined() && target.sizes() == at::IntArrayRef(one);
-  const bool is_several =
-      target.defined() && target.sizes() == at::IntArrayRef(several) && several[1] >= 1;
-  TORCH_CHECK(is_one || is_several,
-              "cross_entropy_loss: target must have shape [B, *spatial] = ", at::IntArrayRef(one),
-              " or [B, A, *spatial] (A annotations per example), got ",
-              target.defined() ? target.sizes() : at::IntArrayRef{});
+  const int64_t annotations =
+      annotations_in("cross_entropy_loss", target, batch, logits.sizes().slice(2));
   check_label_range("cross_entropy_loss", target, num_classes);
-  if (is_one) return torch::nn::functional::cross_entropy(logits, target.to(at::kLong));
+  if (annotations == 0) return torch::nn::functional::cross_entropy(logits, target.to(at::kLong));
   // The mean over the A annotations: each example's logits scored against each of them.
-  std::vector<int64_t> repeated = {batch, several[1]};
+  std::vector<int64_t> repeated = {batch, annotations};
   repeated.insert(repeated.end(), logits.sizes().begin() + 1, logits.sizes().end());
   return torch::nn::functional::cross_entropy(logits.unsqueeze(1).expand(repeated).flatten(0, 1),
                                               target.to(at::kLong).flatten(0, 1));
