@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,7 @@ fs::path hand_made_folder() {
 TEST(Trainer, TrainPredictEvaluateOnAHandMadeFolder) {
   if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
   const fs::path root = hand_made_folder();
+  std::map<std::string, double> one_annotator_loss;  // model -> its first epoch's validation loss
   for (const auto& [model, targets] : std::vector<std::pair<std::string, std::string>>{
            {R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})",
             "one_annotator"},
@@ -93,6 +95,13 @@ TEST(Trainer, TrainPredictEvaluateOnAHandMadeFolder) {
     EXPECT_TRUE(std::isfinite(log[1].val_ged));
     EXPECT_TRUE(fs::exists(options.job_dir / "checkpoint_best.pt"));
     EXPECT_TRUE(fs::exists(options.job_dir / "train_log.csv"));
+    // The two annotators disagree by a row: training on both (and validating against both)
+    // gives another loss than one annotator, from the same seed.
+    if (targets == "one_annotator") {
+      one_annotator_loss[model] = log[0].val_loss;
+    } else {
+      EXPECT_GT(std::abs(log[0].val_loss - one_annotator_loss.at(model)), 1e-6);
+    }
 
     PredictOptions predict_options;
     predict_options.data_dir = root;
