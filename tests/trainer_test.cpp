@@ -1,5 +1,6 @@
 #include "ssn/train/trainer.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
@@ -23,6 +24,7 @@
 #include "ssn/train/model_factory.h"
 #include "ssn/train/predict.h"
 #include "ssn/train/train_log.h"
+#include "ssn/train/training_data.h"
 
 namespace ssn::train {
 namespace {
@@ -113,6 +115,67 @@ TEST(Trainer, TrainPredictEvaluateOnAHandMadeFolder) {
         predict_options.out, evaluation::EvaluationOptions{}, evaluation::SamplingOptions{});
     ASSERT_EQ(results.size(), 1u);
     EXPECT_EQ(results[0].id, "patient0_slice7");
+  }
+  fs::remove_all(root);
+}
+
+// The validation pass puts several images through the network at once; each image's loss and
+// samples still draw their noise in turn, so the figures are those of scoring each image alone,
+// as the validation did before (across a partial last chunk of the 18 cases).
+TEST(LidcValidation, ScoresEveryCaseAsABatchOfOneWould) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root =
+      fs::temp_directory_path() / ("ssn_valid_lidc_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  constexpr int kCases = 18;
+  for (const std::string split : {"train", "val"}) {
+    for (int p = 0; p < kCases; ++p) {
+      const std::string patient = "patient" + std::to_string(100 + p);
+      fs::create_directories(root / split / "images" / patient);
+      fs::create_directories(root / split / "gt" / patient);
+      at::Tensor image = at::full({16, 16}, 30 + 5 * p, at::kLong);
+      image.slice(0, p % 6, 6 + p % 6).slice(1, p % 5, 7 + p % 7).fill_(220 - 4 * p);
+      io::write_label_image(root / split / "images" / patient / "s.png", image);
+      for (int a = 1; a <= 2; ++a) {
+        at::Tensor mask = at::zeros({16, 16}, at::kLong);
+        mask.slice(0, p % 6, 6 + p % 6 + a % 2).slice(1, p % 5, 7 + p % 7).fill_(255);
+        io::write_label_image(root / split / "gt" / patient / ("s_l" + std::to_string(a) + ".png"),
+                              mask);
+      }
+    }
+  }
+  for (const std::string targets : {"one_annotator", "all_annotators"}) {
+    SCOPED_TRACE(targets);
+    config::Config config =
+        tiny_config(R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})");
+    config.data.train_targets = targets;
+    config.valid.num_cases = kCases;
+    config.valid.num_samples = 4;
+    torch::manual_seed(3);
+    nn::SegmentationModel model = build_model(config.model);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const loss::SegmentationLoss loss_fn = build_loss(config.loss);
+    const auto data = make_lidc_training_data(config, root);
+    const Validation chunked = data->validate(model, loss_fn, torch::kCPU);
+
+    const data::LidcDataset valid(root, "val", lidc_options(config.data));
+    ASSERT_EQ(valid.size(), kCases);
+    at::Generator generator = at::detail::createCPUGenerator(12345);
+    Validation alone;
+    for (int64_t i = 0; i < kCases; ++i) {
+      const auto& example = valid[i];
+      const at::Tensor target =
+          targets == "all_annotators" ? example.annotations : example.annotations[0];
+      const Validation v =
+          score_batch(model, example.image.unsqueeze(0), target.unsqueeze(0), at::Tensor(),
+                      {example.annotations}, config, loss_fn, torch::kCPU, generator);
+      alone.loss += v.loss / kCases;
+      alone.ged += v.ged / kCases;
+    }
+    EXPECT_NEAR(chunked.loss, alone.loss, 1e-5 * std::abs(alone.loss));
+    EXPECT_NEAR(chunked.ged, alone.ged, 1e-9);
+    EXPECT_GT(alone.ged, 0.0);
   }
   fs::remove_all(root);
 }

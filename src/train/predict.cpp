@@ -90,7 +90,7 @@ void predict_volumes(const config::Config& config, const PredictOptions& options
   }
 }
 
-// The LIDC crops layout: one forward pass per image.
+// The LIDC crops layout: test.batch_size images per forward pass (and per mirrored pass).
 void predict_images(const config::Config& config, const PredictOptions& options,
                     nn::SegmentationModel& model, torch::Device device,
                     predictions::PredictionsWriter& writer, int64_t rank, int64_t world) {
@@ -98,28 +98,37 @@ void predict_images(const config::Config& config, const PredictOptions& options,
   torch::NoGradGuard no_grad;
   const int64_t cases =
       options.max_cases > 0 ? std::min(options.max_cases, dataset.size()) : dataset.size();
-  for (int64_t i = 0; i < cases; ++i) {
-    if (i % world != rank) continue;  // another rank's case
-    const data::LidcExample& example = dataset[i];
-    const at::Tensor input = example.image.unsqueeze(0).to(device);  // [1, channels, H, W]
+  std::vector<int64_t> mine;  // this rank's cases, in order
+  for (int64_t i = rank; i < cases; i += world) mine.push_back(i);
+  const size_t chunk = static_cast<size_t>(config.test.batch_size);
+  for (size_t first = 0; first < mine.size(); first += chunk) {
+    const size_t count = std::min(chunk, mine.size() - first);
+    std::vector<at::Tensor> images;
+    for (size_t k = first; k < first + count; ++k) images.push_back(dataset[mine[k]].image);
+    const at::Tensor input = at::stack(images).to(device);  // [B, channels, H, W]
     const nn::ModelOutput out = model->forward(input);
-    predictions::CasePrediction p;
-    p.id = example.id;
-    p.mean = out.mean_logits[0].cpu();  // [C, H, W]
+    at::Tensor mean = out.mean_logits.cpu();  // [B, C, H, W]
     if (config.test.mirror) {
-      p.mean = mirrored_mean(p.mean, {1, 2}, [&](const std::vector<int64_t>& flip) {
-        std::vector<int64_t> batched;  // the same axes of the batched input
-        for (int64_t axis : flip) batched.push_back(axis + 1);
-        return model->forward(input.flip(batched)).mean_logits[0].cpu();
+      mean = mirrored_mean(mean, {2, 3}, [&](const std::vector<int64_t>& flip) {
+        return model->forward(input.flip(flip)).mean_logits.cpu();
       });
     }
-    if (out.stochastic) {
-      p.cov_diag = out.stochastic->cov_diag[0].cpu();
-      p.cov_factor = out.stochastic->cov_factor[0].cpu();
+    const at::Tensor cov_diag = out.stochastic ? out.stochastic->cov_diag.cpu() : at::Tensor();
+    const at::Tensor cov_factor = out.stochastic ? out.stochastic->cov_factor.cpu() : at::Tensor();
+    for (size_t b = 0; b < count; ++b) {
+      const data::LidcExample& example = dataset[mine[first + b]];
+      const int64_t index = static_cast<int64_t>(b);
+      predictions::CasePrediction p;
+      p.id = example.id;
+      p.mean = mean[index];  // [C, H, W]
+      if (out.stochastic) {
+        p.cov_diag = cov_diag[index];
+        p.cov_factor = cov_factor[index];
+      }
+      p.image = example.image[0];
+      p.annotations = example.annotations;
+      writer.write_case(p);
     }
-    p.image = example.image[0];
-    p.annotations = example.annotations;
-    writer.write_case(p);
   }
 }
 

@@ -24,17 +24,13 @@ std::unique_ptr<TrainingData> make_training_data(const config::Config& config,
   return make_lidc_training_data(config, paths.data_dir);
 }
 
-Validation score_batch(nn::SegmentationModel& model, const at::Tensor& images,
-                       const at::Tensor& targets, const at::Tensor& masks,
-                       const std::vector<at::Tensor>& annotations, const config::Config& config,
-                       const loss::SegmentationLoss& loss_fn, torch::Device device,
-                       at::Generator& generator) {
-  const nn::ModelOutput out =
-      model->forward(images.to(device), masks.defined() ? masks.to(device) : masks);
+Validation score_output(const nn::ModelOutput& out, const at::Tensor& targets,
+                        const std::vector<at::Tensor>& annotations, const config::Config& config,
+                        const loss::SegmentationLoss& loss_fn, at::Generator& generator) {
   Validation result;
   const LowRankNormal* distribution = out.stochastic ? &out.stochastic->distribution : nullptr;
   at::Tensor samples;  // [B, N, *spatial]
-  const int64_t batch = images.size(0);
+  const int64_t batch = out.mean_logits.size(0);
   if (distribution != nullptr) {
     const LowRankNormal on_cpu(distribution->loc().cpu(), distribution->cov_factor().cpu(),
                                distribution->cov_diag().cpu(), distribution->event_shape());
@@ -52,6 +48,31 @@ Validation score_batch(nn::SegmentationModel& model, const at::Tensor& images,
         metrics::distribution_metrics(samples[b], annotations[b], config.model.num_classes).ged;
   }
   return result;
+}
+
+nn::ModelOutput example_output(const nn::ModelOutput& out, int64_t b) {
+  nn::ModelOutput one;
+  one.mean_logits = out.mean_logits.narrow(0, b, 1);
+  if (out.stochastic) {
+    const nn::HeadOutput& head = *out.stochastic;
+    const LowRankNormal& d = head.distribution;
+    one.stochastic =
+        nn::HeadOutput{LowRankNormal(d.loc().narrow(0, b, 1), d.cov_factor().narrow(0, b, 1),
+                                     d.cov_diag().narrow(0, b, 1), d.event_shape()),
+                       head.mean_logits.narrow(0, b, 1), head.cov_diag.narrow(0, b, 1),
+                       head.cov_factor.narrow(0, b, 1)};
+  }
+  return one;
+}
+
+Validation score_batch(nn::SegmentationModel& model, const at::Tensor& images,
+                       const at::Tensor& targets, const at::Tensor& masks,
+                       const std::vector<at::Tensor>& annotations, const config::Config& config,
+                       const loss::SegmentationLoss& loss_fn, torch::Device device,
+                       at::Generator& generator) {
+  const nn::ModelOutput out =
+      model->forward(images.to(device), masks.defined() ? masks.to(device) : masks);
+  return score_output(out, targets, annotations, config, loss_fn, generator);
 }
 
 }  // namespace ssn::train

@@ -67,6 +67,15 @@ std::unique_ptr<TrainingData> make_volume_training_data(const config::Config& co
                                                         const std::filesystem::path& valid_csv,
                                                         const nn::BackboneImpl& backbone);
 
+/// The validation score of a model's output for a batch (as score_batch, without the forward
+/// pass).
+Validation score_output(const nn::ModelOutput& out, const at::Tensor& targets,
+                        const std::vector<at::Tensor>& annotations, const config::Config& config,
+                        const loss::SegmentationLoss& loss_fn, at::Generator& generator);
+
+/// Example b of a batch's output, as the output of a batch of one.
+nn::ModelOutput example_output(const nn::ModelOutput& out, int64_t b);
+
 /// The validation score of one batch, summed over it: the loss of images [B, I, *spatial]
 /// against targets [B, *spatial] (mask [B, *spatial] or undefined), and the GED of
 /// config.valid.num_samples samples against annotations[b] [M, *spatial]. Sampling and scoring
