@@ -19,7 +19,7 @@ struct DemoOptions {
   /// Synthetic images in all (80 % train, 10 % val, 10 % test).
   int64_t cases = 1000;
   /// Training epochs of each model.
-  int64_t epochs = 12;
+  int64_t epochs = 24;
   /// Side of the model's input in pixels (the synthetic images are 180 x 180, centre-cropped to
   /// 128 and averaged down to this).
   int64_t size = 64;
