@@ -19,7 +19,7 @@ void add_demo_command(CLI::App& app) {
       "demo",
       "The main job on built-in synthetic data, on the CPU: write a lidc-like data set, train a\n"
       "small low-rank SSN and a small deterministic U-Net, predict and evaluate the test split,\n"
-      "and write report.html. About 4 minutes on 2 cores with the defaults.");
+      "and write report.html. About 6.5 minutes on 2 cores with the defaults.");
   command->footer("Example:\n  ssn demo --out out/demo");
   command->add_option("--out", *out, "Output folder")->capture_default_str();
   command->add_option("--cases", options->cases, "Synthetic images (80/10/10 % train/val/test)")
