@@ -119,17 +119,15 @@ TEST(Trainer, TrainPredictEvaluateOnAHandMadeFolder) {
   fs::remove_all(root);
 }
 
-// The validation pass puts several images through the network at once; each image's loss and
-// samples still draw their noise in turn, so the figures are those of scoring each image alone,
-// as the validation did before (across a partial last chunk of the 18 cases).
-TEST(LidcValidation, ScoresEveryCaseAsABatchOfOneWould) {
-  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
-  const fs::path root =
-      fs::temp_directory_path() / ("ssn_valid_lidc_" + std::to_string(::getpid()));
+// A folder in the LIDC crops layout with kSeveralCases different images in train and val (a
+// square of another place, size and brightness each), two annotators a row apart: more cases
+// than one batch of the validation and prediction passes.
+constexpr int kSeveralCases = 18;
+fs::path several_cases_folder(const std::string& name) {
+  const fs::path root = fs::temp_directory_path() / (name + "_" + std::to_string(::getpid()));
   fs::remove_all(root);
-  constexpr int kCases = 18;
   for (const std::string split : {"train", "val"}) {
-    for (int p = 0; p < kCases; ++p) {
+    for (int p = 0; p < kSeveralCases; ++p) {
       const std::string patient = "patient" + std::to_string(100 + p);
       fs::create_directories(root / split / "images" / patient);
       fs::create_directories(root / split / "gt" / patient);
@@ -144,6 +142,16 @@ TEST(LidcValidation, ScoresEveryCaseAsABatchOfOneWould) {
       }
     }
   }
+  return root;
+}
+
+// The validation pass puts several images through the network at once; each image's loss and
+// samples still draw their noise in turn, so the figures are those of scoring each image alone,
+// as the validation did before (chunks of 4 over the 18 cases, the last one partial).
+TEST(LidcValidation, ScoresEveryCaseAsABatchOfOneWould) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root = several_cases_folder("ssn_valid_lidc");
+  constexpr int kCases = kSeveralCases;
   for (const std::string targets : {"one_annotator", "all_annotators"}) {
     SCOPED_TRACE(targets);
     config::Config config =
@@ -151,6 +159,7 @@ TEST(LidcValidation, ScoresEveryCaseAsABatchOfOneWould) {
     config.data.train_targets = targets;
     config.valid.num_cases = kCases;
     config.valid.num_samples = 4;
+    config.valid.batch_size = 4;
     torch::manual_seed(3);
     nn::SegmentationModel model = build_model(config.model);
     model->eval();
@@ -177,6 +186,53 @@ TEST(LidcValidation, ScoresEveryCaseAsABatchOfOneWould) {
     EXPECT_NEAR(chunked.ged, alone.ged, 1e-9);
     EXPECT_GT(alone.ged, 0.0);
   }
+  fs::remove_all(root);
+}
+
+// ssn predict puts test.batch_size images through the network at once (the mirrored passes
+// too): every case gets the maps of its own image, as when it is predicted alone.
+TEST(Trainer, BatchedPredictionGivesEveryCaseItsOwnMaps) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root = several_cases_folder("ssn_batched_predict");
+  config::Config config =
+      tiny_config(R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})");
+  TrainOptions options;
+  options.data.data_dir = root;
+  options.job_dir = root / "job";
+  train(config, options);
+  const auto predict_with = [&](int64_t batch_size, const std::string& name) {
+    config.test.batch_size = batch_size;
+    config.test.mirror = true;
+    PredictOptions predict_options;
+    predict_options.data_dir = root;
+    predict_options.split = "val";
+    predict_options.checkpoint = options.job_dir / "checkpoint_best.pt";
+    predict_options.out = root / name;
+    EXPECT_EQ(predict(config, predict_options), kSeveralCases);
+    return predictions::read_prediction_csv(predict_options.out);
+  };
+  const auto alone = predict_with(1, "alone");
+  const auto batched = predict_with(4, "batched");  // chunks of 4, the last one of 2
+  ASSERT_EQ(alone.size(), batched.size());
+  double smallest_gap = 1e9;  // between two cases' means: a mixed-up case would show
+  at::Tensor previous;
+  for (size_t i = 0; i < alone.size(); ++i) {
+    SCOPED_TRACE(alone[i].id);
+    EXPECT_EQ(batched[i].id, alone[i].id);
+    const auto a = predictions::read_prediction_maps(alone[i]);
+    const auto b = predictions::read_prediction_maps(batched[i]);
+    const double scale = a.mean.abs().max().item<double>();
+    EXPECT_LT((a.mean - b.mean).abs().max().item<double>(), 1e-5 * scale);
+    EXPECT_LT((a.cov_factor - b.cov_factor).abs().max().item<double>(),
+              1e-5 * a.cov_factor.abs().max().item<double>());
+    EXPECT_LT((a.cov_diag - b.cov_diag).abs().max().item<double>(),
+              1e-5 * a.cov_diag.abs().max().item<double>());
+    if (previous.defined()) {
+      smallest_gap = std::min(smallest_gap, (a.mean - previous).abs().max().item<double>() / scale);
+    }
+    previous = a.mean;
+  }
+  EXPECT_GT(smallest_gap, 1e-3);
   fs::remove_all(root);
 }
 
