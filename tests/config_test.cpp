@@ -125,7 +125,10 @@ TEST(Config, UNetVariantsAreReadAndBadValuesNamed) {
            {"decoder_widths", "wide", "model.StochasticUNet.decoder_widths: decoder_widths must"},
            {"recombination", json::array({32, 0}), "recombination: widths must be >= 1"},
            {"batch_norm_momentum", 1.5, "batch_norm_momentum must be in [0, 1]"},
-           {"init", "xavier", "init must be \"default\" or \"he_normal\""}}) {
+           {"init", "xavier", "init must be \"default\" or \"he_normal\""},
+           {"mean_bias_init", "prior",
+            "model.StochasticUNet.mean_bias_init must be \"default\" or \"class_frequencies\", "
+            "got \"prior\""}}) {
     json c = minimal();
     c["model"]["StochasticUNet"][key] = value;
     EXPECT_THAT(error_of(c), HasSubstr(message)) << key;
@@ -277,6 +280,10 @@ TEST(Config, CsvDataSectionIsChecked) {
   EXPECT_THAT(error_of(c), HasSubstr("unknown training.sampler \"UniformSampler\""));
   c.erase("training");
   EXPECT_EQ(error_of(c), "<no error>");
+  // The class shares are counted over LIDC annotations; volume training samples patches.
+  c["model"]["DeepMedic"]["mean_bias_init"] = "class_frequencies";
+  EXPECT_THAT(error_of(c), HasSubstr("cfg.json: model.DeepMedic.mean_bias_init "
+                                     "\"class_frequencies\" needs the LIDC layout"));
 }
 
 }  // namespace

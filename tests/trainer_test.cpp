@@ -318,6 +318,63 @@ TEST(Trainer, RefusesToOverwriteARunAndNeedsOneToResume) {
   fs::remove_all(root);
 }
 
+// model.mean_bias_init "class_frequencies": the run starts with the (mean) logits' bias at the log
+// of each class's share of the training annotations. The hand-made folder's train split has four
+// images whose two masks cover 36 and 42 of 256 pixels: a foreground share of 39 / 256. With a
+// learning rate of 1e-7 one epoch leaves the bias where it started, so checkpoint_last.pt shows it.
+TEST(Trainer, MeanBiasStartsAtTheClassSharesOfTheTrainingAnnotations) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root = hand_made_folder();
+  for (const std::string model :
+       {R"({"StochasticUNet": {"rank": 1, "filters": [2], "convs_per_level": 1,
+                               "mean_bias_init": "class_frequencies"}})",
+        R"({"UNet": {"filters": [2], "convs_per_level": 1,
+                     "mean_bias_init": "class_frequencies"}})"}) {
+    SCOPED_TRACE(model);
+    config::Config config = tiny_config(model);
+    ASSERT_TRUE(config.model.mean_bias_from_class_frequencies);
+    config.training.num_epochs = 1;
+    config.optimizer.lr = 1e-7;
+    TrainOptions options;
+    options.data.data_dir = root;
+    options.job_dir = root / "job_bias";
+    fs::remove_all(options.job_dir);
+    std::vector<std::string> info;
+    options.on_info = [&info](const std::string& line) { info.push_back(line); };
+    train(config, options);
+    ASSERT_EQ(info.size(), 1u);
+    EXPECT_THAT(info[0], ::testing::HasSubstr("training annotations 0.8477 0.1523; mean bias "
+                                              "-0.1653 -1.882"));
+    nn::SegmentationModel trained = build_model(config.model);
+    load_model_weights(options.job_dir / "checkpoint_last.pt", *trained);
+    const at::Tensor bias = trained->mean_bias();
+    EXPECT_NEAR(bias[0].item<double>(), std::log(217.0 / 256), 1e-4);
+    EXPECT_NEAR(bias[1].item<double>(), std::log(39.0 / 256), 1e-4);
+    // Without the key the bias is the layer's own draw, nowhere near.
+    config.model.mean_bias_from_class_frequencies = false;
+    fs::remove_all(options.job_dir);
+    info.clear();
+    train(config, options);
+    EXPECT_TRUE(info.empty());
+    load_model_weights(options.job_dir / "checkpoint_last.pt", *trained);
+    EXPECT_GT(std::abs(trained->mean_bias()[1].item<double>() - std::log(39.0 / 256)), 0.5);
+  }
+  fs::remove_all(root);
+}
+
+// init_mean_bias: softmax of the bias is the shares; a class that never occurs gets log(1e-6);
+// the shares must be one per class, each in [0, 1].
+TEST(Trainer, InitMeanBiasChecksItsShares) {
+  const config::Config config =
+      tiny_config(R"({"StochasticUNet": {"rank": 1, "filters": [2], "convs_per_level": 1}})");
+  nn::SegmentationModel model = build_model(config.model);
+  const std::vector<double> bias = init_mean_bias(*model, {1.0, 0.0});
+  EXPECT_DOUBLE_EQ(bias[0], 0.0);
+  EXPECT_NEAR(model->mean_bias()[1].item<double>(), std::log(1e-6), 1e-5);
+  EXPECT_THROW(init_mean_bias(*model, {0.5, 0.25, 0.25}), c10::Error);
+  EXPECT_THROW(init_mean_bias(*model, {1.5, -0.5}), c10::Error);
+}
+
 // A deterministic U-Net learns the hand-made squares: the training loss falls by more than half
 // and the prediction of the test image overlaps its annotations.
 TEST(Trainer, LossFallsAndThePredictionOverlapsTheTarget) {

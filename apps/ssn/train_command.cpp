@@ -118,6 +118,10 @@ void run_train(const TrainFlags& flags) {
   options.on_calibrated = [&calibration](const evaluation::Calibration& c) {
     calibration = evaluation::describe(c);
   };
+  options.on_info = [](const std::string& message) {
+    std::printf("%s\n", message.c_str());
+    std::fflush(stdout);
+  };
   options.on_warning = [terminal](const std::string& message) {
     std::fprintf(stderr, "%swarning: %s\n", terminal ? "\n" : "", message.c_str());
   };

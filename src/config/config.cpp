@@ -141,6 +141,12 @@ void parse_model(const json& value, const std::string& origin, ModelConfig& m) {
   TORCH_CHECK(init == "default" || init == "he_normal", origin, ": ", path,
               ".init must be \"default\" or \"he_normal\", got \"", init, "\"");
   m.he_normal_init = init == "he_normal";
+  std::string mean_bias_init = "default";
+  o.read("mean_bias_init", mean_bias_init);
+  TORCH_CHECK(mean_bias_init == "default" || mean_bias_init == "class_frequencies", origin, ": ",
+              path, ".mean_bias_init must be \"default\" or \"class_frequencies\", got \"",
+              mean_bias_init, "\"");
+  m.mean_bias_from_class_frequencies = mean_bias_init == "class_frequencies";
   if (!stochastic) {
     m.kind = nn::ModelKind::kDeterministic;
     m.rank = 0;
@@ -182,6 +188,10 @@ void parse_data(const json& value, const std::string& origin, const ModelConfig&
                 ") must be a multiple of data.size (", d.size, ")");
     return;
   }
+  TORCH_CHECK(!model.mean_bias_from_class_frequencies, origin, ": model.", model.name,
+              ".mean_bias_init \"class_frequencies\" needs the LIDC layout (data.dataset "
+              "\"lidc\"): volume training sees sampled patches, whose class shares are the "
+              "sampler's, not the labels'");
   std::string task = "segmentation";
   data.read("task", task);
   TORCH_CHECK(task == "segmentation", origin, ": data.task must be \"segmentation\", got \"", task,

@@ -42,6 +42,11 @@ SegmentationModelImpl::SegmentationModelImpl(std::shared_ptr<BackboneImpl> backb
   }
 }
 
+torch::Tensor SegmentationModelImpl::mean_bias() {
+  if (!head_.is_empty()) return head_->mean_bias();
+  return logits_l_.ptr()->named_parameters(/*recurse=*/false)["bias"];
+}
+
 ModelOutput SegmentationModelImpl::forward(const torch::Tensor& image, const torch::Tensor& mask) {
   torch::Tensor features;
   {

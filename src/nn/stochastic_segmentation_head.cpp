@@ -43,6 +43,10 @@ std::vector<torch::Tensor> StochasticSegmentationHeadImpl::covariance_parameters
   return parameters;
 }
 
+torch::Tensor StochasticSegmentationHeadImpl::mean_bias() const {
+  return mean_l_.ptr()->named_parameters(/*recurse=*/false)["bias"];
+}
+
 torch::Tensor StochasticSegmentationHeadImpl::log_cov_diag_bias() const {
   return log_cov_diag_l_.ptr()->named_parameters(/*recurse=*/false)["bias"];
 }

@@ -41,6 +41,19 @@ class LidcData : public TrainingData {
   data::TrainingBatch next() override { return prefetcher_->next(); }
   void end_epoch() override { prefetcher_.reset(); }  // joined: the generator is at the epoch's end
   int64_t batch_size() const override { return batch_size_; }
+  std::vector<double> class_frequencies(int64_t num_classes) const override {
+    // Every annotator's mask of every training image, as the loss sees them on average.
+    at::Tensor counts = at::zeros({num_classes}, at::kDouble);
+    for (int64_t i = 0; i < train_.size(); ++i) {
+      const at::Tensor labels = train_[i].annotations.flatten();
+      TORCH_CHECK(labels.max().item<int64_t>() < num_classes, "training image ", train_[i].id,
+                  ": an annotation has label ", labels.max().item<int64_t>(),
+                  ", but model.num_classes is ", num_classes);
+      counts += at::bincount(labels, {}, num_classes).to(at::kDouble);
+    }
+    counts /= counts.sum();
+    return std::vector<double>(counts.data_ptr<double>(), counts.data_ptr<double>() + num_classes);
+  }
   std::pair<int64_t, int64_t> example_voxels() const override {
     const int64_t pixels = config_.data.size * config_.data.size;
     return {pixels, pixels};

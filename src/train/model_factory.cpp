@@ -3,6 +3,7 @@
 #include <torch/cuda.h>
 #include <torch/optim.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -80,6 +81,24 @@ nn::SegmentationModel build_model(const config::ModelConfig& c) {
     }
   }
   return model;
+}
+
+std::vector<double> init_mean_bias(nn::SegmentationModelImpl& model,
+                                   const std::vector<double>& frequencies) {
+  TORCH_CHECK(static_cast<int64_t>(frequencies.size()) == model.num_classes(),
+              "init_mean_bias: ", frequencies.size(), " class frequencies for a model of ",
+              model.num_classes(), " classes");
+  std::vector<double> bias;
+  for (double f : frequencies) {
+    TORCH_CHECK(std::isfinite(f) && f >= 0 && f <= 1,
+                "init_mean_bias: a class frequency must be "
+                "in [0, 1], got ",
+                f);
+    bias.push_back(std::log(std::max(f, 1e-6)));
+  }
+  torch::NoGradGuard no_grad;
+  model.mean_bias().copy_(at::tensor(bias, at::kDouble).to(model.mean_bias().options()));
+  return bias;
 }
 
 std::unique_ptr<torch::optim::Optimizer> build_optimizer(

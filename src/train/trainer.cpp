@@ -5,9 +5,11 @@
 
 #include <chrono>
 #include <cmath>
+#include <iomanip>
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <sstream>
 
 #include "ssn/io/atomic_file.h"
 #include "ssn/train/calibrate.h"
@@ -355,6 +357,20 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     lock.emplace(options.job_dir, "job folder");
     check_job_folder();
     io::remove_leftovers(options.job_dir);
+  }
+  if (!options.resume && config.model.mean_bias_from_class_frequencies) {
+    // Before the first step and the first checkpoint; a resumed run has its weights already.
+    const std::vector<double> shares = data->class_frequencies(config.model.num_classes);
+    const std::vector<double> bias = init_mean_bias(*model, shares);
+    if (options.on_info && rank == 0) {
+      std::ostringstream text;
+      text << std::setprecision(4) << "model.mean_bias_init class_frequencies: class shares of "
+           << "the training annotations";
+      for (double s : shares) text << " " << s;
+      text << "; mean bias";
+      for (double b : bias) text << " " << b;
+      options.on_info(text.str());
+    }
   }
   Run run(config, options, device, model, std::move(data));
   run.communicator = communicator;

@@ -4,6 +4,13 @@
 
 namespace ssn::train {
 
+std::vector<double> TrainingData::class_frequencies(int64_t /*num_classes*/) const {
+  TORCH_CHECK(false,
+              "model.mean_bias_init \"class_frequencies\": this data source does not count its "
+              "classes (the LIDC layout does)");
+  return {};
+}
+
 std::unique_ptr<TrainingData> make_training_data(const config::Config& config,
                                                  const DataPaths& paths,
                                                  const nn::BackboneImpl& backbone) {

@@ -64,6 +64,11 @@ struct ModelConfig {
   /// deviation sqrt(1.3 * 2 / fan_in) truncated at 2 standard deviations) and zero biases, as
   /// PHiSeg initialises.
   bool he_normal_init = false;
+  /// "mean_bias_init": "default" (the layer's own initialisation) or "class_frequencies": the
+  /// bias of the (mean) logits' 1x1 convolution starts at the log of each class's share of the
+  /// training annotations' pixels, so that the first steps need not learn how rare the
+  /// foreground is (LIDC layout only; set by train::init_mean_bias when a run starts).
+  bool mean_bias_from_class_frequencies = false;
   /// Initial bias of the log-diagonal conv: log D starts near this value (the CPU recipe).
   double log_diag_bias = 0.0;
   /// Multiplies the default initial weights of the covariance-factor conv.

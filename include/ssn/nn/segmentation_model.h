@@ -62,6 +62,9 @@ class SegmentationModelImpl : public torch::nn::Module {
   void set_precision(runtime::Precision precision) { precision_ = precision; }
   int64_t num_classes() const { return options_.num_classes(); }
   BackboneImpl& backbone() { return *backbone_; }
+  /// The bias [C] of the 1x1 convolution that gives the (mean) logits: the SSN head's mean_l or
+  /// the deterministic model's logits_l (initialisation recipes set it).
+  torch::Tensor mean_bias();
   /// The SSN head; null for a deterministic model.
   StochasticSegmentationHeadImpl* head() { return head_.is_empty() ? nullptr : head_.get(); }
 

@@ -61,6 +61,8 @@ class StochasticSegmentationHeadImpl : public torch::nn::Module {
   /// The parameters of the covariance (log D and P convolutions, weights and biases): what a
   /// mean-only warm-up freezes.
   std::vector<torch::Tensor> covariance_parameters() const;
+  /// The bias [C] of the mean's convolution (initialisation recipes set it).
+  torch::Tensor mean_bias() const;
   /// The bias [C] of the log-diagonal convolution (initialisation recipes set it).
   torch::Tensor log_cov_diag_bias() const;
   /// The weight [C*R, F, 1, ...] of the factor convolution; undefined for R = 0.

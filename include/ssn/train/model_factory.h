@@ -22,6 +22,13 @@ namespace ssn::train {
 /// (model.log_diag_bias, model.factor_init_scale).
 nn::SegmentationModel build_model(const config::ModelConfig& config);
 
+/// Sets the bias of the (mean) logits' convolution to log(frequency) of each class
+/// (model.mean_bias_init "class_frequencies"): softmax of the bias is then the classes' shares. A
+/// class that never occurs counts as 1e-6 of the pixels, so that its bias stays finite. Returns
+/// the bias set.
+std::vector<double> init_mean_bias(nn::SegmentationModelImpl& model,
+                                   const std::vector<double>& frequencies);
+
 /// Gives `model` the config's training.precision after checking that `device` can run it
 /// (runtime::check_precision_supported: a clear error, never a silent fallback).
 void apply_precision(nn::SegmentationModelImpl& model, const config::Config& config,

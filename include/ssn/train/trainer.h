@@ -36,6 +36,8 @@ struct TrainOptions {
   /// Progress of the calibration after the last epoch (config.valid.calibrate), and its result.
   runtime::Progress on_calibration;
   std::function<void(const evaluation::Calibration&)> on_calibrated;
+  /// What a new run set up from its data before the first step (model.mean_bias_init).
+  std::function<void(const std::string&)> on_info;
   /// A validation or the calibration skipped because the model in evaluation mode gives a
   /// non-finite covariance (e.g. batch norm's running statistics not settled after few steps).
   std::function<void(const std::string&)> on_warning;

@@ -37,6 +37,10 @@ class TrainingData {
   /// Called after the last step, before the generator's state is saved.
   virtual void end_epoch() = 0;
   virtual int64_t batch_size() const = 0;
+  /// Each class's share of the training annotations' pixels (model.mean_bias_init
+  /// "class_frequencies"), classes 0 .. num_classes - 1; errors for a data source that cannot
+  /// tell.
+  virtual std::vector<double> class_frequencies(int64_t num_classes) const;
   /// Voxels of one example's input and of the model's output for it (to size a step's memory).
   virtual std::pair<int64_t, int64_t> example_voxels() const = 0;
   /// Scores `model` (in eval mode, gradients off) on the validation cases, with the same cases and
