@@ -49,6 +49,14 @@ config::Config tiny_config(const std::string& model) {
   })"));
 }
 
+// Options that train on the LIDC-layout folder `root` into root / `job`.
+TrainOptions train_options(const fs::path& root, const std::string& job = "job") {
+  TrainOptions options;
+  options.data.data_dir = root;
+  options.job_dir = root / job;
+  return options;
+}
+
 // A folder in the LIDC crops layout written by hand (not by ssn synth): 16 x 16 images with a
 // bright square, two annotators who disagree by one pixel row.
 fs::path hand_made_folder() {
@@ -87,9 +95,7 @@ TEST(Trainer, TrainPredictEvaluateOnAHandMadeFolder) {
     SCOPED_TRACE(model + ", " + targets);
     config::Config config = tiny_config(model);
     config.data.train_targets = targets;
-    TrainOptions options;
-    options.data.data_dir = root;
-    options.job_dir = root / "job";
+    TrainOptions options = train_options(root);
     fs::remove_all(options.job_dir);
     const auto log = train(config, options);
     ASSERT_EQ(log.size(), 2u);
@@ -196,9 +202,7 @@ TEST(Trainer, BatchedPredictionGivesEveryCaseItsOwnMaps) {
   const fs::path root = several_cases_folder("ssn_batched_predict");
   config::Config config =
       tiny_config(R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})");
-  TrainOptions options;
-  options.data.data_dir = root;
-  options.job_dir = root / "job";
+  TrainOptions options = train_options(root);
   train(config, options);
   const auto predict_with = [&](int64_t batch_size, const std::string& name) {
     config.test.batch_size = batch_size;
@@ -244,9 +248,7 @@ TEST(Trainer, MirroredPredictionsOfAMirroredFolderAreTheMirroredPredictions) {
   const fs::path root = hand_made_folder();
   config::Config config =
       tiny_config(R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})");
-  TrainOptions options;
-  options.data.data_dir = root;
-  options.job_dir = root / "job";
+  TrainOptions options = train_options(root);
   train(config, options);
   ASSERT_TRUE(fs::exists(options.job_dir / "calibration.json"));
   const fs::path mirrored = root / "mirrored";  // the test split mirrored left to right
@@ -295,9 +297,7 @@ TEST(Trainer, RefusesToOverwriteARunAndNeedsOneToResume) {
   const fs::path root = hand_made_folder();
   const config::Config config =
       tiny_config(R"({"StochasticUNet": {"rank": 1, "filters": [2], "convs_per_level": 1}})");
-  TrainOptions options;
-  options.data.data_dir = root;
-  options.job_dir = root / "job";
+  TrainOptions options = train_options(root);
   options.resume = true;
   try {
     train(config, options);
@@ -335,9 +335,7 @@ TEST(Trainer, MeanBiasStartsAtTheClassSharesOfTheTrainingAnnotations) {
     ASSERT_TRUE(config.model.mean_bias_from_class_frequencies);
     config.training.num_epochs = 1;
     config.optimizer.lr = 1e-7;
-    TrainOptions options;
-    options.data.data_dir = root;
-    options.job_dir = root / "job_bias";
+    TrainOptions options = train_options(root, "job_bias");
     fs::remove_all(options.job_dir);
     std::vector<std::string> info;
     options.on_info = [&info](const std::string& line) { info.push_back(line); };
@@ -386,9 +384,7 @@ TEST(Trainer, LossFallsAndThePredictionOverlapsTheTarget) {
   config.valid.eval_every = 25;
   config.optimizer.kind = config::Optimizer::kAdam;
   config.optimizer.lr = 0.01;
-  TrainOptions options;
-  options.data.data_dir = root;
-  options.job_dir = root / "job";
+  TrainOptions options = train_options(root);
   const auto log = train(config, options);
   ASSERT_EQ(log.size(), 25u);
   EXPECT_LT(log.back().train_loss, 0.5 * log.front().train_loss);
@@ -452,9 +448,7 @@ TEST(Trainer, ScheduleMeanOnlyEpochsAndBestCheckpointFollowTheLog) {
   config.training.mean_only_epochs = 1;
   config.scheduler.milestones = {1, 2};
   config.scheduler.gamma = 0.5;
-  TrainOptions options;
-  options.data.data_dir = root;
-  options.job_dir = root / "job";
+  TrainOptions options = train_options(root);
   options.seed = 5;
   const auto first = train(config, options);
   ASSERT_EQ(first.size(), 1u);
