@@ -105,6 +105,26 @@ TEST_F(Calibrate, KeepsTheDiversityWithinTheBandWhereTheGedAloneWouldWidenIt) {
   EXPECT_EQ(banded.max_diversity_ratio, 1.25);
   write_calibration(root_ / "banded.json", banded);
   EXPECT_EQ(read_calibration(root_ / "banded.json").max_diversity_ratio, 1.25);
+  // Relative to an annotators' diversity measured on more images (here: said to be 1.2 times
+  // the cases' own), the band lets the spread go further, and the file says on what.
+  EXPECT_FALSE(banded.band_annotator_diversity.has_value());
+  options.band_reference = std::pair{1.2 * banded.annotator_diversity, int64_t{900}};
+  const Calibration wider = fit_calibration(folder, options);
+  EXPECT_EQ(wider.annotator_diversity, banded.annotator_diversity);
+  EXPECT_DOUBLE_EQ(wider.band_reference(), 1.2 * banded.annotator_diversity);
+  EXPECT_LE(wider.after.diversity, 1.25 * wider.band_reference());
+  EXPECT_GT(wider.after.diversity, 1.25 * wider.annotator_diversity);
+  EXPECT_GT(wider.temperature, banded.temperature);
+  EXPECT_THAT(describe(wider), HasSubstr("; over all 900 training and validation images"));
+  write_calibration(root_ / "wider.json", wider);
+  const Calibration back = read_calibration(root_ / "wider.json");
+  ASSERT_TRUE(back.band_annotator_diversity.has_value());
+  EXPECT_EQ(*back.band_annotator_diversity, *wider.band_annotator_diversity);
+  EXPECT_EQ(back.band_annotator_cases, 900);
+  EXPECT_FALSE(read_calibration(root_ / "banded.json").band_annotator_diversity.has_value());
+  options.band_reference = std::pair{0.3, int64_t{0}};
+  EXPECT_THAT(error_of([&] { fit_calibration(folder, options); }), HasSubstr("over >= 1 image"));
+  options.band_reference.reset();
   options.max_diversity_ratio = 0.5;
   EXPECT_THAT(error_of([&] { fit_calibration(folder, options); }), HasSubstr(">= 1"));
 }

@@ -182,6 +182,13 @@ TEST(Config, UnknownKeysAndWrongTypesNameTheirPath) {
   c = minimal();
   c["valid"] = {{"calibrate", "yes"}};
   EXPECT_THAT(error_of(c), HasSubstr("calibrate"));
+  c = minimal();
+  c["valid"] = {{"calibration_band_reference", "test"}};
+  EXPECT_THAT(error_of(c), HasSubstr("valid.calibration_band_reference must be \"train_and_val\" "
+                                     "or \"val\", got \"test\""));
+  c["valid"] = {{"calibration_band_reference", "val"}};
+  EXPECT_FALSE(parse_config(c, "cfg.json").valid.calibration_band_on_train_and_val);
+  EXPECT_TRUE(parse_config(minimal(), "cfg.json").valid.calibration_band_on_train_and_val);
   EXPECT_THAT(error_of(json::object()), HasSubstr("model must hold exactly one named entry"));
 }
 

@@ -353,6 +353,12 @@ void parse_valid(const json& value, const std::string& origin, ValidConfig& v) {
   valid.read_integer("calibration_samples", v.calibration_samples, 2);
   valid.read_number("calibration_max_diversity_ratio", v.calibration_max_diversity_ratio);
   valid.read("calibration_avoid_whole_image", v.calibration_avoid_whole_image);
+  std::string band_reference = v.calibration_band_on_train_and_val ? "train_and_val" : "val";
+  valid.read("calibration_band_reference", band_reference);
+  TORCH_CHECK(band_reference == "train_and_val" || band_reference == "val", origin,
+              ": valid.calibration_band_reference must be \"train_and_val\" or \"val\", got \"",
+              band_reference, "\"");
+  v.calibration_band_on_train_and_val = band_reference == "train_and_val";
   TORCH_CHECK(v.calibration_max_diversity_ratio == 0 || v.calibration_max_diversity_ratio >= 1,
               origin, ": valid.calibration_max_diversity_ratio must be 0 (none) or >= 1, got ",
               v.calibration_max_diversity_ratio);

@@ -94,8 +94,7 @@ class CalibrationData {
                                      maps.cov_factor.unsqueeze(0).to(at::kFloat)),
               std::vector<int64_t>(maps.mean.sizes().begin() + 1, maps.mean.sizes().end()), classes,
               metrics::PackedLabels(annotations, classes, channels), annotations};
-          annotators[static_cast<size_t>(i)] =
-              metrics::distribution_metrics(c.annotations, c.annotations, false).diversity;
+          annotators[static_cast<size_t>(i)] = annotator_diversity_of(annotations, classes);
           whole[static_cast<size_t>(i)] =
               foreground_coverage(annotations).max().item<double>() > 0.5;
           scores[static_cast<size_t>(i)] = score_case(c, settings, options_.num_samples,
@@ -202,6 +201,12 @@ nlohmann::json score_json(const CalibrationScore& s) {
 
 }  // namespace
 
+double annotator_diversity_of(const at::Tensor& annotations, int64_t num_classes) {
+  const metrics::PackedLabels packed(annotations.to(at::kByte), num_classes,
+                                     metrics::foreground_classes(num_classes));
+  return metrics::distribution_metrics(packed, packed, /*with_hm_iou=*/false).diversity;
+}
+
 SamplingControls Calibration::controls() const { return with(temperature, class_weights); }
 
 Calibration fit_calibration(const fs::path& predictions, const CalibrationOptions& options,
@@ -237,7 +242,14 @@ Calibration fit_calibration(const fs::path& predictions, const CalibrationOption
   result.avoid_whole_image = options.avoid_whole_image && !annotators_draw_whole_images;
   const size_t one = static_cast<size_t>(std::find(grid.begin(), grid.end(), 1.0) - grid.begin());
   result.before = mean_score(scores, one);
-  const double annotators = result.annotator_diversity;
+  if (options.band_reference) {
+    TORCH_CHECK(options.band_reference->first >= 0 && options.band_reference->second > 0,
+                "calibration: the band's reference needs a diversity >= 0 over >= 1 image, got ",
+                options.band_reference->first, " over ", options.band_reference->second);
+    result.band_annotator_diversity = options.band_reference->first;
+    result.band_annotator_cases = options.band_reference->second;
+  }
+  const double annotators = result.band_reference();
   const bool avoid = result.avoid_whole_image;
   const size_t coarse = best_setting(scores, annotators, r, avoid);
   size_t lowest = 0;
@@ -331,6 +343,10 @@ void write_calibration(const fs::path& path, const Calibration& calibration) {
                      {"before", score_json(calibration.before)},
                      {"temperature_only", score_json(calibration.temperature_only)},
                      {"after", score_json(calibration.after)}};
+  if (calibration.band_annotator_diversity) {
+    j["band_reference"] = {{"annotator_diversity", *calibration.band_annotator_diversity},
+                           {"num_cases", calibration.band_annotator_cases}};
+  }
   if (calibration.lowest_ged_temperature) {
     nlohmann::json lowest = score_json(calibration.lowest_ged);
     lowest["temperature"] = *calibration.lowest_ged_temperature;
@@ -411,13 +427,17 @@ Calibration read_calibration(const fs::path& path) {
       c.lowest_ged.diversity = lowest.at("diversity").get<double>();
       c.lowest_ged.whole_image = lowest.at("whole_image_samples").get<double>();
     }
+    if (j.contains("band_reference")) {  // files written before the field have none
+      c.band_annotator_diversity = j["band_reference"].at("annotator_diversity").get<double>();
+      c.band_annotator_cases = j["band_reference"].at("num_cases").get<int64_t>();
+    }
     if (j.contains("checkpoint")) {
       c.checkpoint_name = j["checkpoint"].at("file").get<std::string>();
       c.checkpoint_size = j["checkpoint"].at("size").get<uint64_t>();
       c.checkpoint_crc = j["checkpoint"].at("crc32").get<uint32_t>();
     }
   } catch (const nlohmann::json::exception& e) {
-    TORCH_CHECK(false, where, ": field validation or checkpoint: ", e.what());
+    TORCH_CHECK(false, where, ": field validation, band_reference or checkpoint: ", e.what());
   }
   return c;
 }
@@ -463,6 +483,10 @@ std::string describe(const Calibration& c) {
   out << std::fixed << "; validation GED " << c.before.ged << " -> " << c.after.ged
       << ", diversity " << c.before.diversity << " -> " << c.after.diversity << " (annotators "
       << c.annotator_diversity;
+  if (c.band_annotator_diversity) {
+    out << "; over all " << c.band_annotator_cases << " training and validation images "
+        << *c.band_annotator_diversity;
+  }
   if (c.max_diversity_ratio > 0) out << ", band x" << std::setprecision(2) << c.max_diversity_ratio;
   out << ")";
   if (c.before.whole_image > 0 || c.after.whole_image > 0) {
@@ -474,7 +498,7 @@ std::string describe(const Calibration& c) {
   if (c.lowest_ged_temperature && c.lowest_ged.ged < c.after.ged - 0.01) {
     out << std::setprecision(4) << "; the lowest validation GED, " << c.lowest_ged.ged
         << " at temperature " << std::setprecision(2) << *c.lowest_ged_temperature
-        << ", was set aside (diversity " << c.lowest_ged.diversity / c.annotator_diversity
+        << ", was set aside (diversity " << c.lowest_ged.diversity / c.band_reference()
         << "x the annotators'";
     if (c.lowest_ged.whole_image > 0) {
       out << ", whole-image samples " << 100 * c.lowest_ged.whole_image << " %";

@@ -349,6 +349,10 @@ std::string calibration_section(const fs::path& job) {
   if (c.max_diversity_ratio > 0) {
     html << " among those whose diversity lies within " << number(1 / c.max_diversity_ratio)
          << " &hellip; " << number(c.max_diversity_ratio) << " times the annotators'";
+    if (c.band_annotator_diversity) {
+      html << " (" << number(*c.band_annotator_diversity) << ", measured over all "
+           << c.band_annotator_cases << " training and validation images)";
+    }
   }
   if (c.avoid_whole_image) {
     html << ", preferring the settings that draw no whole-image sample (foreground over half the "

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include "ssn/data/lidc.h"
+#include "ssn/train/model_factory.h"
 #include "ssn/train/predict.h"
 
 namespace ssn::train {
@@ -30,6 +32,22 @@ class ScratchFolder {
  private:
   fs::path path_;
 };
+
+// The annotators' diversity over every image of the training and validation splits, as the
+// loader crops and resizes their annotations ({0, 1} labels), and the number of images.
+std::pair<double, int64_t> train_and_val_annotator_diversity(const config::Config& config,
+                                                             const fs::path& data_dir) {
+  double sum = 0.0;
+  int64_t count = 0;
+  for (const std::string split : {"train", "val"}) {
+    const data::LidcDataset dataset(data_dir, split, lidc_options(config.data));
+    for (int64_t i = 0; i < dataset.size(); ++i) {
+      sum += evaluation::annotator_diversity_of(dataset[i].annotations, config.model.num_classes);
+      ++count;
+    }
+  }
+  return {count > 0 ? sum / static_cast<double>(count) : 0.0, count};
+}
 
 }  // namespace
 
@@ -65,6 +83,9 @@ evaluation::Calibration calibrate_job(const config::Config& config, const Calibr
                                 ? options.max_diversity_ratio
                                 : config.valid.calibration_max_diversity_ratio;
   fit.avoid_whole_image = config.valid.calibration_avoid_whole_image && !options.allow_whole_image;
+  if (!volumes && config.valid.calibration_band_on_train_and_val && fit.max_diversity_ratio > 0) {
+    fit.band_reference = train_and_val_annotator_diversity(config, options.data.data_dir);
+  }
   evaluation::Calibration calibration =
       evaluation::fit_calibration(predict_options.out, fit, progress);
   calibration.mirror = config.test.mirror;

@@ -33,6 +33,41 @@ first=$(json "$job/calibration.json" '(d["temperature"], d["class_weights"], d["
 [ "$refit" = "$first" ] || fail "ssn calibrate fitted $refit, ssn train $first"
 ls "$work/job" | grep -q partial && fail "calibrate left its scratch folder behind"
 echo "ok: ssn calibrate fits the same again: $refit"
+# The band's reference: the annotators' diversity over every training and validation image,
+# recomputed here from the PNGs (centre crop, blocks averaged to data.size, >= 0.5; the mean IoU
+# distance over all ordered pairs, self-pairs included, two empty masks at distance 0).
+/usr/bin/python3 - "$work/job/calibration.json" "$work/job/config.json" "$demo/data" <<'PY' ||
+import glob, json, os, sys
+import numpy as np
+from PIL import Image
+calibration, config, data = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
+crop, size = config["data"].get("crop", 128), config["data"].get("size", 128)
+def reduced(path):
+    m = np.array(Image.open(path)) > 0
+    top, left = (m.shape[0] - crop) // 2, (m.shape[1] - crop) // 2
+    m = m[top:top + crop, left:left + crop].astype(np.float64)
+    f = crop // size
+    return (m.reshape(size, f, size, f).mean((1, 3)) >= 0.5).ravel()
+values = []
+for split in ("train", "val"):
+    for image in sorted(glob.glob(os.path.join(data, split, "images", "*", "*.png"))):
+        gt = os.path.join(data, split, "gt", os.path.basename(os.path.dirname(image)))
+        stem = os.path.basename(image)[:-4]
+        masks = [reduced(p) for p in sorted(glob.glob(os.path.join(gt, stem + "_l*.png")))]
+        d = [0.0 if not (a | b).any() else 1 - (a & b).sum() / (a | b).sum()
+             for a in masks for b in masks]
+        values.append(np.mean(d))
+band = calibration["band_reference"]
+assert band["num_cases"] == len(values), (band["num_cases"], len(values))
+assert abs(band["annotator_diversity"] - np.mean(values)) < 1e-6, (band, np.mean(values))
+assert abs(calibration["validation"]["annotator_diversity"] - band["annotator_diversity"]) > 1e-9
+print(f"ok: the band's reference is the annotators' diversity over {len(values)} training and "
+      f"validation images, {np.mean(values):.4f} (validation cases: "
+      f"{calibration['validation']['annotator_diversity']:.4f})")
+PY
+  fail "calibration.json's band_reference is not the training and validation annotators' diversity"
+grep -q "over all [0-9]* training and validation images" "$work/calibrate.log" ||
+  fail "calibrate did not print the band's reference: $(cat "$work/calibrate.log")"
 band=$(json "$work/job/calibration.json" 'd["max_diversity_ratio"]')
 [ "$band" = "1.25" ] || fail "calibration.json records the diversity band $band, expected 1.25"
 "$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" --max-diversity-ratio 0 > "$work/calibrate0.log" ||
@@ -87,6 +122,8 @@ echo "ok: evaluate and sample apply it; --no-calibration and --temperature overr
 "$ssn" report --job-dir "$job" --out "$work/report.html" --num-cases 1 > /dev/null
 grep -q "<h3>Calibration</h3>" "$work/report.html" || fail "the report has no calibration section"
 grep -q "drawn with the calibration" "$work/report.html" || fail "the report's samples are not calibrated"
+grep -q "measured over all [0-9]* training and validation images" "$work/report.html" ||
+  fail "the report does not say what the band's reference was measured on"
 grep -q "preferring the settings that draw no whole-image sample" "$work/report.html" ||
   fail "the report does not say the calibration avoided whole-image samples"
 echo "ok: the report shows it"

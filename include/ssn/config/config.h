@@ -178,6 +178,10 @@ struct ValidConfig {
   /// The calibration prefers settings that draw no whole-image sample on the validation cases
   /// (evaluation::CalibrationOptions::avoid_whole_image).
   bool calibration_avoid_whole_image = true;
+  /// What the band's "annotators' diversity" is measured on: true (LIDC layout), the annotations
+  /// of every training and validation image, a far less noisy estimate than the 100 validation
+  /// cases' own (docs/results.md); false, or CSV-indexed volumes: the validation cases'.
+  bool calibration_band_on_train_and_val = true;
 };
 
 struct TestConfig {

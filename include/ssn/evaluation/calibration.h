@@ -41,7 +41,12 @@ struct Calibration {
   /// (absent in files written before the field).
   std::optional<double> lowest_ged_temperature;
   CalibrationScore lowest_ged;
+  /// The annotators' diversity of the validation cases it was fitted on.
   double annotator_diversity = 0.0;
+  /// The band's reference where it was not annotator_diversity: the annotators' diversity over
+  /// more annotated images (CalibrationOptions::band_reference), and how many.
+  std::optional<double> band_annotator_diversity;
+  int64_t band_annotator_cases = 0;
   /// The diversity band the fit kept to (CalibrationOptions::max_diversity_ratio; 0: none).
   double max_diversity_ratio = 0.0;
   /// Whether it preferred settings without whole-image samples (CalibrationOptions::
@@ -59,6 +64,8 @@ struct Calibration {
   uint64_t checkpoint_size = 0;
   uint32_t checkpoint_crc = 0;
 
+  /// The annotators' diversity the band is relative to.
+  double band_reference() const { return band_annotator_diversity.value_or(annotator_diversity); }
   /// `base` with this calibration's temperature and class weights.
   SamplingControls controls() const;
 };
@@ -74,6 +81,11 @@ struct CalibrationOptions {
   /// segmentations that disagree more than the annotators do. When no setting lies in the band,
   /// the one nearest to it (in log ratio) is taken.
   double max_diversity_ratio = 1.25;
+  /// The annotators' diversity the band is relative to, and over how many images, where it is
+  /// measured on more images than the folder's cases (absent: the cases' own mean). Four
+  /// annotations of 100 validation cases estimate it to within 3-6 %: enough to move the band's
+  /// edge by as much (annotator_diversity_of).
+  std::optional<std::pair<double, int64_t>> band_reference;
   /// A setting that draws no whole-image sample on the validation cases is preferred to every one
   /// that draws some (before the band and the GED): samples that paint the whole image where no
   /// annotator marks more than a fifth of it are what makes a user stop trusting the model. Not
@@ -93,6 +105,11 @@ struct CalibrationOptions {
 Calibration fit_calibration(const std::filesystem::path& predictions,
                             const CalibrationOptions& options,
                             const runtime::Progress& progress = {});
+
+/// The annotators' diversity of one image's annotations ([M, *spatial] labels < num_classes): the
+/// mean IoU distance over all M x M ordered pairs, self-pairs included, as evaluate's
+/// annotator_diversity.
+double annotator_diversity_of(const at::Tensor& annotations, int64_t num_classes);
 
 /// Writes `calibration` as JSON to `path`, atomically.
 void write_calibration(const std::filesystem::path& path, const Calibration& calibration);
