@@ -61,7 +61,9 @@ void add_calibrate_command(CLI::App& app) {
       "Fit the sampling temperature of a trained job on its validation split: the value, on a\n"
       "grid of 0.2 .. 3 refined to 0.05, that minimises the validation GED among those whose\n"
       "sample diversity stays within a band around the annotators' (the first valid.num_cases\n"
-      "cases, the same noise for every value), then per-class weights on the noise where they\n"
+      "cases, the same noise for every value; in the LIDC layout the annotators' diversity is\n"
+      "measured over every training and validation image, valid.calibration_band_reference),\n"
+      "then per-class weights on the noise where they\n"
       "lower it by more than twice their standard error. Writes\n"
       "JOB/calibration.json; ssn predict carries it into the predictions folder, where sample,\n"
       "evaluate and report apply it. ssn train does this at its end (valid.calibrate).");
