@@ -34,12 +34,15 @@ class ScratchFolder {
 };
 
 // The annotators' diversity over every image of the training and validation splits, as the
-// loader crops and resizes their annotations ({0, 1} labels), and the number of images.
+// loader crops and resizes their annotations ({0, 1} labels), and the number of images. A data
+// folder without a train split (calibrating a job on its validation cases alone) gives the
+// validation split's.
 std::pair<double, int64_t> train_and_val_annotator_diversity(const config::Config& config,
                                                              const fs::path& data_dir) {
   double sum = 0.0;
   int64_t count = 0;
   for (const std::string split : {"train", "val"}) {
+    if (split == "train" && !fs::exists(data_dir / split)) continue;  // a folder of val alone
     const data::LidcDataset dataset(data_dir, split, lidc_options(config.data));
     for (int64_t i = 0; i < dataset.size(); ++i) {
       sum += evaluation::annotator_diversity_of(dataset[i].annotations, config.model.num_classes);

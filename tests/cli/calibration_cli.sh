@@ -68,6 +68,14 @@ PY
   fail "calibration.json's band_reference is not the training and validation annotators' diversity"
 grep -q "over all [0-9]* training and validation images" "$work/calibrate.log" ||
   fail "calibrate did not print the band's reference: $(cat "$work/calibrate.log")"
+# A data folder with the validation split alone: the reference is that split's.
+mkdir -p "$work/val_only" && cp -r "$demo/data/val" "$work/val_only/"
+cp -r "$work/job" "$work/job_val_only"
+"$ssn" calibrate --job-dir "$work/job_val_only" --data-dir "$work/val_only" > /dev/null ||
+  fail "ssn calibrate with a validation split alone failed"
+val_images=$(find "$demo/data/val/images" -name '*.png' | wc -l)
+[ "$(json "$work/job_val_only/calibration.json" 'd["band_reference"]["num_cases"]')" = "$val_images" ] ||
+  fail "with the validation split alone, the band's reference is not over its $val_images images"
 band=$(json "$work/job/calibration.json" 'd["max_diversity_ratio"]')
 [ "$band" = "1.25" ] || fail "calibration.json records the diversity band $band, expected 1.25"
 "$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" --max-diversity-ratio 0 > "$work/calibrate0.log" ||
