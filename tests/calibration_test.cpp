@@ -122,6 +122,13 @@ TEST_F(Calibrate, KeepsTheDiversityWithinTheBandWhereTheGedAloneWouldWidenIt) {
   EXPECT_EQ(*back.band_annotator_diversity, *wider.band_annotator_diversity);
   EXPECT_EQ(back.band_annotator_cases, 900);
   EXPECT_FALSE(read_calibration(root_ / "banded.json").band_annotator_diversity.has_value());
+  std::string text = io::read_text_file(root_ / "wider.json");
+  const size_t at = text.find("\"num_cases\": 900");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, 16, "\"num_cases\": 0");
+  io::write_text_file(root_ / "wider.json", text);
+  EXPECT_THAT(error_of([&] { read_calibration(root_ / "wider.json"); }),
+              HasSubstr("field band_reference: expected a diversity >= 0 over >= 1 image"));
   options.band_reference = std::pair{0.3, int64_t{0}};
   EXPECT_THAT(error_of([&] { fit_calibration(folder, options); }), HasSubstr("over >= 1 image"));
   options.band_reference.reset();

@@ -430,6 +430,9 @@ Calibration read_calibration(const fs::path& path) {
     if (j.contains("band_reference")) {  // files written before the field have none
       c.band_annotator_diversity = j["band_reference"].at("annotator_diversity").get<double>();
       c.band_annotator_cases = j["band_reference"].at("num_cases").get<int64_t>();
+      TORCH_CHECK(std::isfinite(*c.band_annotator_diversity) && *c.band_annotator_diversity >= 0 &&
+                      c.band_annotator_cases > 0,
+                  where, ": field band_reference: expected a diversity >= 0 over >= 1 image");
     }
     if (j.contains("checkpoint")) {
       c.checkpoint_name = j["checkpoint"].at("file").get<std::string>();

@@ -83,8 +83,8 @@ struct CalibrationOptions {
   double max_diversity_ratio = 1.25;
   /// The annotators' diversity the band is relative to, and over how many images, where it is
   /// measured on more images than the folder's cases (absent: the cases' own mean). Four
-  /// annotations of 100 validation cases estimate it to within 3-6 %: enough to move the band's
-  /// edge by as much (annotator_diversity_of).
+  /// annotations of 100 validation cases estimate it with a standard error of 2-5 %: enough to move
+  /// the band's edge by as much (annotator_diversity_of).
   std::optional<std::pair<double, int64_t>> band_reference;
   /// A setting that draws no whole-image sample on the validation cases is preferred to every one
   /// that draws some (before the band and the GED): samples that paint the whole image where no
