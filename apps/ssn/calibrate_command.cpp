@@ -63,10 +63,10 @@ void add_calibrate_command(CLI::App& app) {
       "sample diversity stays within a band around the annotators' (the first valid.num_cases\n"
       "cases, the same noise for every value; in the LIDC layout the annotators' diversity is\n"
       "measured over every training and validation image, valid.calibration_band_reference),\n"
-      "then per-class weights on the noise where they\n"
-      "lower it by more than twice their standard error. Writes\n"
-      "JOB/calibration.json; ssn predict carries it into the predictions folder, where sample,\n"
-      "evaluate and report apply it. ssn train does this at its end (valid.calibrate).");
+      "then per-class weights on the noise where they lower it by more than twice their\n"
+      "standard error. Writes JOB/calibration.json; ssn predict carries it into the predictions\n"
+      "folder, where sample, evaluate and report apply it. ssn train does this at its end\n"
+      "(valid.calibrate).");
   command->footer(
       "Examples:\n  ssn calibrate --job-dir runs/lowrank --data-dir data/lidc_like\n"
       "  ssn calibrate --job-dir runs/brats --valid-csv-path data/brats_like/valid.csv");
