@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include "ssn/data/lidc.h"
 #include "ssn/train/model_factory.h"
 #include "ssn/train/predict.h"
 
@@ -33,26 +32,35 @@ class ScratchFolder {
   fs::path path_;
 };
 
-// The annotators' diversity over every image of the training and validation splits, as the
-// loader crops and resizes their annotations ({0, 1} labels), and the number of images. A data
-// folder without a train split (calibrating a job on its validation cases alone) gives the
-// validation split's.
+// The annotators' diversity over the training and validation splits, read as the loader crops and
+// resizes them. A data folder without a train split (calibrating a job on its validation cases
+// alone) gives the validation split's.
 std::pair<double, int64_t> train_and_val_annotator_diversity(const config::Config& config,
                                                              const fs::path& data_dir) {
+  std::vector<data::LidcDataset> splits;
+  for (const std::string split : {"train", "val"}) {
+    if (split == "train" && !fs::exists(data_dir / split)) continue;
+    splits.emplace_back(data_dir, split, lidc_options(config.data));
+  }
+  std::vector<const data::LidcDataset*> pointers;
+  for (const auto& split : splits) pointers.push_back(&split);
+  return annotator_diversity(pointers, config.model.num_classes);
+}
+
+}  // namespace
+
+std::pair<double, int64_t> annotator_diversity(const std::vector<const data::LidcDataset*>& splits,
+                                               int64_t num_classes) {
   double sum = 0.0;
   int64_t count = 0;
-  for (const std::string split : {"train", "val"}) {
-    if (split == "train" && !fs::exists(data_dir / split)) continue;  // a folder of val alone
-    const data::LidcDataset dataset(data_dir, split, lidc_options(config.data));
-    for (int64_t i = 0; i < dataset.size(); ++i) {
-      sum += evaluation::annotator_diversity_of(dataset[i].annotations, config.model.num_classes);
+  for (const data::LidcDataset* split : splits) {
+    for (int64_t i = 0; i < split->size(); ++i) {
+      sum += evaluation::annotator_diversity_of((*split)[i].annotations, num_classes);
       ++count;
     }
   }
   return {count > 0 ? sum / static_cast<double>(count) : 0.0, count};
 }
-
-}  // namespace
 
 evaluation::Calibration calibrate_job(const config::Config& config, const CalibrateOptions& options,
                                       const runtime::Progress& progress) {
@@ -87,7 +95,9 @@ evaluation::Calibration calibrate_job(const config::Config& config, const Calibr
                                 : config.valid.calibration_max_diversity_ratio;
   fit.avoid_whole_image = config.valid.calibration_avoid_whole_image && !options.allow_whole_image;
   if (!volumes && config.valid.calibration_band_on_train_and_val && fit.max_diversity_ratio > 0) {
-    fit.band_reference = train_and_val_annotator_diversity(config, options.data.data_dir);
+    fit.band_reference = options.band_reference
+                             ? *options.band_reference
+                             : train_and_val_annotator_diversity(config, options.data.data_dir);
   }
   evaluation::Calibration calibration =
       evaluation::fit_calibration(predict_options.out, fit, progress);

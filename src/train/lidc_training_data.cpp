@@ -1,5 +1,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "ssn/train/calibrate.h"
 #include "ssn/train/model_factory.h"
 #include "ssn/train/training_data.h"
 
@@ -53,6 +54,10 @@ class LidcData : public TrainingData {
     }
     counts /= counts.sum();
     return std::vector<double>(counts.data_ptr<double>(), counts.data_ptr<double>() + num_classes);
+  }
+  std::optional<std::pair<double, int64_t>> annotator_diversity(
+      int64_t num_classes) const override {
+    return train::annotator_diversity({&train_, &valid_}, num_classes);
   }
   std::pair<int64_t, int64_t> example_voxels() const override {
     const int64_t pixels = config_.data.size * config_.data.size;

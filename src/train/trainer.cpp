@@ -399,6 +399,9 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     calibrate.job_dir = options.job_dir;
     calibrate.data = options.data;
     calibrate.device = options.device;
+    if (config.valid.calibration_band_on_train_and_val) {  // the splits in memory, not read again
+      calibrate.band_reference = run.data->annotator_diversity(config.model.num_classes);
+    }
     try {
       const evaluation::Calibration calibration =
           calibrate_job(config, calibrate, options.on_calibration);

@@ -28,8 +28,8 @@ rm "$work/job/calibration.json"
 "$ssn" calibrate --job-dir "$work/job" --data-dir "$demo/data" > "$work/calibrate.log" ||
   fail "ssn calibrate failed: $(cat "$work/calibrate.log")"
 grep -q "temperature" "$work/calibrate.log" || fail "calibrate printed no temperature"
-refit=$(json "$work/job/calibration.json" '(d["temperature"], d["class_weights"], d["validation"]["after"]["ged"])')
-first=$(json "$job/calibration.json" '(d["temperature"], d["class_weights"], d["validation"]["after"]["ged"])')
+refit=$(json "$work/job/calibration.json" '(d["temperature"], d["class_weights"], d["validation"]["after"]["ged"], d["band_reference"])')
+first=$(json "$job/calibration.json" '(d["temperature"], d["class_weights"], d["validation"]["after"]["ged"], d["band_reference"])')
 [ "$refit" = "$first" ] || fail "ssn calibrate fitted $refit, ssn train $first"
 ls "$work/job" | grep -q partial && fail "calibrate left its scratch folder behind"
 echo "ok: ssn calibrate fits the same again: $refit"

@@ -5,9 +5,13 @@
 // calibration.json. Run at the end of `ssn train` and by `ssn calibrate` for existing jobs.
 
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ssn/config/config.h"
+#include "ssn/data/lidc.h"
 #include "ssn/evaluation/calibration.h"
 #include "ssn/runtime/parallel_cases.h"
 #include "ssn/train/training_data.h"
@@ -30,7 +34,15 @@ struct CalibrateOptions {
   bool allow_whole_image = false;
   uint64_t seed = 0;
   std::string device = "cpu";
+  /// The band's reference when the caller has measured it (train() does, from the splits it
+  /// holds); otherwise, in the LIDC layout, calibrate_job reads the splits to measure it.
+  std::optional<std::pair<double, int64_t>> band_reference;
 };
+
+/// The mean annotators' diversity (evaluation::annotator_diversity_of) over every image of
+/// `splits`, and the number of images.
+std::pair<double, int64_t> annotator_diversity(const std::vector<const data::LidcDataset*>& splits,
+                                               int64_t num_classes);
 
 /// Predicts the validation cases with the checkpoint into a staging folder of the job (removed
 /// afterwards), fits the calibration, and writes job_dir/calibration.json atomically. The caller

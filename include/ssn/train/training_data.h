@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -41,6 +42,13 @@ class TrainingData {
   /// "class_frequencies"), classes 0 .. num_classes - 1; errors for a data source that cannot
   /// tell.
   virtual std::vector<double> class_frequencies(int64_t num_classes) const;
+  /// The annotators' diversity over every training and validation image, and their number (the
+  /// calibration band's reference, CalibrateOptions::band_reference); none for a data source
+  /// that does not hold several annotations of whole images.
+  virtual std::optional<std::pair<double, int64_t>> annotator_diversity(int64_t num_classes) const {
+    (void)num_classes;
+    return std::nullopt;
+  }
   /// Voxels of one example's input and of the model's output for it (to size a step's memory).
   virtual std::pair<int64_t, int64_t> example_voxels() const = 0;
   /// Scores `model` (in eval mode, gradients off) on the validation cases, with the same cases and
