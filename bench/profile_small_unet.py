@@ -4,9 +4,11 @@
 Usage: /usr/bin/python3 bench/profile_small_unet.py BATCH [--threads 2]
 
 A U-Net shaped like configs/lidc_small_lowrank.json's (filters 16 32 64 64, two 3x3 convolutions
-with batch norm and ReLU per level, average pooling down, bilinear upsampling and concatenation
-up, 1x1 mean, log-diagonal and rank-10 factor convolutions for 2 classes) on a random batch of
-1 x 64 x 64 images, with a stand-in loss (squares of the outputs) and Adam. Prints the seconds
+without bias, each followed by batch norm and ReLU, per level; max pooling down, bilinear
+upsampling and concatenation up; 1x1 mean, log-diagonal and rank-10 factor convolutions for 2
+classes, the factor's without bias: the 303,508 parameters and 1,166 buffer elements (batch-norm
+statistics and step counters) that `ssn model --config-file configs/lidc_small_lowrank.json`
+lists) on a random batch of 1 x 64 x 64 images, with a stand-in loss (squares of the outputs) and Adam. Prints the parameter count, the seconds
 per step (mean of 10 after 3 warm-up steps) and the profiler's table of 5 more steps, sorted by
 each operator's own time. It is not a baseline of ssn's step (the loss is not the SSN's); it
 says which LibTorch operators the network's shape costs (docs/performance.md, "A step of the
@@ -23,9 +25,10 @@ from torch.profiler import ProfilerActivity, profile
 
 def block(channels_in, channels_out):
     return nn.Sequential(
-        nn.Conv2d(channels_in, channels_out, 3, padding=1), nn.BatchNorm2d(channels_out), nn.ReLU(),
-        nn.Conv2d(channels_out, channels_out, 3, padding=1), nn.BatchNorm2d(channels_out),
-        nn.ReLU())
+        nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(channels_out), nn.ReLU(),
+        nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(channels_out), nn.ReLU())
 
 
 class SmallUNet(nn.Module):
@@ -48,7 +51,7 @@ class SmallUNet(nn.Module):
         skips = []
         for level, layer in enumerate(self.down):
             if level:
-                x = F.avg_pool2d(x, 2)
+                x = F.max_pool2d(x, 2)
             x = layer(x)
             skips.append(x)
         for level, layer in enumerate(self.up):
@@ -68,6 +71,8 @@ def main():
     model = SmallUNet()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     images = torch.randn(args.batch, 1, 64, 64)
+    print(f"parameters {sum(p.numel() for p in model.parameters())}, "
+          f"buffers {sum(b.numel() for b in model.buffers())}")
 
     def step():
         optimizer.zero_grad()
