@@ -2,7 +2,7 @@
 """Held-out LIDC-layout data with an annotator process unlike `ssn synth --kind lidc-like`.
 
 Usage: python3 bench/heldout_lidc.py --out DIR --cases N --seed S [--oracle-samples K]
-                                     [--process vessels|soft]
+                                     [--process vessels|soft] [--soft-contrast LO HI]
        (numpy + PIL only)
 
 Writes DIR/{train,val,test}/images/<patient>/<slice>.png (180 x 180, 8-bit grey) and
@@ -41,7 +41,11 @@ vessels process 0.47 and 0.076):
   * background: a low-frequency field, fine texture and 0 to 3 faint dots; no vessels;
   * lesion: none in 10 % of the slices; otherwise one star-shaped lesion near the centre, its
     radius R (5 to 20 px, log-uniform) modulated by harmonics 2 to 4 of up to 15 %, with a soft
-    edge: f = logistic((r(angle) - distance) / s), s = 1.5 to 4 px; contrast 0.35 to 1.2.
+    edge: f = logistic((r(angle) - distance) / s), s = 1.5 to 4 px; contrast 0.35 to 1.2
+    (--soft-contrast LO HI draws it in [LO, HI] instead; every other draw, the annotations and
+    the oracle's draws are the same as with the default, so sets that differ only in it differ
+    only in how clearly their images show the lesion. "1.0 2.0" makes the "clear" set of
+    docs/results.md, on which the recipe issue 13 measured scores near the issue's figures).
 Annotator process: four independent draws of one reader, who thresholds f at a level drawn
 uniformly in 0.15 to 0.85 with a smooth boundary jitter (0.08, near the lesion only), and misses
 a small lesion (R < 7 px) with probability 0.15 and any other with probability 0.03.
@@ -128,7 +132,7 @@ def annotate(rng, style, f, blobs, contrast):
     return g + 0.15 * near * smooth_noise(rng, 3) > 0.45  # jittery
 
 
-def soft_lesion(rng, yy, xx):
+def soft_lesion(rng, yy, xx, contrast_range):
     """--process soft: truth field f in [0, 1) with a soft edge, its radius R and contrast."""
     cy, cx = SIDE / 2 + rng.uniform(-14, 14, 2)
     radius = np.exp(rng.uniform(np.log(5), np.log(20)))
@@ -137,7 +141,7 @@ def soft_lesion(rng, yy, xx):
                                  for k in (2, 3, 4)))
     softness = rng.uniform(1.5, 4.0)
     f = 1 / (1 + np.exp(-(boundary - np.hypot(yy - cy, xx - cx)) / softness))
-    return f, radius, rng.uniform(0.35, 1.2), cy, cx
+    return f, radius, rng.uniform(*contrast_range), cy, cx
 
 
 def soft_annotate(rng, f, radius):
@@ -171,8 +175,12 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--oracle-samples", type=int, default=0)
     parser.add_argument("--process", choices=["vessels", "soft"], default="vessels")
+    parser.add_argument("--soft-contrast", type=float, nargs=2, default=[0.35, 1.2],
+                        metavar=("LO", "HI"),
+                        help="--process soft: the lesion's contrast, uniform in [LO, HI]")
     args = parser.parse_args()
     assert args.cases >= 3, "--cases must be >= 3"
+    assert 0 <= args.soft_contrast[0] <= args.soft_contrast[1], "--soft-contrast needs 0 <= LO <= HI"
     rng = np.random.default_rng(args.seed)
     yy, xx = np.mgrid[0:SIDE, 0:SIDE].astype(float)
     styles = ["generous", "conservative", "misser", "jittery"]
@@ -188,7 +196,7 @@ def main():
             if args.process == "soft":
                 f, radius, contrast = None, 0.0, 0.0
                 if rng.random() >= 0.10:
-                    f, radius, contrast, _, _ = soft_lesion(rng, yy, xx)
+                    f, radius, contrast, _, _ = soft_lesion(rng, yy, xx, args.soft_contrast)
                 image = soft_image(rng, yy, xx, f, contrast)
                 draw = lambda g, k: soft_annotate(g, f, radius)
             else:
