@@ -179,8 +179,10 @@ def main():
                         metavar=("LO", "HI"),
                         help="--process soft: the lesion's contrast, uniform in [LO, HI]")
     args = parser.parse_args()
-    assert args.cases >= 3, "--cases must be >= 3"
-    assert 0 <= args.soft_contrast[0] <= args.soft_contrast[1], "--soft-contrast needs 0 <= LO <= HI"
+    if args.cases < 3:
+        parser.error("--cases must be >= 3")
+    if not 0 <= args.soft_contrast[0] <= args.soft_contrast[1]:
+        parser.error("--soft-contrast needs 0 <= LO <= HI, got %g %g" % tuple(args.soft_contrast))
     rng = np.random.default_rng(args.seed)
     yy, xx = np.mgrid[0:SIDE, 0:SIDE].astype(float)
     styles = ["generous", "conservative", "misser", "jittery"]
