@@ -161,6 +161,9 @@ TEST(Config, UnknownKeysAndWrongTypesNameTheirPath) {
   c["training"] = {{"batch_size", "12"}};
   EXPECT_THAT(error_of(c), HasSubstr("training.batch_size must be an integer, got \"12\""));
   c = minimal();
+  c["training"] = {{"ema_decay", 1.0}};
+  EXPECT_THAT(error_of(c), HasSubstr("training.ema_decay must be in [0, 1)"));
+  c = minimal();
   c["optimiser"] = json::object();
   EXPECT_THAT(error_of(c), HasSubstr("unknown key config.optimiser"));
   c = minimal();

@@ -517,6 +517,116 @@ TEST(Trainer, ScheduleMeanOnlyEpochsAndBestCheckpointFollowTheLog) {
   fs::remove_all(root);
 }
 
+// training.ema_decay: the run trains exactly as it would without the average (same losses, same
+// weights), `model` of each checkpoint is the average after the formula of config.h, batch norm's
+// statistics averaged alike, and --resume continues it exactly.
+TEST(Trainer, AveragedWeightsLeaveTrainingAsItWasAndResumeExactly) {
+  if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
+  const fs::path root = hand_made_folder();
+  config::Config config = tiny_config(
+      R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})");
+  config.training.batch_size = 4;  // the 4 training cases: one step per epoch
+  config.training.num_epochs = 3;
+  config.training.mean_only_epochs = 1;
+  config.valid.keep_model_every = 1;
+  TrainOptions options = train_options(root, "plain");
+  options.seed = 7;
+  const auto plain = train(config, options);
+  config.training.ema_decay = 0.5;
+  options.job_dir = root / "averaged";
+  const auto averaged = train(config, options);
+  ASSERT_EQ(plain.size(), 3u);
+  ASSERT_EQ(averaged.size(), 3u);
+  for (size_t e = 0; e < 3; ++e) {
+    EXPECT_EQ(averaged[e].train_loss, plain[e].train_loss) << "epoch " << e + 1;
+  }
+  EXPECT_NE(averaged[2].val_loss, plain[2].val_loss) << "the average is validated";
+
+  // Loads a checkpoint of the averaged run: {training weights, average} and its state.
+  struct Loaded {
+    nn::SegmentationModel weights, average;
+    TrainingState state;
+  };
+  const auto load = [&](const fs::path& path) {
+    Loaded l{build_model(config.model), build_model(config.model), {}};
+    auto optimizer = build_optimizer(config.optimizer, l.weights->parameters());
+    l.state = load_checkpoint(path, *l.weights, *optimizer, l.average.get());
+    return l;
+  };
+  const auto tensors = [](nn::SegmentationModel& m) {
+    std::vector<at::Tensor> all = m->parameters();
+    for (const auto& b : m->buffers()) all.push_back(b);
+    return all;
+  };
+  nn::SegmentationModel unaveraged = build_model(config.model);
+  {
+    auto optimizer = build_optimizer(config.optimizer, unaveraged->parameters());
+    load_checkpoint(root / "plain" / "checkpoint_last.pt", *unaveraged, *optimizer);
+  }
+  Loaded last = load(options.job_dir / "checkpoint_last.pt");
+  EXPECT_EQ(last.state.ema_updates, 3);
+  for (size_t i = 0; i < tensors(unaveraged).size(); ++i) {
+    EXPECT_TRUE(tensors(last.weights)[i].equal(tensors(unaveraged)[i])) << "tensor " << i;
+  }
+  // Epoch 2's average from epoch 1's and epoch 2's weights: one update, the second (n = 1).
+  Loaded one = load(options.job_dir / "checkpoint_epoch1.pt");
+  Loaded two = load(options.job_dir / "checkpoint_epoch2.pt");
+  EXPECT_EQ(one.state.ema_updates, 1);
+  const double d = std::min(0.5, 2.0 / 11.0);
+  const auto before = tensors(one.average), weights = tensors(two.weights),
+             after = tensors(two.average);
+  size_t floating = 0;
+  for (size_t i = 0; i < after.size(); ++i) {
+    if (!after[i].is_floating_point()) {
+      EXPECT_TRUE(after[i].equal(weights[i])) << "a step count is copied: tensor " << i;
+      continue;
+    }
+    ++floating;
+    EXPECT_TRUE(after[i].allclose(d * before[i] + (1 - d) * weights[i], 1e-5, 1e-7))
+        << "tensor " << i;
+  }
+  EXPECT_GT(floating, 4u);
+  EXPECT_FALSE(tensors(last.average)[0].equal(tensors(last.weights)[0]));
+  // Prediction loads the average.
+  nn::SegmentationModel predicting = build_model(config.model);
+  load_model_weights(options.job_dir / "checkpoint_last.pt", *predicting);
+  EXPECT_TRUE(tensors(predicting)[0].equal(tensors(last.average)[0]));
+
+  // Two epochs, then --resume for the third: the same checkpoint as the uninterrupted run.
+  options.job_dir = root / "resumed";
+  config.training.num_epochs = 2;
+  train(config, options);
+  config.training.num_epochs = 3;
+  options.resume = true;
+  const auto resumed = train(config, options);
+  ASSERT_EQ(resumed.size(), 3u);
+  EXPECT_EQ(resumed[2].train_loss, averaged[2].train_loss);
+  Loaded again = load(options.job_dir / "checkpoint_last.pt");
+  EXPECT_EQ(again.state.ema_updates, 3);
+  for (size_t i = 0; i < tensors(again.average).size(); ++i) {
+    EXPECT_TRUE(tensors(again.average)[i].equal(tensors(last.average)[i])) << "tensor " << i;
+    EXPECT_TRUE(tensors(again.weights)[i].equal(tensors(last.weights)[i])) << "tensor " << i;
+  }
+
+  // A checkpoint and a config that disagree about the average are refused, naming the file.
+  const auto error_of = [&](const fs::path& path, nn::SegmentationModelImpl* average) {
+    auto optimizer = build_optimizer(config.optimizer, unaveraged->parameters());
+    try {
+      load_checkpoint(path, *unaveraged, *optimizer, average);
+    } catch (const c10::Error& error) {
+      return std::string(error.what_without_backtrace());
+    }
+    return std::string("no error");
+  };
+  EXPECT_THAT(error_of(options.job_dir / "checkpoint_last.pt", nullptr),
+              ::testing::HasSubstr("checkpoint_last.pt holds an average of the weights, but the "
+                                   "config has no training.ema_decay"));
+  nn::SegmentationModel spare = build_model(config.model);
+  EXPECT_THAT(error_of(root / "plain" / "checkpoint_last.pt", spare.get()),
+              ::testing::HasSubstr("holds no average of the weights"));
+  fs::remove_all(root);
+}
+
 }  // namespace
 }  // namespace ssn::train
 

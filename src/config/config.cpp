@@ -307,6 +307,10 @@ void parse_training(const json& value, const std::string& origin, int64_t dimens
   training.read_integer("mean_only_epochs", t.mean_only_epochs, 0);
   training.read("augment", t.augment);
   training.read_integer("max_bad_steps", t.max_bad_steps, 0);
+  training.read_number("ema_decay", t.ema_decay);
+  TORCH_CHECK(t.ema_decay >= 0.0 && t.ema_decay < 1.0, origin,
+              ": training.ema_decay must be in [0, 1) (0: no average of the weights), got ",
+              t.ema_decay);
   std::string precision = runtime::to_string(t.precision);
   training.read("precision", precision);
   t.precision = runtime::parse_precision(precision, origin + ": training.precision");

@@ -34,10 +34,10 @@ torch::serialize::InputArchive open_archive(const fs::path& path) {
 }
 
 void read_model(const fs::path& path, torch::serialize::InputArchive& archive,
-                nn::SegmentationModelImpl& model) {
+                nn::SegmentationModelImpl& model, const char* key = "model") {
   naming_file(path, "load the model of", [&] {
     torch::serialize::InputArchive model_archive;
-    archive.read("model", model_archive);
+    archive.read(key, model_archive);
     model.load(model_archive);
   });
 }
@@ -72,14 +72,23 @@ std::vector<io::NamedTensor> read_checkpoint_weights(const fs::path& path) {
 }
 
 void save_checkpoint(const fs::path& path, nn::SegmentationModelImpl& model,
-                     torch::optim::Optimizer& optimizer, const TrainingState& state) {
+                     torch::optim::Optimizer& optimizer, const TrainingState& state,
+                     nn::SegmentationModelImpl* average) {
   // Serialised in memory first: LibTorch's zip writer finishes the file in a destructor, where a
   // full disk aborts the process; the bytes then go to disk through checked writes.
   std::ostringstream bytes;
   {
     torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
-    model.save(model_archive);
     optimizer.save(optimizer_archive);
+    if (average) {
+      torch::serialize::OutputArchive training_archive;
+      model.save(training_archive);
+      average->save(model_archive);
+      archive.write("training_model", training_archive);
+      archive.write("ema_updates", torch::tensor(state.ema_updates));
+    } else {
+      model.save(model_archive);
+    }
     archive.write("model", model_archive);
     archive.write("optimizer", optimizer_archive);
     archive.write("epoch", torch::tensor(state.epoch));
@@ -102,10 +111,30 @@ void save_checkpoint(const fs::path& path, nn::SegmentationModelImpl& model,
 }
 
 TrainingState load_checkpoint(const fs::path& path, nn::SegmentationModelImpl& model,
-                              torch::optim::Optimizer& optimizer) {
+                              torch::optim::Optimizer& optimizer,
+                              nn::SegmentationModelImpl* average) {
   torch::serialize::InputArchive archive = open_archive(path);
-  read_model(path, archive, model);
   TrainingState state;
+  torch::serialize::InputArchive training_archive;
+  const bool averaged = archive.try_read("training_model", training_archive);
+  TORCH_CHECK(averaged == (average != nullptr), "checkpoint ", path.string(),
+              averaged ? " holds an average of the weights, but the config has no "
+                         "training.ema_decay"
+                       : " holds no average of the weights, but the config sets "
+                         "training.ema_decay: resume with the config that wrote it");
+  if (averaged) {
+    read_model(path, archive, model, "training_model");
+    read_model(path, archive, *average);
+    naming_file(path, "read the training state of", [&] {
+      torch::Tensor updates;
+      archive.read("ema_updates", updates);
+      TORCH_CHECK(updates.numel() == 1 && updates.item<int64_t>() >= 0,
+                  "ema_updates: expected one count >= 0");
+      state.ema_updates = updates.item<int64_t>();
+    });
+  } else {
+    read_model(path, archive, model);
+  }
   naming_file(path, "read the training state of", [&] {
     torch::serialize::InputArchive optimizer_archive;
     archive.read("optimizer", optimizer_archive);

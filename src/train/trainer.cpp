@@ -66,6 +66,9 @@ struct Run {
   at::Generator generator;
   at::Generator noise;
   GradScaler scaler;  // fp16 only
+  // The average of the weights (training.ema_decay; empty without it) and its updates so far.
+  nn::SegmentationModel average{nullptr};
+  int64_t ema_updates = 0;
   int64_t start_epoch = 0;
   // checkpoint_best.pt's value of valid.best_criterion, and its validation GED (the checkpoint's
   // best_ged); infinite while no epoch after the warm-up has been validated.
@@ -76,7 +79,53 @@ struct Run {
 
   fs::path last() const { return options.job_dir / "checkpoint_last.pt"; }
   bool writes() const { return rank == 0; }
+  // The weights that are validated, chosen and predicted with: the average where there is one.
+  nn::SegmentationModel& scored() { return average ? average : model; }
 };
+
+// The same model as `model` with its weights and buffers, for training.ema_decay: built without
+// drawing from LibTorch's default generator, so that a run with an average trains exactly as the
+// same run without one.
+nn::SegmentationModel copy_for_average(const config::Config& config,
+                                       nn::SegmentationModelImpl& model, torch::Device device) {
+  at::Generator default_generator = at::detail::getDefaultCPUGenerator();
+  const at::Tensor generator_state = default_generator.get_state();
+  nn::SegmentationModel average = build_model(config.model);
+  default_generator.set_state(generator_state);
+  average->to(device);
+  apply_precision(*average, config, device);
+  torch::NoGradGuard no_grad;
+  const auto from = model.parameters(), to = average->parameters();
+  const auto from_buffers = model.buffers(), to_buffers = average->buffers();
+  TORCH_CHECK(from.size() == to.size() && from_buffers.size() == to_buffers.size(),
+              "training.ema_decay: the averaged model does not match the trained one");
+  for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
+  for (size_t i = 0; i < from_buffers.size(); ++i) to_buffers[i].copy_(from_buffers[i]);
+  average->eval();
+  return average;
+}
+
+// One update of the average after an optimiser step: average = d * average + (1 - d) * weights,
+// d = min(ema_decay, (1 + n) / (10 + n)) after n updates, so that the first steps, far from where
+// training goes, fade fast. Floating-point buffers (batch norm's statistics) are averaged alike,
+// the others (batch norm's step count) copied.
+void update_average(Run& run) {
+  if (!run.average) return;
+  const double n = static_cast<double>(run.ema_updates);
+  const double decay = std::min(run.config.training.ema_decay, (1.0 + n) / (10.0 + n));
+  torch::NoGradGuard no_grad;
+  const auto from = run.model->parameters(), to = run.average->parameters();
+  for (size_t i = 0; i < from.size(); ++i) to[i].mul_(decay).add_(from[i], 1.0 - decay);
+  const auto from_buffers = run.model->buffers(), to_buffers = run.average->buffers();
+  for (size_t i = 0; i < from_buffers.size(); ++i) {
+    if (to_buffers[i].is_floating_point()) {
+      to_buffers[i].mul_(decay).add_(from_buffers[i], 1.0 - decay);
+    } else {
+      to_buffers[i].copy_(from_buffers[i]);
+    }
+  }
+  ++run.ema_updates;
+}
 
 // The value of an epoch that checkpoint_best.pt minimises (NaN when it was not validated).
 double criterion_value(const config::Config& config, const EpochRecord& record) {
@@ -175,6 +224,7 @@ EpochRecord run_epoch(Run& run, int64_t epoch) {
       // An fp16 step whose scaled gradient overflowed is skipped and the scale halved (not a bad
       // step: the loss was finite).
       run.scaler.step(*run.optimizer);
+      update_average(run);
       loss_sum += value;
       ++good;
     }
@@ -219,7 +269,7 @@ void validate_and_save(Run& run, EpochRecord record, double epoch_start_seconds)
     torch::NoGradGuard no_grad;
     run.model->eval();
     try {
-      const Validation v = run.data->validate(run.model, run.loss_fn, run.device);
+      const Validation v = run.data->validate(run.scored(), run.loss_fn, run.device);
       record.val_loss = v.loss;
       record.val_ged = v.ged;
     } catch (const InvalidCovariance&) {
@@ -261,7 +311,9 @@ void validate_and_save(Run& run, EpochRecord record, double epoch_start_seconds)
   state.torch_rng = at::detail::getDefaultCPUGenerator().get_state();
   state.log = run.records;
   if (run.scaler.enabled()) state.grad_scaler = run.scaler.state();
-  save_checkpoint(run.last(), *run.model, *run.optimizer, state);
+  state.ema_updates = run.ema_updates;
+  save_checkpoint(run.last(), *run.model, *run.optimizer, state,
+                  run.average ? run.average.get() : nullptr);
   if (best) copy_atomically(run.last(), run.options.job_dir / "checkpoint_best.pt");
   if (config.valid.keep_model_every > 0 && (epoch + 1) % config.valid.keep_model_every == 0) {
     copy_atomically(run.last(),
@@ -272,8 +324,13 @@ void validate_and_save(Run& run, EpochRecord record, double epoch_start_seconds)
 
 // Restores the state of checkpoint_last.pt into `run`.
 void resume(Run& run) {
-  const TrainingState state = load_checkpoint(run.last(), *run.model, *run.optimizer);
+  const TrainingState state = load_checkpoint(run.last(), *run.model, *run.optimizer,
+                                              run.average ? run.average.get() : nullptr);
   run.model->to(run.device);
+  if (run.average) {
+    run.average->to(run.device);
+    run.ema_updates = state.ema_updates;
+  }
   // A checkpoint made on another kind of device holds another kind of generator state: the noise
   // then starts afresh, and the run continues, though not as an uninterrupted one would.
   if (state.noise_rng.numel() == run.noise.get_state().numel()) {
@@ -376,6 +433,7 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
   run.communicator = communicator;
   run.rank = rank;
   run.world = communicator ? communicator->size() : 1;
+  if (config.training.ema_decay > 0.0) run.average = copy_for_average(config, *run.model, device);
   if (options.resume) {
     resume(run);  // the job's config.json stays as it is; every rank reads checkpoint_last.pt
   } else if (rank == 0) {
@@ -386,6 +444,10 @@ std::vector<EpochRecord> train(const config::Config& config, const TrainOptions&
     std::vector<at::Tensor> state;
     for (const auto& p : run.model->parameters()) state.push_back(p.data());
     for (const auto& b : run.model->buffers()) state.push_back(b);
+    if (run.average) {  // a copy of each rank's own weights until now
+      for (const auto& p : run.average->parameters()) state.push_back(p.data());
+      for (const auto& b : run.average->buffers()) state.push_back(b);
+    }
     communicator->broadcast(state);
   }
   for (int64_t epoch = run.start_epoch; epoch < config.training.num_epochs; ++epoch) {

@@ -115,6 +115,11 @@ struct TrainingConfig {
   bool augment = true;
   /// Training stops after this many steps whose loss was NaN or infinite (each is skipped).
   int64_t max_bad_steps = 20;
+  /// Exponential moving average of the weights (Polyak averaging), 0: off. After every optimiser
+  /// step average = d * average + (1 - d) * weights, floating-point buffers alike, with
+  /// d = min(ema_decay, (1 + n) / (10 + n)) after n updates; validation, checkpoint_best.pt,
+  /// calibration and prediction use the average (train/trainer.h).
+  double ema_decay = 0.0;
   /// The backbone's floating-point type in training and inference ("fp32" | "bf16" | "fp16"):
   /// autocast for the backbone, the SSN head, covariance and loss in float32 (runtime/precision.h).
   /// fp16 scales the loss (GradScaler in train/grad_scaler.h).
