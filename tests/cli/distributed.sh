@@ -2,7 +2,8 @@
 # distributed.sh SSN CONFIG WORK: data-parallel training on 2 processes over Gloo on 127.0.0.1.
 #  1. `--nproc-per-node 2` trains to the same train_log.csv losses as one process (a config
 #     without batch norm or dropout; float32 reductions in another order: 1e-4 relative);
-#     and a run of 2 processes resumed on 1 continues it as 1 process would;
+#     and a run of 2 processes resumed on 1 continues it as 1 process would; the same with
+#     training.ema_decay (the average's validation included);
 #  2. rank 0 alone writes the job folder; `ssn predict --nproc-per-node 2` writes the same
 #     predictions folder, byte for byte, as one process;
 #  3. a launch with a missing variable is an error naming it;
@@ -50,6 +51,42 @@ worst = max(abs(float(a["train_loss"]) - float(b["train_loss"])) / abs(float(a["
 print(f"2 processes resumed on 1 against 1 throughout: {worst:.2e}")
 assert worst < 1e-4, worst
 PY
+# With an average of the weights (training.ema_decay; the validation scores the average): 2
+# processes give 1 process's log, and so does a run of 2 processes resumed on 1.
+python3 - "$config" "$work/ema.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["training"]["ema_decay"] = 0.9
+json.dump(config, open(sys.argv[2], "w"))
+PY
+"$ssn" --threads 1 train --config-file "$work/ema.json" --job-dir "$work/ema_one" \
+  --data-dir "$work/data" --random-seeds 3 > /dev/null
+"$ssn" train --nproc-per-node 2 --config-file "$work/ema.json" --job-dir "$work/ema_two" \
+  --data-dir "$work/data" --random-seeds 3 > /dev/null
+"$ssn" train --nproc-per-node 2 --config-file "$work/ema.json" --job-dir "$work/ema_switch" \
+  --data-dir "$work/data" --random-seeds 3 --num-epochs 2 > /dev/null
+"$ssn" --threads 1 train --job-dir "$work/ema_switch" --data-dir "$work/data" --random-seeds 3 \
+  --resume > /dev/null
+python3 - "$work/ema_one/train_log.csv" "$work/ema_two/train_log.csv" \
+  "$work/ema_switch/train_log.csv" "$work/one/train_log.csv" <<'PY'
+import csv, math, sys
+one, two, switch, plain = (list(csv.DictReader(open(p))) for p in sys.argv[1:])
+assert len(one) == len(two) == len(switch) == 3
+worst = 0.0
+for a, b, c in zip(one, two, switch):
+    for key in ("train_loss", "val_loss", "val_ged"):
+        x = float(a[key])
+        for y in (float(b[key]), float(c[key])):
+            if math.isnan(x) and math.isnan(y):
+                continue
+            worst = max(worst, abs(x - y) / max(abs(x), 1e-12))
+print(f"averaged weights, 2 processes and 2 resumed on 1 against 1: {worst:.2e}")
+assert worst < 1e-4, worst
+# The same training as without the average; another model validated.
+assert all(a["train_loss"] == p["train_loss"] for a, p in zip(one, plain))
+assert one[-1]["val_loss"] != plain[-1]["val_loss"]
+PY
+
 grep -q "job folder: $work/two" "$work/two.out" || { echo "rank 0 did not report"; exit 1; }
 [ "$(grep -c "job folder:" "$work/two.out")" = 1 ] || { echo "more than one rank printed"; exit 1; }
 ls -A "$work/two" | grep -v -x -E 'config.json|train_log.csv|checkpoint_last.pt|checkpoint_best.pt|\.ssn\.lock' \
