@@ -116,6 +116,10 @@ nlohmann::json demo_config(bool low_rank, const DemoOptions& options) {
     model["factor_init_scale"] = 0.03;
     model["factor_bias"] = false;  // no spatially constant covariance direction (issue 13)
   }
+  nlohmann::json training = {
+      {"batch_size", 12}, {"num_epochs", epochs}, {"mean_only_epochs", low_rank ? epochs / 3 : 0}};
+  // an average of the weights is what is validated and predicted with (docs/results.md, issue 13)
+  if (low_rank) training["ema_decay"] = 0.995;
   return {{"model", {{low_rank ? "StochasticUNet" : "UNet", model}}},
           // every annotator's mask in each step's loss (docs/results.md, issue 13)
           {"data",
@@ -124,10 +128,7 @@ nlohmann::json demo_config(bool low_rank, const DemoOptions& options) {
             {"size", options.size},
             {"annotators", 4},
             {"train_targets", "all_annotators"}}},
-          {"training",
-           {{"batch_size", 12},
-            {"num_epochs", epochs},
-            {"mean_only_epochs", low_rank ? epochs / 3 : 0}}},
+          {"training", training},
           {"valid", {{"eval_every", 2}, {"num_cases", 100}, {"num_samples", 16}}},
           // the mean averaged over the image's mirror images (docs/results.md, issue 13)
           {"test", {{"mirror", true}}},
