@@ -523,8 +523,8 @@ TEST(Trainer, ScheduleMeanOnlyEpochsAndBestCheckpointFollowTheLog) {
 TEST(Trainer, AveragedWeightsLeaveTrainingAsItWasAndResumeExactly) {
   if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
   const fs::path root = hand_made_folder();
-  config::Config config = tiny_config(
-      R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})");
+  config::Config config =
+      tiny_config(R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1}})");
   config.training.batch_size = 4;  // the 4 training cases: one step per epoch
   config.training.num_epochs = 3;
   config.training.mean_only_epochs = 1;

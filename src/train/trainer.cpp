@@ -83,6 +83,25 @@ struct Run {
   nn::SegmentationModel& scored() { return average ? average : model; }
 };
 
+// target = decay * target + (1 - decay) * source, tensor by tensor over the parameters and the
+// floating-point buffers (batch norm's statistics); the other buffers (its step count), and every
+// tensor at decay 0, are copied.
+void blend(nn::SegmentationModelImpl& target, nn::SegmentationModelImpl& source, double decay) {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> to = target.parameters(), from = source.parameters();
+  for (const auto& b : target.buffers()) to.push_back(b);
+  for (const auto& b : source.buffers()) from.push_back(b);
+  TORCH_CHECK(to.size() == from.size(),
+              "training.ema_decay: the averaged model does not match the trained one");
+  for (size_t i = 0; i < to.size(); ++i) {
+    if (decay == 0.0 || !to[i].is_floating_point()) {
+      to[i].copy_(from[i]);
+    } else {
+      to[i].mul_(decay).add_(from[i], 1.0 - decay);
+    }
+  }
+}
+
 // The same model as `model` with its weights and buffers, for training.ema_decay: built without
 // drawing from LibTorch's default generator, so that a run with an average trains exactly as the
 // same run without one.
@@ -94,36 +113,17 @@ nn::SegmentationModel copy_for_average(const config::Config& config,
   default_generator.set_state(generator_state);
   average->to(device);
   apply_precision(*average, config, device);
-  torch::NoGradGuard no_grad;
-  const auto from = model.parameters(), to = average->parameters();
-  const auto from_buffers = model.buffers(), to_buffers = average->buffers();
-  TORCH_CHECK(from.size() == to.size() && from_buffers.size() == to_buffers.size(),
-              "training.ema_decay: the averaged model does not match the trained one");
-  for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
-  for (size_t i = 0; i < from_buffers.size(); ++i) to_buffers[i].copy_(from_buffers[i]);
+  blend(*average, model, 0.0);
   average->eval();
   return average;
 }
 
-// One update of the average after an optimiser step: average = d * average + (1 - d) * weights,
-// d = min(ema_decay, (1 + n) / (10 + n)) after n updates, so that the first steps, far from where
-// training goes, fade fast. Floating-point buffers (batch norm's statistics) are averaged alike,
-// the others (batch norm's step count) copied.
+// One update of the average after an optimiser step, with d = min(ema_decay, (1 + n) / (10 + n))
+// after n updates, so that the first steps, far from where training goes, fade fast.
 void update_average(Run& run) {
   if (!run.average) return;
   const double n = static_cast<double>(run.ema_updates);
-  const double decay = std::min(run.config.training.ema_decay, (1.0 + n) / (10.0 + n));
-  torch::NoGradGuard no_grad;
-  const auto from = run.model->parameters(), to = run.average->parameters();
-  for (size_t i = 0; i < from.size(); ++i) to[i].mul_(decay).add_(from[i], 1.0 - decay);
-  const auto from_buffers = run.model->buffers(), to_buffers = run.average->buffers();
-  for (size_t i = 0; i < from_buffers.size(); ++i) {
-    if (to_buffers[i].is_floating_point()) {
-      to_buffers[i].mul_(decay).add_(from_buffers[i], 1.0 - decay);
-    } else {
-      to_buffers[i].copy_(from_buffers[i]);
-    }
-  }
+  blend(*run.average, *run.model, std::min(run.config.training.ema_decay, (1.0 + n) / (10.0 + n)));
   ++run.ema_updates;
 }
 
