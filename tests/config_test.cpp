@@ -164,6 +164,9 @@ TEST(Config, UnknownKeysAndWrongTypesNameTheirPath) {
   c["training"] = {{"ema_decay", 1.0}};
   EXPECT_THAT(error_of(c), HasSubstr("training.ema_decay must be in [0, 1)"));
   c = minimal();
+  c["optimizer"] = {{"Adam", {{"lr", 1e-3}, {"covariance_lr_factor", 0.0}}}};
+  EXPECT_THAT(error_of(c), HasSubstr("optimizer.Adam.covariance_lr_factor must be > 0, got 0"));
+  c = minimal();
   c["optimiser"] = json::object();
   EXPECT_THAT(error_of(c), HasSubstr("unknown key config.optimiser"));
   c = minimal();

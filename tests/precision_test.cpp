@@ -134,7 +134,7 @@ TEST(GradScaler, SkipsOverflowedStepsHalvesTheScaleAndGrowsItAfterTheInterval) {
 TEST(GradScaler, StateTravelsInTheCheckpoint) {
   const config::Config config = tiny_config("fp32");
   nn::SegmentationModel model = train::build_model(config.model);
-  auto optimizer = train::build_optimizer(config.optimizer, model->parameters());
+  auto optimizer = train::build_optimizer(config.optimizer, *model);
   train::TrainingState state;
   state.data_rng = at::detail::getDefaultCPUGenerator().get_state();
   state.noise_rng = state.data_rng;

@@ -494,7 +494,7 @@ TEST(Trainer, ScheduleMeanOnlyEpochsAndBestCheckpointFollowTheLog) {
   EXPECT_EQ(marked, best) << "the log's last best row is checkpoint_best.pt's epoch";
   EXPECT_TRUE(log[1].best) << "the first epoch after the warm-up replaces the fallback";
   nn::SegmentationModel scratch = build_model(config.model);
-  auto optimizer = build_optimizer(config.optimizer, scratch->parameters());
+  auto optimizer = build_optimizer(config.optimizer, *scratch);
   const TrainingState state =
       load_checkpoint(options.job_dir / "checkpoint_best.pt", *scratch, *optimizer);
   EXPECT_EQ(state.epoch, static_cast<int64_t>(best) + 1);
@@ -515,6 +515,76 @@ TEST(Trainer, ScheduleMeanOnlyEpochsAndBestCheckpointFollowTheLog) {
       << "epoch 6 (GED " << more[5].val_ged << ") against epoch " << best + 1 << " (GED "
       << threshold << ", loss " << log[best].val_loss << ")";
   fs::remove_all(root);
+}
+
+// optimizer.<kind>.covariance_lr_factor: the head's covariance layers form a second parameter
+// group whose learning rate is the factor times every other parameter's, through the schedule
+// and across a checkpoint; factor 1 keeps one group.
+TEST(Trainer, CovarianceLayersStepAtTheirOwnLearningRate) {
+  config::Config config = tiny_config(
+      R"({"StochasticUNet": {"rank": 2, "filters": [4, 8], "convs_per_level": 1,
+                            "normalisation": "none"}})");
+  const auto built = [&] {
+    torch::manual_seed(3);
+    return build_model(config.model);
+  };
+  nn::SegmentationModel same = built();
+  nn::SegmentationModel scaled = built();
+  auto one_group = build_optimizer(config.optimizer, *same);
+  EXPECT_EQ(one_group->param_groups().size(), 1u);
+  config::OptimizerConfig factor = config.optimizer;
+  factor.covariance_lr_factor = 0.25;
+  auto two_groups = build_optimizer(factor, *scaled);
+  ASSERT_EQ(two_groups->param_groups().size(), 2u);
+  const auto covariance = scaled->head()->covariance_parameters();
+  const auto& group = two_groups->param_groups()[1].params();
+  ASSERT_EQ(group.size(), covariance.size());
+  for (size_t i = 0; i < group.size(); ++i) EXPECT_TRUE(group[i].is_same(covariance[i]));
+  EXPECT_EQ(two_groups->param_groups()[0].params().size() + group.size(),
+            scaled->parameters().size());
+
+  set_learning_rate(*one_group, 0.5 * 0.01, config.optimizer);  // after one milestone
+  set_learning_rate(*two_groups, 0.5 * 0.01, factor);
+  EXPECT_DOUBLE_EQ(two_groups->param_groups()[0].options().get_lr(), 0.005);
+  EXPECT_DOUBLE_EQ(two_groups->param_groups()[1].options().get_lr(), 0.00125);
+  // SGD's first step moves each weight by lr times its gradient: all ones here.
+  const auto step = [](nn::SegmentationModel& model, torch::optim::Optimizer& optimizer) {
+    std::map<std::string, at::Tensor> before;
+    for (const auto& item : model->named_parameters()) {
+      before[item.key()] = item.value().detach().clone();
+      item.value().mutable_grad() = at::ones_like(item.value());
+    }
+    optimizer.step();
+    std::map<std::string, at::Tensor> moved;
+    for (const auto& item : model->named_parameters()) {
+      moved[item.key()] = item.value().detach() - before[item.key()];
+    }
+    return moved;
+  };
+  const auto moved_same = step(same, *one_group);
+  const auto moved_scaled = step(scaled, *two_groups);
+  for (const auto& [name, delta] : moved_same) {
+    const bool in_covariance =
+        name.rfind("head.log_cov_diag_l.", 0) == 0 || name.rfind("head.cov_factor_l.", 0) == 0;
+    EXPECT_TRUE(moved_scaled.at(name).allclose(in_covariance ? 0.25 * delta : delta, 0, 1e-7))
+        << name;
+  }
+
+  // The two groups' state survives a checkpoint: the next step is the same from the file.
+  const fs::path dir = fs::temp_directory_path() / ("ssn_covlr_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  TrainingState state;
+  state.data_rng = state.noise_rng = state.torch_rng =
+      at::detail::createCPUGenerator(1).get_state();
+  save_checkpoint(dir / "c.pt", *scaled, *two_groups, state);
+  nn::SegmentationModel loaded = built();
+  auto loaded_optimizer = build_optimizer(factor, *loaded);
+  load_checkpoint(dir / "c.pt", *loaded, *loaded_optimizer);
+  set_learning_rate(*loaded_optimizer, 0.5 * 0.01, factor);
+  const auto again = step(scaled, *two_groups);
+  const auto from_file = step(loaded, *loaded_optimizer);
+  for (const auto& [name, delta] : again) EXPECT_TRUE(from_file.at(name).equal(delta)) << name;
+  fs::remove_all(dir);
 }
 
 // training.ema_decay: the run trains exactly as it would without the average (same losses, same
@@ -549,7 +619,7 @@ TEST(Trainer, AveragedWeightsLeaveTrainingAsItWasAndResumeExactly) {
   };
   const auto load = [&](const fs::path& path) {
     Loaded l{build_model(config.model), build_model(config.model), {}};
-    auto optimizer = build_optimizer(config.optimizer, l.weights->parameters());
+    auto optimizer = build_optimizer(config.optimizer, *l.weights);
     l.state = load_checkpoint(path, *l.weights, *optimizer, l.average.get());
     return l;
   };
@@ -560,7 +630,7 @@ TEST(Trainer, AveragedWeightsLeaveTrainingAsItWasAndResumeExactly) {
   };
   nn::SegmentationModel unaveraged = build_model(config.model);
   {
-    auto optimizer = build_optimizer(config.optimizer, unaveraged->parameters());
+    auto optimizer = build_optimizer(config.optimizer, *unaveraged);
     load_checkpoint(root / "plain" / "checkpoint_last.pt", *unaveraged, *optimizer);
   }
   Loaded last = load(options.job_dir / "checkpoint_last.pt");
@@ -610,7 +680,7 @@ TEST(Trainer, AveragedWeightsLeaveTrainingAsItWasAndResumeExactly) {
 
   // A checkpoint and a config that disagree about the average are refused, naming the file.
   const auto error_of = [&](const fs::path& path, nn::SegmentationModelImpl* average) {
-    auto optimizer = build_optimizer(config.optimizer, unaveraged->parameters());
+    auto optimizer = build_optimizer(config.optimizer, *unaveraged);
     try {
       load_checkpoint(path, *unaveraged, *optimizer, average);
     } catch (const c10::Error& error) {

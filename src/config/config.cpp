@@ -423,7 +423,11 @@ void parse_optimizer(const json& value, const std::string& origin, OptimizerConf
   o.read_number("weight_decay", c.weight_decay);
   if (c.kind != Optimizer::kAdam) o.read_number("momentum", c.momentum);
   if (c.kind == Optimizer::kRMSprop) o.read_number("alpha", c.alpha);
+  o.read_number("covariance_lr_factor", c.covariance_lr_factor);
   TORCH_CHECK(c.lr > 0, origin, ": optimizer.", name, ".lr must be > 0, got ", c.lr);
+  TORCH_CHECK(c.covariance_lr_factor > 0 && std::isfinite(c.covariance_lr_factor), origin,
+              ": optimizer.", name, ".covariance_lr_factor must be > 0, got ",
+              c.covariance_lr_factor);
 }
 
 void parse_scheduler(const json& value, const std::string& origin, SchedulerConfig& c) {

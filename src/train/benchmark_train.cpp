@@ -25,7 +25,7 @@ nlohmann::json benchmark_train(const config::Config& config, const std::string& 
   model->to(device);
   apply_precision(*model, config, device);
   model->train();
-  const auto optimizer = build_optimizer(config.optimizer, model->parameters());
+  const auto optimizer = build_optimizer(config.optimizer, *model);
   const loss::SegmentationLoss loss_fn = build_loss(config.loss);
   at::Generator generator = at::detail::createCPUGenerator(seed);
 

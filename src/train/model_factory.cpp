@@ -101,22 +101,49 @@ std::vector<double> init_mean_bias(nn::SegmentationModelImpl& model,
   return bias;
 }
 
-std::unique_ptr<torch::optim::Optimizer> build_optimizer(
-    const config::OptimizerConfig& c, const std::vector<torch::Tensor>& parameters) {
+namespace {
+
+// The config's optimiser over `groups` (every group with the config's options: a group without
+// options of its own takes the optimiser's defaults).
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(
+    const config::OptimizerConfig& c, const std::vector<std::vector<torch::Tensor>>& groups) {
+  std::vector<torch::optim::OptimizerParamGroup> param_groups;
+  for (const auto& group : groups) param_groups.emplace_back(group);
   switch (c.kind) {
     case config::Optimizer::kAdam:
       return std::make_unique<torch::optim::Adam>(
-          parameters, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
+          param_groups, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
     case config::Optimizer::kRMSprop:
-      return std::make_unique<torch::optim::RMSprop>(parameters, torch::optim::RMSpropOptions(c.lr)
-                                                                     .weight_decay(c.weight_decay)
-                                                                     .momentum(c.momentum)
-                                                                     .alpha(c.alpha));
+      return std::make_unique<torch::optim::RMSprop>(param_groups,
+                                                     torch::optim::RMSpropOptions(c.lr)
+                                                         .weight_decay(c.weight_decay)
+                                                         .momentum(c.momentum)
+                                                         .alpha(c.alpha));
     case config::Optimizer::kSGD:
       break;
   }
   return std::make_unique<torch::optim::SGD>(
-      parameters, torch::optim::SGDOptions(c.lr).weight_decay(c.weight_decay).momentum(c.momentum));
+      param_groups,
+      torch::optim::SGDOptions(c.lr).weight_decay(c.weight_decay).momentum(c.momentum));
+}
+
+}  // namespace
+
+std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::OptimizerConfig& c,
+                                                         nn::SegmentationModelImpl& model) {
+  nn::StochasticSegmentationHeadImpl* head = model.head();
+  if (c.covariance_lr_factor == 1.0 || head == nullptr) {
+    return make_optimizer(c, {model.parameters()});
+  }
+  const std::vector<torch::Tensor> covariance = head->covariance_parameters();
+  std::vector<torch::Tensor> rest;
+  for (const auto& parameter : model.parameters()) {
+    const bool in_covariance =
+        std::any_of(covariance.begin(), covariance.end(),
+                    [&](const torch::Tensor& p) { return p.is_same(parameter); });
+    if (!in_covariance) rest.push_back(parameter);
+  }
+  return make_optimizer(c, {rest, covariance});
 }
 
 double learning_rate(const config::OptimizerConfig& optimizer,
@@ -128,8 +155,12 @@ double learning_rate(const config::OptimizerConfig& optimizer,
   return lr;
 }
 
-void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr,
+                       const config::OptimizerConfig& config) {
+  auto& groups = optimizer.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    groups[g].options().set_lr(g == 1 ? lr * config.covariance_lr_factor : lr);
+  }
 }
 
 loss::SegmentationLoss build_loss(const config::LossConfig& config) {

@@ -88,9 +88,7 @@ ImportSummary import_pytorch_checkpoint(const fs::path& pytorch, const config::C
                 "kind or rank?)");
   }
   summary.tensors = used.size();
-  std::vector<torch::Tensor> parameters;
-  for (auto& p : model->parameters()) parameters.push_back(p);
-  const auto optimizer = build_optimizer(config.optimizer, parameters);
+  const auto optimizer = build_optimizer(config.optimizer, *model);
   TrainingState state;
   state.data_rng = at::detail::createCPUGenerator(seed).get_state();
   state.noise_rng = at::detail::createCPUGenerator(seed + 1).get_state();

@@ -44,7 +44,7 @@ struct Run {
         device(device_),
         model(std::move(model_)),
         data(std::move(data_)),
-        optimizer(build_optimizer(config_.optimizer, model->parameters())),
+        optimizer(build_optimizer(config_.optimizer, *model)),
         loss_fn(build_loss(config_.loss)),
         generator(at::detail::createCPUGenerator(options_.seed)),
         noise(noise_generator(device_, options_.seed + 1)),
@@ -170,7 +170,7 @@ EpochRecord run_epoch(Run& run, int64_t epoch) {
   const auto epoch_start = Clock::now();
   const config::Config& config = run.config;
   const double lr = learning_rate(config.optimizer, config.scheduler, epoch);
-  set_learning_rate(*run.optimizer, lr);
+  set_learning_rate(*run.optimizer, lr, config.optimizer);
   if (config.model.kind != nn::ModelKind::kDeterministic) {
     set_covariance_trainable(*run.model, epoch >= config.training.mean_only_epochs);
   }
@@ -222,9 +222,8 @@ EpochRecord run_epoch(Run& run, int64_t epoch) {
         run.communicator->all_reduce_sum(grads);
       }
       // An fp16 step whose scaled gradient overflowed is skipped and the scale halved (not a bad
-      // step: the loss was finite).
-      run.scaler.step(*run.optimizer);
-      update_average(run);
+      // step: the loss was finite); the average then skips it too.
+      if (run.scaler.step(*run.optimizer)) update_average(run);
       loss_sum += value;
       ++good;
     }

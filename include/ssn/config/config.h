@@ -215,6 +215,9 @@ struct OptimizerConfig {
   double weight_decay = 0.0;
   double momentum = 0.0;  ///< SGD, RMSprop
   double alpha = 0.99;    ///< RMSprop smoothing constant
+  /// The covariance layers' learning rate (log D's and P's 1x1 convolutions) as a multiple of
+  /// lr, in their own parameter group; 1: one group, as the paper.
+  double covariance_lr_factor = 1.0;
 };
 
 struct SchedulerConfig {

@@ -39,16 +39,20 @@ void apply_precision(nn::SegmentationModelImpl& model, const config::Config& con
 /// PHiSeg's initialisation (config key "init": "he_normal").
 void he_normal_init(torch::nn::Module& model);
 
-/// The optimiser of the config's optimizer section over `parameters`.
-std::unique_ptr<torch::optim::Optimizer> build_optimizer(
-    const config::OptimizerConfig& config, const std::vector<torch::Tensor>& parameters);
+/// The optimiser of the config's optimizer section over `model`'s parameters: one parameter
+/// group, or two where covariance_lr_factor is not 1 and the model has an SSN head (every other
+/// parameter, then the head's covariance layers).
+std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::OptimizerConfig& config,
+                                                         nn::SegmentationModelImpl& model);
 
 /// MultiStepLR: the initial rate times gamma for every milestone <= epoch (0-based).
 double learning_rate(const config::OptimizerConfig& optimizer,
                      const config::SchedulerConfig& scheduler, int64_t epoch);
 
-/// Sets the learning rate of every parameter group.
-void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
+/// Sets the learning rate of build_optimizer's groups: lr, and lr * covariance_lr_factor for the
+/// covariance layers' group where there is one.
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr,
+                       const config::OptimizerConfig& config);
 
 /// The loss of the config's loss section.
 loss::SegmentationLoss build_loss(const config::LossConfig& config);
