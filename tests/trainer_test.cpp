@@ -584,6 +584,15 @@ TEST(Trainer, CovarianceLayersStepAtTheirOwnLearningRate) {
   const auto again = step(scaled, *two_groups);
   const auto from_file = step(loaded, *loaded_optimizer);
   for (const auto& [name, delta] : again) EXPECT_TRUE(from_file.at(name).equal(delta)) << name;
+  // A checkpoint of two groups does not go into an optimiser of one.
+  auto one = build_optimizer(config.optimizer, *loaded);
+  try {
+    load_checkpoint(dir / "c.pt", *loaded, *one);
+    ADD_FAILURE() << "expected an error";
+  } catch (const c10::Error& error) {
+    EXPECT_THAT(error.what_without_backtrace(), ::testing::HasSubstr((dir / "c.pt").string()));
+    EXPECT_THAT(error.what_without_backtrace(), ::testing::HasSubstr("covariance_lr_factor"));
+  }
   fs::remove_all(dir);
 }
 

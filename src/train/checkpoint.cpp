@@ -138,7 +138,16 @@ TrainingState load_checkpoint(const fs::path& path, nn::SegmentationModelImpl& m
   naming_file(path, "read the training state of", [&] {
     torch::serialize::InputArchive optimizer_archive;
     archive.read("optimizer", optimizer_archive);
-    optimizer.load(optimizer_archive);
+    try {
+      optimizer.load(optimizer_archive);
+    } catch (const c10::Error& error) {
+      // LibTorch compares the parameter groups, which optimizer.<kind>.covariance_lr_factor
+      // decides (1: one group; otherwise two).
+      TORCH_CHECK(false, "its optimiser state does not fit this config's optimiser (",
+                  error.what_without_backtrace(),
+                  "): was it written with another optimizer.<kind>.covariance_lr_factor, 1 "
+                  "against another value?");
+    }
     torch::Tensor epoch, best_ged;
     archive.read("epoch", epoch);
     archive.read("best_ged", best_ged);
