@@ -542,6 +542,8 @@ TEST(Trainer, CovarianceLayersStepAtTheirOwnLearningRate) {
   for (size_t i = 0; i < group.size(); ++i) EXPECT_TRUE(group[i].is_same(covariance[i]));
   EXPECT_EQ(two_groups->param_groups()[0].params().size() + group.size(),
             scaled->parameters().size());
+  EXPECT_DOUBLE_EQ(two_groups->param_groups()[1].options().get_lr(), 0.25 * 0.01)
+      << "built at the config's rates, before any schedule (ssn benchmark train)";
 
   set_learning_rate(*one_group, 0.5 * 0.01, config.optimizer);  // after one milestone
   set_learning_rate(*two_groups, 0.5 * 0.01, factor);

@@ -143,7 +143,9 @@ std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Optimizer
                     [&](const torch::Tensor& p) { return p.is_same(parameter); });
     if (!in_covariance) rest.push_back(parameter);
   }
-  return make_optimizer(c, {rest, covariance});
+  auto optimizer = make_optimizer(c, {rest, covariance});
+  set_learning_rate(*optimizer, c.lr, c);  // the covariance group from the start
+  return optimizer;
 }
 
 double learning_rate(const config::OptimizerConfig& optimizer,

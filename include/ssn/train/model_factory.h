@@ -41,7 +41,7 @@ void he_normal_init(torch::nn::Module& model);
 
 /// The optimiser of the config's optimizer section over `model`'s parameters: one parameter
 /// group, or two where covariance_lr_factor is not 1 and the model has an SSN head (every other
-/// parameter, then the head's covariance layers).
+/// parameter, then the head's covariance layers, at lr and lr * covariance_lr_factor).
 std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::OptimizerConfig& config,
                                                          nn::SegmentationModelImpl& model);
 
