@@ -438,6 +438,43 @@ TEST(TrainLog, WritesTheBestColumnAndReadsLogsWrittenBeforeIt) {
   }
 }
 
+// The rates PyTorch 1.13's CosineAnnealingLR(T_max=5, eta_min=1e-5) gives an Adam of lr 1e-3
+// after 0..11 epochs of scheduler.step() (printed by /usr/bin/python3 with Debian's torch),
+// past T_max included: the closed form is a cosine of period 2 * T_max, as PyTorch's steps are.
+TEST(Schedule, CosineAnnealingFollowsPyTorch) {
+  config::OptimizerConfig optimizer;
+  optimizer.lr = 1e-3;
+  config::SchedulerConfig cosine;
+  cosine.kind = config::Scheduler::kCosineAnnealingLR;
+  cosine.t_max = 5;
+  cosine.eta_min = 1e-5;
+  const std::vector<double> pytorch = {0.001,
+                                       0.000905463412215599,
+                                       0.000657963412215599,
+                                       0.0003520365877844011,
+                                       0.00010453658778440106,
+                                       1e-05,
+                                       0.00010453658778440102,
+                                       0.0003520365877844012,
+                                       0.0006579634122155993,
+                                       0.0009054634122155996,
+                                       0.0010000000000000007,
+                                       0.0009054634122155999};
+  for (size_t epoch = 0; epoch < pytorch.size(); ++epoch) {
+    EXPECT_NEAR(learning_rate(optimizer, cosine, static_cast<int64_t>(epoch)), pytorch[epoch],
+                1e-15)
+        << "epoch " << epoch;
+  }
+  // The multi-step schedule is untouched by the cosine's fields.
+  config::SchedulerConfig steps;
+  steps.milestones = {2, 4};
+  steps.gamma = 0.5;
+  steps.t_max = 3;
+  EXPECT_DOUBLE_EQ(learning_rate(optimizer, steps, 1), 1e-3);
+  EXPECT_DOUBLE_EQ(learning_rate(optimizer, steps, 3), 5e-4);
+  EXPECT_DOUBLE_EQ(learning_rate(optimizer, steps, 4), 2.5e-4);
+}
+
 TEST(Trainer, ScheduleMeanOnlyEpochsAndBestCheckpointFollowTheLog) {
   if (!io::image_io_available()) GTEST_SKIP() << "built without ITK";
   const fs::path root = hand_made_folder();

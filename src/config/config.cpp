@@ -433,10 +433,21 @@ void parse_optimizer(const json& value, const std::string& origin, OptimizerConf
 void parse_scheduler(const json& value, const std::string& origin, SchedulerConfig& c) {
   if (value.empty()) return;
   Section scheduler(value, "scheduler", origin);
-  const auto [name, options] = scheduler.named({"MultiStepLR"});
+  const auto [name, options] = scheduler.named({"MultiStepLR", "CosineAnnealingLR"});
   Section o(options, "scheduler." + name, origin);
-  o.read<std::vector<int64_t>>("milestones", c.milestones);
-  o.read_number("gamma", c.gamma);
+  if (name == "MultiStepLR") {
+    c.kind = Scheduler::kMultiStepLR;
+    o.read<std::vector<int64_t>>("milestones", c.milestones);
+    o.read_number("gamma", c.gamma);
+    return;
+  }
+  c.kind = Scheduler::kCosineAnnealingLR;
+  TORCH_CHECK(options.contains("T_max"), origin,
+              ": scheduler.CosineAnnealingLR.T_max is required (the epochs of a half period)");
+  o.read_integer("T_max", c.t_max, 1);
+  o.read_number("eta_min", c.eta_min);
+  TORCH_CHECK(c.eta_min >= 0 && std::isfinite(c.eta_min), origin,
+              ": scheduler.CosineAnnealingLR.eta_min must be >= 0, got ", c.eta_min);
 }
 
 }  // namespace

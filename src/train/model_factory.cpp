@@ -150,6 +150,11 @@ std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Optimizer
 
 double learning_rate(const config::OptimizerConfig& optimizer,
                      const config::SchedulerConfig& scheduler, int64_t epoch) {
+  if (scheduler.kind == config::Scheduler::kCosineAnnealingLR) {
+    const double phase =
+        std::acos(-1.0) * static_cast<double>(epoch) / static_cast<double>(scheduler.t_max);
+    return scheduler.eta_min + (optimizer.lr - scheduler.eta_min) * (1.0 + std::cos(phase)) / 2.0;
+  }
   double lr = optimizer.lr;
   for (int64_t milestone : scheduler.milestones) {
     if (epoch >= milestone) lr *= scheduler.gamma;

@@ -220,9 +220,16 @@ struct OptimizerConfig {
   double covariance_lr_factor = 1.0;
 };
 
+enum class Scheduler { kMultiStepLR, kCosineAnnealingLR };
+
 struct SchedulerConfig {
-  std::vector<int64_t> milestones;  ///< MultiStepLR: epochs at which lr *= gamma
+  Scheduler kind = Scheduler::kMultiStepLR;  ///< no scheduler section: MultiStepLR, no milestones
+  std::vector<int64_t> milestones;           ///< MultiStepLR: epochs at which lr *= gamma
   double gamma = 0.1;
+  /// CosineAnnealingLR (PyTorch's closed form, stepped once per epoch): after e epochs the rate
+  /// is eta_min + (lr - eta_min) * (1 + cos(pi * e / T_max)) / 2, a cosine of period 2 * T_max.
+  int64_t t_max = 0;
+  double eta_min = 0.0;
 };
 
 struct Config {

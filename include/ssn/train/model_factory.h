@@ -45,7 +45,8 @@ void he_normal_init(torch::nn::Module& model);
 std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::OptimizerConfig& config,
                                                          nn::SegmentationModelImpl& model);
 
-/// MultiStepLR: the initial rate times gamma for every milestone <= epoch (0-based).
+/// The rate of epoch `epoch` (0-based). MultiStepLR: the initial rate times gamma for every
+/// milestone <= epoch; CosineAnnealingLR: PyTorch's closed form (SchedulerConfig::t_max).
 double learning_rate(const config::OptimizerConfig& optimizer,
                      const config::SchedulerConfig& scheduler, int64_t epoch);
 
