@@ -43,6 +43,8 @@ TEST(Config, ShippedSmallConfigsParseAndDifferOnlyInTheModelKind) {
   const Config cpu = load_config(std::string(SSN_SOURCE_DIR) + "/configs/lidc_cpu_lowrank.json");
   EXPECT_TRUE(cpu.test.mirror);
   EXPECT_EQ(cpu.data.train_targets, "all_annotators");
+  EXPECT_EQ(cpu.scheduler.kind, Scheduler::kCosineAnnealingLR);  // measured: docs/results.md
+  EXPECT_EQ(cpu.scheduler.t_max, cpu.training.num_epochs);
   EXPECT_EQ(
       load_config(std::string(SSN_SOURCE_DIR) + "/configs/lidc_small_diagonal.json").model.kind,
       nn::ModelKind::kDiagonal);
